@@ -1,0 +1,17 @@
+/* json_util: small helpers over cJSON shared by templates, expressions and alerts. Pure. */
+#ifndef TB_JSON_UTIL_H
+#define TB_JSON_UTIL_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+/* Looks up a dotted field path ("a.b.c", len bytes; a leading "payload." is skipped)
+ * in 'root'. Returns NULL when any step is absent or not an object. */
+const cJSON *json_path_get(const cJSON *root, const char *path, size_t len);
+
+/* Formats a number the way templates and messages show it: integers without a
+ * fraction, others with up to 15 significant digits. Returns snprintf's result. */
+int json_format_number(double v, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,2 @@
+/* main: placeholder until the daemon lands (being written now). */
+int main(void) { return 0; }
