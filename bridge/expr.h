@@ -32,6 +32,10 @@ const char *expr_source(const struct expr *e);
 
 bool expr_eval(const struct expr *e, const cJSON *payload);
 
+/* The first field path referenced by the expression, in source order (as written,
+ * "payload." prefix included), or NULL when it references none. Owned by 'e'. */
+const char *expr_first_field(const struct expr *e);
+
 
 
 
