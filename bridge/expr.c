@@ -30,7 +30,7 @@ struct node {
     enum node_kind kind;
     enum cmp_op op;          /* N_CMP */
     struct node **kids;      /* N_OR / N_AND: n >= 2; N_NOT: 1; N_CMP: 2 */
-    size_t n;
+    size_t n, cap;
     double num;              /* N_NUM */
     bool b;                  /* N_BOOL */
     char *str;               /* N_STR: bytes (may hold NUL); N_FIELD: the dotted path */
@@ -250,13 +250,17 @@ static struct node *node_new(struct parser *p, enum node_kind kind, size_t pos)
 
 static bool node_add(struct parser *p, struct node *parent, struct node *kid, size_t pos)
 {
-    struct node **kids = realloc(parent->kids, (parent->n + 1) * sizeof(*kids));
-    if (!kids) {
-        fail_at(p, pos, "out of memory");
-        node_free(kid);
-        return false;
+    if (parent->n == parent->cap) {
+        size_t cap = parent->cap ? parent->cap * 2 : 2;
+        struct node **kids = realloc(parent->kids, cap * sizeof(*kids));
+        if (!kids) {
+            fail_at(p, pos, "out of memory");
+            node_free(kid);
+            return false;
+        }
+        parent->kids = kids;
+        parent->cap = cap;
     }
-    parent->kids = kids;
     parent->kids[parent->n++] = kid;
     return true;
 }
