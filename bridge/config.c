@@ -1,0 +1,872 @@
+/* config: loads the YAML configuration into an immutable, refcounted snapshot.
+ * Runs on whichever thread loads or reloads; the snapshot is then read-only and
+ * shared by all threads (config_ref / config_unref use atomics).
+ *
+ * How: libyaml's document API (yaml_parser_load) gives a node tree where every node
+ * has a start mark, so every error can say file:line:column. ${VAR} substitution runs
+ * over every scalar first (config_schema.c); then each section is a table of cfg_field
+ * rows applied by cfg_apply(). Patterns, templates and expressions are stored as nodes
+ * by the tables and compiled here, once their mapping is complete, because a template
+ * can only be checked against the captures of its own 'match' pattern.
+ *
+ * Nothing stops at the first error: every problem is collected, sorted by position and
+ * returned, and the half-built snapshot is freed. Relative static_dir and tls_* paths
+ * are resolved against the config file's directory at load time.
+ *
+ * YAML keys follow the struct fields, minus the unit suffix: a field "x_ms" is written
+ * "x: 500ms" (durations), e.g. mqtt.reconnect_min / reconnect_max, routes' history_ttl. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config_schema.h"
+#include "suggest.h"
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define DAY_MS 86400000LL
+
+/* ---- scalar setters with their own syntax ------------------------------------------ */
+
+static int set_listen(struct loader *l, const yaml_node_t *n, const char *s, void *base)
+{
+    struct cfg_server *srv = base;
+    const char *colon = strrchr(s, ':');
+    const char *host = s, *port = colon ? colon + 1 : s;
+    size_t hlen = colon ? (size_t)(colon - s) : 0;
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    long long p;
+    bool bad_host = colon && memchr(host, ':', hlen) && s[0] != '[';
+    if (cfg_parse_int(port, &p) || p < 1 || p > 65535 || bad_host) {
+        if (n)
+            cfg_error(l, n, 0, "listen: expected host:port (e.g. 0.0.0.0:8080, [::1]:8080, :8080)");
+        return -1;
+    }
+    free(srv->listen_host);
+    srv->listen_host = hlen ? strndup(host, hlen) : strdup("0.0.0.0");
+    srv->port = (int)p;
+    return srv->listen_host ? 0 : -1;
+}
+
+/* ---- mqtt, server, heartbeat: plain tables ----------------------------------------- */
+
+static const char *const protocols[] = { "5", "5.0", "311", "3.1.1", NULL };
+static const int protocol_values[] = { 5, 5, 311, 311 };
+
+#define M(f) offsetof(struct cfg_mqtt, f)
+static const struct cfg_field mqtt_fields[] = {
+    { .name = "host", .type = CT_STR, .off = M(host), .def = "127.0.0.1" },
+    { .name = "port", .type = CT_INT, .off = M(port), .min = 1, .max = 65535 },
+    { .name = "client_id", .type = CT_STR, .off = M(client_id) },
+    { .name = "username", .type = CT_OPTSTR, .off = M(username) },
+    { .name = "password", .type = CT_OPTSTR, .off = M(password) },
+    { .name = "keepalive", .type = CT_INT, .off = M(keepalive), .min = 5, .max = 65535, .def = "30" },
+    { .name = "protocol", .type = CT_ENUM, .off = M(protocol), .def = "5", .choices = protocols, .enum_values = protocol_values },
+    { .name = "qos", .type = CT_INT, .off = M(qos), .min = 0, .max = 1, .def = "1" },
+    { .name = "clean_session", .type = CT_BOOL, .off = M(clean_session), .def = "true" },
+    { .name = "tls_ca", .type = CT_PATH, .off = M(tls_ca) },
+    { .name = "tls_cert", .type = CT_PATH, .off = M(tls_cert) },
+    { .name = "tls_key", .type = CT_PATH, .off = M(tls_key) },
+    { .name = "tls_insecure", .type = CT_BOOL, .off = M(tls_insecure), .def = "false" },
+    { .name = "reconnect_min", .type = CT_DUR_INT, .off = M(reconnect_min_ms), .min = 1, .max = 3600000, .def = "500ms" },
+    { .name = "reconnect_max", .type = CT_DUR_INT, .off = M(reconnect_max_ms), .min = 1, .max = 3600000, .def = "10s" },
+};
+#undef M
+static const struct cfg_schema mqtt_schema = { "mqtt", mqtt_fields, COUNT(mqtt_fields) };
+
+#define S(f) offsetof(struct cfg_server, f)
+static const struct cfg_field server_fields[] = {
+    { .name = "listen", .type = CT_CUSTOM, .off = 0, .def = "0.0.0.0:8080", .scalar = set_listen },
+    { .name = "allowed_origins", .type = CT_STRLIST, .off = S(allowed_origins), .off_n = S(n_allowed_origins) },
+    { .name = "max_connections", .type = CT_INT, .off = S(max_connections), .min = 1, .max = 10000000, .def = "20000" },
+    { .name = "max_message_bytes", .type = CT_SIZE, .off = S(max_message_bytes), .min = 64, .max = 64LL << 20, .def = "65536" },
+    { .name = "static_dir", .type = CT_PATH, .off = S(static_dir) },
+    { .name = "send_queue_frames", .type = CT_COUNT, .off = S(send_queue_frames), .min = 1, .max = 1000000, .def = "256" },
+    { .name = "send_queue_bytes", .type = CT_SIZE, .off = S(send_queue_bytes), .min = 1024, .max = 1LL << 30, .def = "1MiB" },
+};
+#undef S
+static const struct cfg_schema server_schema = { "server", server_fields, COUNT(server_fields) };
+
+#define H(f) offsetof(struct cfg_heartbeat, f)
+static const struct cfg_field heartbeat_fields[] = {
+    { .name = "interval", .type = CT_DUR, .off = H(interval_ms), .min = 0, .max = DAY_MS, .def = "10s" },
+    { .name = "ws_ping", .type = CT_DUR, .off = H(ws_ping_ms), .min = 0, .max = DAY_MS, .def = "20s" },
+    { .name = "idle_timeout", .type = CT_DUR, .off = H(idle_timeout_ms), .min = 0, .max = DAY_MS, .def = "60s" },
+};
+#undef H
+static const struct cfg_schema heartbeat_schema = { "heartbeat", heartbeat_fields, COUNT(heartbeat_fields) };
+
+static int section_mqtt(struct loader *l, const yaml_node_t *n, void *base)
+{
+    struct cfg_mqtt *m = &((struct tb_config *)base)->mqtt;
+    int rc = cfg_apply(l, n, &mqtt_schema, m);
+    if (!m->port)
+        m->port = m->tls_ca ? 8883 : 1883;
+    if (!m->client_id) {
+        char host[64] = "localhost", id[128];
+        gethostname(host, sizeof(host) - 1);
+        snprintf(id, sizeof(id), "telebridge-%s-%ld", host, (long)getpid());
+        m->client_id = strdup(id);
+    }
+    if (!rc && m->reconnect_min_ms > m->reconnect_max_ms)
+        rc = cfg_error(l, n, 0, "mqtt: reconnect_min is larger than reconnect_max");
+    if ((m->tls_cert != NULL) != (m->tls_key != NULL) && n)
+        rc = cfg_error(l, n, 0, "mqtt: tls_cert and tls_key go together");
+    return rc;
+}
+
+static int section_server(struct loader *l, const yaml_node_t *n, void *base)
+{
+    return cfg_apply(l, n, &server_schema, &((struct tb_config *)base)->server);
+}
+
+static int section_heartbeat(struct loader *l, const yaml_node_t *n, void *base)
+{
+    return cfg_apply(l, n, &heartbeat_schema, &((struct tb_config *)base)->heartbeat);
+}
+
+/* ---- compiling patterns, templates, expressions ------------------------------------ */
+
+static const char *scalar_or_error(struct loader *l, const yaml_node_t *n, const char *what)
+{
+    if (n->type != YAML_SCALAR_NODE) {
+        cfg_error(l, n, 0, "%s: expected a string", what);
+        return NULL;
+    }
+    return cfg_text(l, n);
+}
+
+/* Column offset (from the node's mark) of the 1-based column 'col' within its text. */
+static int text_offset(const yaml_node_t *n, int col)
+{
+    return cfg_text_col(n) - (int)n->start_mark.column - 1 + (col > 0 ? col - 1 : 0);
+}
+
+static struct topic_pattern *compile_pattern(struct loader *l, const yaml_node_t *n, const char *what)
+{
+    const char *s = scalar_or_error(l, n, what);
+    if (!s)
+        return NULL;
+    char err[160];
+    int col = 1;
+    struct topic_pattern *p = topic_pattern_compile(s, err, sizeof(err), &col);
+    if (!p)
+        cfg_error(l, n, text_offset(n, col), "bad %s '%s': %s", what, s, err);
+    return p;
+}
+
+/* Compiles text 'src' found in node n (NULL src = n's own text). */
+static struct tmpl *compile_tmpl(struct loader *l, const yaml_node_t *n, const char *src,
+                                 const struct topic_pattern *pat, unsigned flags, const char *what)
+{
+    bool own_text = !src;
+    if (own_text && !(src = scalar_or_error(l, n, what)))
+        return NULL;
+    char err[200];
+    int col = 1;
+    struct tmpl *t = tmpl_compile(src, pat, flags, err, sizeof(err), &col);
+    if (!t)
+        cfg_error(l, n, own_text ? text_offset(n, col) : 0, "bad %s '%s': %s", what, src, err);
+    return t;
+}
+
+static struct expr *compile_expr(struct loader *l, const yaml_node_t *n, const char *what)
+{
+    const char *s = scalar_or_error(l, n, what);
+    if (!s)
+        return NULL;
+    char err[160];
+    int col = 1;
+    struct expr *e = expr_compile(s, err, sizeof(err), &col);
+    if (!e)
+        cfg_error(l, n, text_offset(n, col), "bad %s expression: %s", what, err);
+    return e;
+}
+
+/* Compiles a sequence of room templates (a single string is a one-room list). */
+static int compile_rooms(struct loader *l, const yaml_node_t *n, const struct topic_pattern *pat,
+                         struct tmpl ***out, size_t *nout)
+{
+    if (n->type == YAML_MAPPING_NODE)
+        return cfg_error(l, n, 0, "rooms: expected a sequence of strings");
+    bool seq = n->type == YAML_SEQUENCE_NODE;
+    size_t cnt = seq ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start) : 1;
+    if (!(*out = calloc(cnt + 1, sizeof(**out))))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        const yaml_node_t *item = seq ? yaml_document_get_node(&l->doc, n->data.sequence.items.start[i]) : n;
+        if (item->type != YAML_SCALAR_NODE) {
+            rc = cfg_error(l, item, 0, "rooms: expected a sequence of strings");
+            continue;
+        }
+        struct tmpl *t = compile_tmpl(l, item, NULL, pat, 0, "room");
+        if (!t)
+            rc = -1;
+        else
+            (*out)[(*nout)++] = t;
+    }
+    return rc;
+}
+
+static void free_rooms(struct tmpl **rooms, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        tmpl_free(rooms[i]);
+    free(rooms);
+}
+
+static size_t seq_len(const yaml_node_t *n)
+{
+    return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+static const yaml_node_t *seq_item(struct loader *l, const yaml_node_t *n, size_t i)
+{
+    return yaml_document_get_node(&l->doc, n->data.sequence.items.start[i]);
+}
+
+/* ---- endpoints ---------------------------------------------------------------------- */
+
+struct endpoint_in {
+    struct cfg_endpoint e;
+    const yaml_node_t *rooms, *same_as;
+};
+
+#define E(f) offsetof(struct endpoint_in, f)
+static const struct cfg_field endpoint_fields[] = {
+    { .name = "rooms", .type = CT_NODE, .off = E(rooms) },
+    { .name = "same_as", .type = CT_NODE, .off = E(same_as) },
+    { .name = "client_subscriptions", .type = CT_BOOL, .off = E(e.client_subscriptions), .def = "false" },
+    { .name = "max_connections", .type = CT_INT, .off = E(e.max_connections), .min = 0, .max = 10000000, .def = "0" },
+};
+#undef E
+static const struct cfg_schema endpoint_schema = { "endpoint", endpoint_fields, COUNT(endpoint_fields) };
+
+static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_t *v,
+                        struct endpoint_in *in)
+{
+    struct cfg_endpoint *e = &in->e;
+    const char *path = scalar_or_error(l, k, "endpoint path");
+    e->line = cfg_line(k);
+    e->col = (int)k->start_mark.column + 1;
+    if (!path || !(e->path = strdup(path)))
+        return -1;
+    if (path[0] != '/')
+        return cfg_error(l, k, 0, "endpoint path '%s' must start with '/'", path);
+    int rc = cfg_apply(l, v, &endpoint_schema, in);
+    if (!(e->pattern = compile_pattern(l, k, "endpoint path")))
+        return -1;
+    struct tb_config *c = l->cfg;
+    for (size_t i = 0; i < c->n_endpoints; i++) {
+        if (c->endpoints[i].pattern &&
+            !strcmp(topic_pattern_filter(c->endpoints[i].pattern), topic_pattern_filter(e->pattern)))
+            return cfg_error(l, k, 0, "duplicate endpoint '%s' (already defined at line %d)",
+                             path, c->endpoints[i].line);
+    }
+    if (in->rooms && in->same_as)
+        return cfg_error(l, in->rooms, 0, "an endpoint with same_as takes its rooms from the target; remove 'rooms'");
+    if (in->same_as) {
+        const char *t = scalar_or_error(l, in->same_as, "same_as");
+        return t && (e->same_as = strdup(t)) ? rc : -1;
+    }
+    if (!in->rooms)
+        return rc;
+    if (compile_rooms(l, in->rooms, e->pattern, &e->rooms, &e->n_rooms))
+        return -1;
+    for (size_t i = 0; i < e->n_rooms; i++) {
+        if (tmpl_uses_payload(e->rooms[i]))
+            rc = cfg_error(l, in->rooms, 0, "endpoint room '%s' cannot use payload fields",
+                           tmpl_source(e->rooms[i]));
+    }
+    return rc;
+}
+
+static const struct cfg_endpoint *endpoint_by_path(const struct tb_config *c, const char *path)
+{
+    for (size_t i = 0; i < c->n_endpoints; i++) {
+        if (c->endpoints[i].path && !strcmp(c->endpoints[i].path, path))
+            return &c->endpoints[i];
+    }
+    return NULL;
+}
+
+static int unknown_target(struct loader *l, const yaml_node_t *n, const char *target)
+{
+    const char *names[256];
+    size_t cnt = 0;
+    for (size_t i = 0; i < l->cfg->n_endpoints && cnt < COUNT(names); i++) {
+        if (l->cfg->endpoints[i].path)
+            names[cnt++] = l->cfg->endpoints[i].path;
+    }
+    const char *hint = suggest_closest(target, names, cnt);
+    return cfg_error(l, n, 0, "same_as names unknown endpoint '%s'%s%s%s", target,
+                     hint ? "; did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
+}
+
+/* An alias gets its own copy of the target's rooms, compiled against its own path. */
+static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_node_t *n)
+{
+    const struct cfg_endpoint *t = endpoint_by_path(l->cfg, e->same_as);
+    if (!t)
+        return unknown_target(l, n, e->same_as);
+    if (t->same_as)
+        return cfg_error(l, n, 0, "same_as target '%s' is itself an alias (of '%s')", t->path, t->same_as);
+    if (!(e->rooms = calloc(t->n_rooms + 1, sizeof(*e->rooms))))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < t->n_rooms; i++) {
+        char err[200];
+        int col;
+        struct tmpl *r = tmpl_compile(tmpl_source(t->rooms[i]), e->pattern, 0, err, sizeof(err), &col);
+        if (!r)
+            rc = cfg_error(l, n, 0, "'%s' cannot alias '%s': its room '%s' needs captures that '%s' lacks (%s)",
+                           e->path, t->path, tmpl_source(t->rooms[i]), e->path, err);
+        else
+            e->rooms[e->n_rooms++] = r;
+    }
+    e->client_subscriptions |= t->client_subscriptions;
+    return rc;
+}
+
+static int section_endpoints(struct loader *l, const yaml_node_t *n, void *base)
+{
+    struct tb_config *c = base;
+    if (!n)
+        return 0;
+    if (n->type != YAML_MAPPING_NODE)
+        return cfg_error(l, n, 0, "endpoints: expected a mapping of path to endpoint");
+    size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    const yaml_node_t **alias_nodes = calloc(cnt + 1, sizeof(*alias_nodes));
+    if (!alias_nodes || !(c->endpoints = calloc(cnt + 1, sizeof(*c->endpoints)))) {
+        free(alias_nodes);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
+        struct endpoint_in in = { 0 };
+        if (endpoint_one(l, yaml_document_get_node(&l->doc, p->key),
+                         yaml_document_get_node(&l->doc, p->value), &in))
+            rc = -1;
+        alias_nodes[i] = in.same_as;
+        c->endpoints[c->n_endpoints++] = in.e;
+    }
+    for (size_t i = 0; i < c->n_endpoints; i++) {
+        if (c->endpoints[i].same_as && resolve_alias(l, &c->endpoints[i], alias_nodes[i]))
+            rc = -1;
+    }
+    free(alias_nodes);
+    return rc;
+}
+
+/* ---- routes ------------------------------------------------------------------------- */
+
+static const char *const slow_policies[] = { "conflate", "disconnect", NULL };
+static const char *const nonjson_policies[] = { "string", "drop", NULL };
+
+struct route_in {
+    struct cfg_route r;
+    const yaml_node_t *match, *rooms, *when;
+};
+
+#define R(f) offsetof(struct route_in, f)
+static const struct cfg_field route_fields[] = {
+    { .name = "match", .type = CT_NODE, .off = R(match), .required = true },
+    { .name = "rooms", .type = CT_NODE, .off = R(rooms), .required = true },
+    { .name = "when", .type = CT_NODE, .off = R(when) },
+    { .name = "type", .type = CT_STR, .off = R(r.type), .def = "message" },
+    { .name = "keep_last", .type = CT_BOOL, .off = R(r.keep_last), .def = "false" },
+    { .name = "history", .type = CT_COUNT, .off = R(r.history), .min = 0, .max = 1000000, .def = "0" },
+    { .name = "history_ttl", .type = CT_DUR, .off = R(r.history_ttl_ms), .min = 0, .max = 365 * DAY_MS, .def = "0" },
+    { .name = "slow_client", .type = CT_ENUM, .off = R(r.slow_client), .def = "conflate", .choices = slow_policies },
+    { .name = "non_json", .type = CT_ENUM, .off = R(r.non_json), .def = "string", .choices = nonjson_policies },
+};
+#undef R
+static const struct cfg_schema route_schema = { "route", route_fields, COUNT(route_fields) };
+
+static int route_one(struct loader *l, const yaml_node_t *n, struct route_in *in)
+{
+    struct cfg_route *r = &in->r;
+    r->line = cfg_line(n);
+    r->col = (int)n->start_mark.column + 1;
+    int rc = cfg_apply(l, n, &route_schema, in);
+    if (in->match) {
+        const char *src = cfg_text(l, in->match);
+        if (src && !(r->match_src = strdup(src)))
+            return -1;
+        r->match = compile_pattern(l, in->match, "topic pattern");
+    }
+    if (!r->match)
+        return -1;
+    if (in->rooms && compile_rooms(l, in->rooms, r->match, &r->rooms, &r->n_rooms))
+        rc = -1;
+    if (in->when && !(r->when = compile_expr(l, in->when, "when")))
+        rc = -1;
+    return rc;
+}
+
+static int section_routes(struct loader *l, const yaml_node_t *n, void *base)
+{
+    struct tb_config *c = base;
+    if (!n)
+        return 0;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return cfg_error(l, n, 0, "routes: expected a sequence of routes");
+    if (!(c->routes = calloc(seq_len(n) + 1, sizeof(*c->routes))))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < seq_len(n); i++) {
+        struct route_in in = { 0 };
+        const yaml_node_t *item = seq_item(l, n, i);
+        if (item->type != YAML_MAPPING_NODE) {
+            rc = cfg_error(l, item, 0, "route: expected a mapping");
+            continue;
+        }
+        if (route_one(l, item, &in))
+            rc = -1;
+        c->routes[c->n_routes++] = in.r;
+    }
+    return rc;
+}
+
+/* ---- alerts ------------------------------------------------------------------------- */
+
+static const char *const severities[] = { "info", "warning", "critical", NULL };
+
+struct alert_in {
+    struct cfg_alert a;
+    const yaml_node_t *match, *when, *clear_when, *message, *key, *rooms, *publish_topic;
+    const yaml_node_t *node;
+};
+
+#define A(f) offsetof(struct alert_in, f)
+static const struct cfg_field alert_fields[] = {
+    { .name = "name", .type = CT_STR, .off = A(a.name), .required = true },
+    { .name = "match", .type = CT_NODE, .off = A(match), .required = true },
+    { .name = "when", .type = CT_NODE, .off = A(when) },
+    { .name = "for", .type = CT_DUR, .off = A(a.for_ms), .min = 0, .max = 365 * DAY_MS, .def = "0" },
+    { .name = "clear_when", .type = CT_NODE, .off = A(clear_when) },
+    { .name = "inactive_for", .type = CT_DUR, .off = A(a.inactive_for_ms), .min = 0, .max = 365 * DAY_MS, .def = "0" },
+    { .name = "severity", .type = CT_ENUM, .off = A(a.severity), .def = "warning", .choices = severities },
+    { .name = "message", .type = CT_NODE, .off = A(message) },
+    { .name = "key", .type = CT_NODE, .off = A(key) },
+    { .name = "value_field", .type = CT_OPTSTR, .off = A(a.value_field) },
+    { .name = "rooms", .type = CT_NODE, .off = A(rooms) },
+    { .name = "publish_topic", .type = CT_NODE, .off = A(publish_topic) },
+};
+#undef A
+static const struct cfg_schema alert_schema = { "alert", alert_fields, COUNT(alert_fields) };
+
+/* The first payload field an expression reads, skipping strings, numbers and keywords:
+ * what the alert reports as its 'value' when value_field is not given. */
+static char *first_field(const char *s)
+{
+    static const char *const words[] = { "and", "or", "not", "true", "false", "null" };
+    for (size_t i = 0; s[i];) {
+        if (s[i] == '\'' || s[i] == '"') {
+            const char *end = strchr(s + i + 1, s[i]);
+            i = end ? (size_t)(end - s) + 1 : strlen(s);
+            continue;
+        }
+        size_t j = i;
+        while (s[j] && (isalnum((unsigned char)s[j]) || s[j] == '_' || s[j] == '.'))
+            j++;
+        if (j == i) {
+            i++;
+            continue;
+        }
+        bool word = isalpha((unsigned char)s[i]) || s[i] == '_';
+        for (size_t w = 0; word && w < COUNT(words); w++)
+            word = !(strlen(words[w]) == j - i && !strncmp(words[w], s + i, j - i));
+        if (word)
+            return strndup(s + i, j - i);
+        i = j;
+    }
+    return NULL;
+}
+
+static int alert_name_ok(struct loader *l, const yaml_node_t *n, const struct alert_in *in)
+{
+    const char *name = in->a.name;
+    if (!name)
+        return -1;
+    if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != strlen(name))
+        return cfg_error(l, n, 0, "alert name '%s' may use only letters, digits, '_' and '-'", name);
+    for (size_t i = 0; i < l->cfg->n_alerts; i++) {
+        if (l->cfg->alerts[i].name && !strcmp(l->cfg->alerts[i].name, name))
+            return cfg_error(l, n, 0, "duplicate alert name '%s' (already defined at line %d)",
+                             name, l->cfg->alerts[i].line);
+    }
+    return 0;
+}
+
+/* Templates with defaults that depend on the name and the match pattern. */
+static int alert_templates(struct loader *l, struct alert_in *in)
+{
+    struct cfg_alert *a = &in->a;
+    const yaml_node_t *n = in->node;
+    char key_def[80] = "{topic}";
+    if (topic_pattern_ncaptures(a->match))
+        snprintf(key_def, sizeof(key_def), "{%s}", topic_pattern_capture_name(a->match, 0));
+    int rc = 0;
+    a->message = in->message ? compile_tmpl(l, in->message, NULL, a->match, TMPL_BARE_FIELDS, "message")
+                             : compile_tmpl(l, n, a->name, a->match, TMPL_BARE_FIELDS, "message");
+    a->key = in->key ? compile_tmpl(l, in->key, NULL, a->match, 0, "key")
+                     : compile_tmpl(l, n, key_def, a->match, 0, "key");
+    a->publish_topic = in->publish_topic
+        ? compile_tmpl(l, in->publish_topic, NULL, l->pub_pattern, 0, "publish_topic")
+        : compile_tmpl(l, n, "alerts/{key}/{name}", l->pub_pattern, 0, "publish_topic");
+    if (!a->message || !a->key || !a->publish_topic)
+        rc = -1;
+    if (in->rooms) {
+        if (compile_rooms(l, in->rooms, a->match, &a->rooms, &a->n_rooms))
+            rc = -1;
+    } else if (!(a->rooms = calloc(2, sizeof(*a->rooms))) ||
+               !(a->rooms[a->n_rooms++] = compile_tmpl(l, n, "alerts", NULL, 0, "room"))) {
+        rc = -1;
+    }
+    return rc;
+}
+
+static int alert_one(struct loader *l, const yaml_node_t *n, struct alert_in *in)
+{
+    struct cfg_alert *a = &in->a;
+    a->line = cfg_line(n);
+    a->col = (int)n->start_mark.column + 1;
+    in->node = n;
+    int rc = cfg_apply(l, n, &alert_schema, in);
+    if (alert_name_ok(l, n, in))
+        rc = -1;
+    if (in->match) {
+        const char *src = cfg_text(l, in->match);
+        if (src && !(a->match_src = strdup(src)))
+            return -1;
+        a->match = compile_pattern(l, in->match, "topic pattern");
+    }
+    if (in->when && !(a->when = compile_expr(l, in->when, "when")))
+        rc = -1;
+    if (in->clear_when && !(a->clear_when = compile_expr(l, in->clear_when, "clear_when")))
+        rc = -1;
+    if (!in->when && !a->inactive_for_ms && a->name)
+        rc = cfg_error(l, n, 0, "alert '%s' needs 'when' or 'inactive_for'", a->name);
+    if (in->clear_when && !in->when)
+        rc = cfg_error(l, in->clear_when, 0, "clear_when needs a 'when' condition");
+    if (!a->value_field && a->when)
+        a->value_field = first_field(expr_source(a->when));
+    if (!a->match || !a->name)
+        return -1;
+    return alert_templates(l, in) || rc ? -1 : 0;
+}
+
+static int section_alerts(struct loader *l, const yaml_node_t *n, void *base)
+{
+    struct tb_config *c = base;
+    if (!n)
+        return 0;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return cfg_error(l, n, 0, "alerts: expected a sequence of alerts");
+    if (!(c->alerts = calloc(seq_len(n) + 1, sizeof(*c->alerts))))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < seq_len(n); i++) {
+        struct alert_in in = { 0 };
+        const yaml_node_t *item = seq_item(l, n, i);
+        if (item->type != YAML_MAPPING_NODE) {
+            rc = cfg_error(l, item, 0, "alert: expected a mapping");
+            continue;
+        }
+        if (alert_one(l, item, &in))
+            rc = -1;
+        c->alerts[c->n_alerts++] = in.a;
+    }
+    return rc;
+}
+
+/* ---- top level ---------------------------------------------------------------------- */
+
+static const struct cfg_field top_fields[] = {
+    { .name = "mqtt", .type = CT_SECTION, .section = section_mqtt },
+    { .name = "server", .type = CT_SECTION, .section = section_server },
+    { .name = "endpoints", .type = CT_SECTION, .section = section_endpoints },
+    { .name = "routes", .type = CT_SECTION, .section = section_routes },
+    { .name = "alerts", .type = CT_SECTION, .section = section_alerts },
+    { .name = "heartbeat", .type = CT_SECTION, .section = section_heartbeat },
+};
+static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };
+
+static int add_filter(struct tb_config *c, const struct topic_pattern *p)
+{
+    const char *f = topic_pattern_filter(p);
+    for (size_t i = 0; i < c->n_filters; i++) {
+        if (!strcmp(c->filters[i], f))
+            return 0;
+    }
+    char **grown = realloc(c->filters, (c->n_filters + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    c->filters = grown;
+    return (c->filters[c->n_filters] = strdup(f)) ? (int)(++c->n_filters, 0) : -1;
+}
+
+static int collect_filters(struct tb_config *c)
+{
+    for (size_t i = 0; i < c->n_routes; i++) {
+        if (c->routes[i].match && add_filter(c, c->routes[i].match))
+            return -1;
+    }
+    for (size_t i = 0; i < c->n_alerts; i++) {
+        if (c->alerts[i].match && add_filter(c, c->alerts[i].match))
+            return -1;
+    }
+    return 0;
+}
+
+static uint64_t fnv1a64(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* The directory of 'name', absolute; the working directory when it has none. */
+static char *config_dir(const char *name)
+{
+    char *copy = strdup(name);
+    char *dir = copy ? realpath(dirname(copy), NULL) : NULL;
+    free(copy);
+    return dir ? dir : getcwd(NULL, 0);
+}
+
+static void free_endpoint(struct cfg_endpoint *e)
+{
+    free(e->path);
+    topic_pattern_free(e->pattern);
+    free_rooms(e->rooms, e->n_rooms);
+    free(e->same_as);
+}
+
+static void free_route(struct cfg_route *r)
+{
+    free(r->match_src);
+    topic_pattern_free(r->match);
+    free_rooms(r->rooms, r->n_rooms);
+    expr_free(r->when);
+    free(r->type);
+}
+
+static void free_alert(struct cfg_alert *a)
+{
+    free(a->name);
+    free(a->match_src);
+    topic_pattern_free(a->match);
+    expr_free(a->when);
+    expr_free(a->clear_when);
+    tmpl_free(a->message);
+    tmpl_free(a->key);
+    free(a->value_field);
+    free_rooms(a->rooms, a->n_rooms);
+    tmpl_free(a->publish_topic);
+}
+
+static void free_config(struct tb_config *c)
+{
+    struct cfg_mqtt *m = &c->mqtt;
+    free(m->host), free(m->client_id), free(m->username), free(m->password);
+    free(m->tls_ca), free(m->tls_cert), free(m->tls_key);
+    for (size_t i = 0; i < c->server.n_allowed_origins; i++)
+        free(c->server.allowed_origins[i]);
+    free(c->server.allowed_origins);
+    free(c->server.listen_host);
+    free(c->server.static_dir);
+    for (size_t i = 0; i < c->n_endpoints; i++)
+        free_endpoint(&c->endpoints[i]);
+    for (size_t i = 0; i < c->n_routes; i++)
+        free_route(&c->routes[i]);
+    for (size_t i = 0; i < c->n_alerts; i++)
+        free_alert(&c->alerts[i]);
+    for (size_t i = 0; i < c->n_filters; i++)
+        free(c->filters[i]);
+    free(c->endpoints), free(c->routes), free(c->alerts), free(c->filters);
+    free(c->path), free(c->dir);
+    free(c);
+}
+
+static int diag_push(struct config_diag *d, const char *msg)
+{
+    char **grown = realloc(d->msgs, (d->n + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    d->msgs = grown;
+    return (d->msgs[d->n] = strdup(msg)) ? (int)(++d->n, 0) : -1;
+}
+
+static int by_position(const void *a, const void *b)
+{
+    const struct cfg_msg *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* Moves the collected messages, in file order, into diag; frees the loader. */
+static void loader_finish(struct loader *l, struct config_diag *diag)
+{
+    if (l->nmsgs)
+        qsort(l->msgs, l->nmsgs, sizeof(*l->msgs), by_position);
+    for (size_t i = 0; i < l->nmsgs; i++) {
+        if (diag)
+            diag_push(diag, l->msgs[i].text);
+        free(l->msgs[i].text);
+    }
+    free(l->msgs);
+    if (l->val) {
+        for (size_t i = 0; i < (size_t)(l->doc.nodes.top - l->doc.nodes.start); i++)
+            free(l->val[i]);
+    }
+    free(l->val);
+    free(l->bad);
+    if (l->have_doc)
+        yaml_document_delete(&l->doc);
+    topic_pattern_free(l->pub_pattern);
+}
+
+static int parse_yaml(struct loader *l, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return cfg_error_at(l, 1, 1, "out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int rc = 0;
+    if (!yaml_parser_load(&parser, &l->doc)) {
+        rc = cfg_error_at(l, (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1,
+                          "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "unknown",
+                          parser.context ? " " : "", parser.context ? parser.context : "");
+    } else {
+        l->have_doc = true;
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+struct tb_config *config_load_string(const char *name, const char *text, size_t len,
+                                     struct config_diag *diag)
+{
+    struct loader l = { .name = name };
+    struct tb_config *c = l.cfg = calloc(1, sizeof(*c));
+    if (!c || !(c->path = strdup(name)) || !(c->dir = config_dir(name)))
+        goto fail;
+    l.dir = c->dir;
+    c->refcount = 1;
+    c->version = fnv1a64(text, len);
+    if (parse_yaml(&l, text, len))
+        goto fail;
+    const yaml_node_t *root = yaml_document_get_root_node(&l.doc);
+    if (!root || (root->type == YAML_SCALAR_NODE && cfg_is_null(&l, root))) {
+        cfg_error_at(&l, 1, 1, "empty configuration");
+        goto fail;
+    }
+    if (root->type != YAML_MAPPING_NODE) {
+        cfg_error(&l, root, 0, "expected a mapping of sections (mqtt, server, endpoints, ...)");
+        goto fail;
+    }
+    if (!(l.pub_pattern = topic_pattern_compile("{key}/{name}", NULL, 0, NULL)) ||
+        cfg_substitute_all(&l) || cfg_apply(&l, root, &top_schema, c) || collect_filters(c) ||
+        l.nmsgs)
+        goto fail;
+    loader_finish(&l, diag);
+    return c;
+fail:
+    if (!l.nmsgs)
+        cfg_error_at(&l, 1, 1, "out of memory or invalid configuration");
+    loader_finish(&l, diag);
+    if (c)
+        free_config(c);
+    return NULL;
+}
+
+struct tb_config *config_load(const char *path, struct config_diag *diag)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0;
+    if (f) {
+        FILE *out = open_memstream(&buf, &len);
+        char chunk[8192];
+        size_t n;
+        while (out && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            fwrite(chunk, 1, n, out);
+        if (out)
+            fclose(out);
+        fclose(f);
+    }
+    if (!f || !buf) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s: cannot open: %s", path, strerror(f ? ENOMEM : errno));
+        if (diag)
+            diag_push(diag, msg);
+        free(buf);
+        return NULL;
+    }
+    struct tb_config *c = config_load_string(path, buf, len, diag);
+    free(buf);
+    return c;
+}
+
+struct tb_config *config_ref(struct tb_config *c)
+{
+    if (c)
+        __atomic_add_fetch(&c->refcount, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+void config_unref(struct tb_config *c)
+{
+    if (c && __atomic_sub_fetch(&c->refcount, 1, __ATOMIC_ACQ_REL) == 0)
+        free_config(c);
+}
+
+void config_diag_free(struct config_diag *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->msgs[i]);
+    free(d->msgs);
+    d->msgs = NULL;
+    d->n = 0;
+}
+
+const char *cfg_severity_name(enum cfg_severity s)
+{
+    static const char *const names[] = { "info", "warning", "critical" };
+    return (unsigned)s < COUNT(names) ? names[s] : "unknown";
+}
+
+const struct cfg_endpoint *config_find_endpoint(const struct tb_config *c, const char *path,
+                                                struct topic_match *m)
+{
+    /* Literal endpoints win, so "/ws/telemetry/all" can sit next to "/ws/telemetry/{id}". */
+    for (int literal = 1; literal >= 0; literal--) {
+        for (size_t i = 0; i < c->n_endpoints; i++) {
+            const struct cfg_endpoint *e = &c->endpoints[i];
+            if (topic_pattern_is_literal(e->pattern) == (bool)literal &&
+                topic_pattern_match(e->pattern, path, m))
+                return e;
+        }
+    }
+    return NULL;
+}

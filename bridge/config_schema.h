@@ -1,0 +1,108 @@
+/* config_schema: private to config*.c. The schema engine the loader is built on.
+ *
+ * A section of the YAML file is described by a table of cfg_field rows (name, type,
+ * offset into a C struct, range, default written as YAML text, choices). cfg_apply()
+ * walks one mapping against such a table: unknown keys get a "did you mean", each value
+ * is typed and range-checked, absent keys get their default (parsed by the same code, so
+ * a default can never disagree with what a user could write). Fields that need more
+ * than a scalar parse (patterns, templates, expressions) are stored as CT_NODE and
+ * compiled by config.c once their whole mapping is known.
+ *
+ * Every diagnostic goes through cfg_error() with a node's start mark, so messages
+ * carry file:line:column. Runs on whichever thread loads the config. */
+#ifndef TB_CONFIG_SCHEMA_H
+#define TB_CONFIG_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <yaml.h>
+
+#include "config.h"
+
+struct cfg_msg {
+    int line, col;
+    char *text;               /* "file:line:col: message" */
+};
+
+struct loader {
+    const char *name;         /* file name used in messages */
+    char *dir;                /* directory for relative paths (owned) */
+    yaml_document_t doc;
+    bool have_doc;
+    char **val;               /* per node index: substituted scalar text, NULL if not scalar */
+    bool *bad;                /* per node index: substitution failed, error already reported */
+    struct cfg_msg *msgs;     /* collected errors, sorted by position at the end */
+    size_t nmsgs;
+    struct tb_config *cfg;
+    struct topic_pattern *pub_pattern;   /* synthetic "{key}/{name}" for publish_topic */
+};
+
+enum cfg_type {
+    CT_STR,        /* char *, must not be empty */
+    CT_OPTSTR,     /* char *, empty = NULL */
+    CT_PATH,       /* char *, empty = NULL, relative to the config file's directory */
+    CT_BOOL,       /* bool */
+    CT_INT,        /* int */
+    CT_COUNT,      /* size_t, plain integer */
+    CT_SIZE,       /* size_t, bytes with optional k/KiB/m/MiB/g/GiB suffix */
+    CT_DUR,        /* uint64_t milliseconds: 500ms, 5s, 2m, 1h; bare number = seconds */
+    CT_DUR_INT,    /* int milliseconds, same syntax */
+    CT_STRLIST,    /* char ** at off, size_t count at off_n */
+    CT_ENUM,       /* int: enum_values[i] (or i) for choices[i] */
+    CT_NODE,       /* const yaml_node_t * stored for later compilation */
+    CT_CUSTOM,     /* scalar handed to 'scalar' (also for the default, node NULL) */
+    CT_SECTION,    /* node (NULL when absent) handed to 'section' */
+};
+
+struct cfg_field {
+    const char *name;
+    enum cfg_type type;
+    size_t off;
+    long long min, max;       /* CT_INT/COUNT/SIZE/DUR*: inclusive range; both 0 = unchecked */
+    const char *def;          /* default as YAML text; NULL = zero / NULL */
+    bool required;
+    const char *const *choices;     /* CT_ENUM, NULL-terminated */
+    const int *enum_values;         /* CT_ENUM, NULL = index */
+    size_t off_n;                   /* CT_STRLIST count */
+    int (*scalar)(struct loader *l, const yaml_node_t *n, const char *text, void *base);
+    int (*section)(struct loader *l, const yaml_node_t *n, void *base);
+};
+
+struct cfg_schema {
+    const char *what;         /* "mqtt", "route", ... for messages */
+    const struct cfg_field *fields;
+    size_t n;
+};
+
+/* Walks mapping 'map' (NULL or null scalar = empty) into 'base'. Returns 0 or -1. */
+int cfg_apply(struct loader *l, const yaml_node_t *map, const struct cfg_schema *s, void *base);
+
+/* Records "name:line:col: message" at n's start (+ extra columns); always returns -1. */
+int cfg_error(struct loader *l, const yaml_node_t *n, int extra_cols, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int cfg_error_at(struct loader *l, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Substitutes ${VAR} / ${VAR:-default} in every scalar of the document. */
+int cfg_substitute_all(struct loader *l);
+
+/* The substituted text of a scalar node, or NULL (not a scalar, or already reported). */
+const char *cfg_text(const struct loader *l, const yaml_node_t *n);
+/* True for an absent value: NULL, or a plain scalar "", "~", "null". */
+bool cfg_is_null(const struct loader *l, const yaml_node_t *n);
+/* 1-based column where a scalar's text starts (after an opening quote). */
+int cfg_text_col(const yaml_node_t *n);
+int cfg_line(const yaml_node_t *n);
+
+/* Scalar parsers shared with defaults and tests; return 0 or -1. */
+int cfg_parse_duration_ms(const char *s, uint64_t *out);
+int cfg_parse_size(const char *s, size_t *out);
+int cfg_parse_int(const char *s, long long *out);
+int cfg_parse_bool(const char *s, bool *out);
+
+/* Resolves a path against the loader's directory; returns a malloc'd string. */
+char *cfg_resolve_path(const struct loader *l, const char *p);
+
+#endif
