@@ -651,7 +651,9 @@ void alert_engine_on_message(struct alert_engine *e, const char *topic, const cJ
         struct topic_match m;
         if (!r->cfg->match || !topic_pattern_match(r->cfg->match, topic, &m))
             continue;
-        if (!is_inactivity(r) && !r->cfg->when)
+        /* A condition rule learns nothing from a message that is not JSON: it neither
+         * resets a 'for' timer nor clears an alert. It still counts as activity. */
+        if (!is_inactivity(r) && (!r->cfg->when || !payload))
             continue;
         struct tmpl_ctx ctx = {.topic = topic, .match = &m, .payload = payload};
         char key[KEY_MAX];

@@ -98,7 +98,11 @@ void alert_engine_set_wall_clock(struct alert_engine *e, uint64_t (*wall_ms)(voi
 int alert_engine_set_rules(struct alert_engine *e, const struct cfg_alert *rules, size_t n,
                            struct alert_events *out);
 
-/* A message on 'topic'; 'payload' is NULL when it was not JSON. */
+/* A message on 'topic'; 'payload' is NULL when it was not JSON. A rule with
+ * inactive_for is an inactivity rule: any matching message counts as activity and its
+ * 'when' is not evaluated. Condition rules ignore messages that are not JSON; in a JSON
+ * payload a missing field makes 'when' false (so it resets a pending 'for' and, without
+ * clear_when, clears the alert). */
 void alert_engine_on_message(struct alert_engine *e, const char *topic, const cJSON *payload,
                              uint64_t now_ms, struct alert_events *out);
 

@@ -326,6 +326,8 @@ static void test_default_clear_and_duplicates(void **state)
     assert_true(a->value->valuedouble == 111);
     assert_string_equal(f->ev.v[1].alert.id, "overheat_now:car2");
     alert_events_reset(&f->ev);
+    msg(f, "vehicle/car1/telemetry", NULL, 35);      /* not JSON: no information, no clear */
+    assert_int_equal(f->ev.n, 0);
     temp(f, "car1", 110, 40);     /* no clear_when: clears when 'when' stops holding */
     assert_int_equal(count_kind(f, ALERT_EV_CLEARED), 1);
     assert_string_equal(f->ev.v[0].alert.id, "overheat_now:car1");
@@ -646,6 +648,96 @@ static void test_events_reset_and_free(void **state)
     fx_free(f);
 }
 
+/* Memory stays bounded: a rule tracks at most ALERT_MAX_KEYS_PER_RULE keys. */
+static void test_key_cap(void **state)
+{
+    (void)state;
+    const struct rule_spec *specs[] = {&offline};
+    struct fx *f = fx_new(specs, 1);
+    char topic[64];
+    for (int i = 0; i < ALERT_MAX_KEYS_PER_RULE + 10; i++) {
+        snprintf(topic, sizeof(topic), "vehicle/v%d/telemetry", i);
+        msg(f, topic, NULL, 0);
+    }
+    alert_engine_tick(f->e, 30000, &f->ev);
+    assert_int_equal(alert_engine_count_active(f->e), ALERT_MAX_KEYS_PER_RULE);
+    assert_int_equal(alert_engine_force_inactive(f->e, "v-new", 30000, &f->ev), 0);
+    fx_free(f);
+}
+
+/* The rules as config.c builds them from YAML (defaults for key, rooms, publish_topic,
+ * message and value_field included) drive the engine the same way. */
+static void test_rules_from_config(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        "alerts:\n"
+        "  - name: engine_overheat\n"
+        "    match: vehicle/{id}/telemetry\n"
+        "    when: engine_metrics.temperature > 110\n"
+        "    for: 5s\n"
+        "    clear_when: engine_metrics.temperature < 100\n"
+        "    severity: critical\n"
+        "    message: \"Engine temperature {engine_metrics.temperature} C\"\n"
+        "    rooms: [alerts, \"vehicle:{id}\"]\n"
+        "  - name: vehicle_offline\n"
+        "    match: vehicle/{id}/telemetry\n"
+        "    inactive_for: 30s\n"
+        "  - name: speeding\n"
+        "    match: vehicle/{id}/telemetry\n"
+        "    when: speed > 130\n"
+        "    publish_topic: \"ops/{name}/{key}\"\n";
+    struct config_diag diag = {0};
+    struct tb_config *c = config_load_string("test.yaml", yaml, sizeof(yaml) - 1, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        print_error("%s\n", diag.msgs[i]);
+    config_diag_free(&diag);
+    assert_non_null(c);
+    assert_int_equal(c->n_alerts, 3);
+
+    struct alert_engine *e = alert_engine_new();
+    struct alert_events ev = {0};
+    fake_wall = 1;
+    alert_engine_set_wall_clock(e, wall_fn, NULL);
+    assert_int_equal(alert_engine_set_rules(e, c->alerts, c->n_alerts, &ev), 0);
+    const char *hot = "{\"engine_metrics\":{\"temperature\":112},\"speed\":150}";
+    cJSON *p = cJSON_Parse(hot);
+    alert_engine_on_message(e, "vehicle/car1/telemetry", p, 0, &ev);
+    alert_engine_on_message(e, "vehicle/car1/telemetry", p, 5000, &ev);
+    cJSON_Delete(p);
+    alert_engine_tick(e, 35000, &ev);
+    assert_int_equal(ev.n, 3);
+    const struct alert *a = &ev.v[0].alert;          /* speeding: at once, defaults */
+    assert_string_equal(a->id, "speeding:car1");
+    assert_string_equal(a->message, "speeding");
+    assert_int_equal(a->severity, CFG_SEV_WARNING);
+    assert_true(a->value->valuedouble == 150);
+    assert_string_equal(a->publish_topic, "ops/speeding/car1");
+    assert_string_equal(a->rooms[0], "alerts");
+    a = &ev.v[1].alert;                               /* overheat after 5 s */
+    assert_string_equal(a->id, "engine_overheat:car1");
+    assert_string_equal(a->message, "Engine temperature 112 C");
+    assert_true(a->value->valuedouble == 112);
+    assert_string_equal(a->publish_topic, "alerts/car1/engine_overheat");
+    assert_string_equal(a->rooms[1], "vehicle:car1");
+    a = &ev.v[2].alert;                               /* quiet for 30 s */
+    assert_string_equal(a->id, "vehicle_offline:car1");
+    assert_string_equal(a->message, "vehicle_offline");
+    assert_null(a->value);
+
+    /* a reload with the same file keeps everything */
+    struct tb_config *c2 = config_load_string("test.yaml", yaml, sizeof(yaml) - 1, &diag);
+    assert_non_null(c2);
+    alert_events_reset(&ev);
+    assert_int_equal(alert_engine_set_rules(e, c2->alerts, c2->n_alerts, &ev), 0);
+    config_unref(c);
+    assert_int_equal(ev.n, 0);
+    assert_int_equal(alert_engine_count_active(e), 3);
+    alert_engine_free(e);
+    alert_events_free(&ev);
+    config_unref(c2);
+}
+
 int main(void)
 {
     log_set_level(TB_LOG_WARN);
@@ -664,6 +756,8 @@ int main(void)
         cmocka_unit_test(test_foreach_active),
         cmocka_unit_test(test_templates_key_and_topic),
         cmocka_unit_test(test_events_reset_and_free),
+        cmocka_unit_test(test_key_cap),
+        cmocka_unit_test(test_rules_from_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
