@@ -22,6 +22,9 @@ void log_write(enum tb_log_level level, const char *module, const char *fmt, ...
 /* True when a message for 'key' may be logged now: at most once per interval_ms
  * per key (a small fixed table; the oldest keys are forgotten first). */
 bool log_ratelimit_allow(const char *key, uint64_t interval_ms);
+/* log_ratelimit_allow() for 'key', within an overall budget of 'burst' lines per 10 s for
+ * all keys of 'family' together, so thousands of distinct keys cannot flood the log. */
+bool log_ratelimit_allow_capped(const char *family, const char *key, uint64_t interval_ms, unsigned burst);
 
 #define LOG_DEBUG(mod, ...) do { if (log_get_level() <= TB_LOG_DEBUG) log_write(TB_LOG_DEBUG, mod, __VA_ARGS__); } while (0)
 #define LOG_INFO(mod, ...)  log_write(TB_LOG_INFO, mod, __VA_ARGS__)

@@ -1,2 +1,162 @@
-/* main: placeholder until the daemon lands (being written now). */
-int main(void) { return 0; }
+/* main: command line, start-up and shutdown of the telebridge daemon.
+ *
+ *   telebridge -c FILE [--log-level L]     run
+ *   telebridge --check -c FILE             validate a config, exit 0 / 1 with the errors
+ *   telebridge --help | --version
+ *
+ * Start-up order: config, rooms, WebSocket listener (fails fast if the port is taken),
+ * then the MQTT client, which connects in the background and retries with backoff.
+ * SIGTERM / SIGINT: close frames to every client, clean MQTT disconnect, exit 0. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "log.h"
+#include "mqtt_client.h"
+#include "ws_server.h"
+
+static struct bridge g_br;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        g_br.reload_requested = 1;
+    else
+        g_br.stop_requested = 1;
+    ws_server_wake(&g_br);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: telebridge -c FILE [--log-level debug|info|warn|error]\n"
+            "       telebridge --check -c FILE\n"
+            "       telebridge --help | --version\n"
+            "\n"
+            "MQTT-to-WebSocket bridge for vehicle telemetry.\n"
+            "  -c, --config FILE     YAML configuration (see README.md)\n"
+            "      --check           validate the configuration and exit (0 valid, 1 invalid)\n"
+            "  -l, --log-level L     debug, info (default), warn or error\n"
+            "  -h, --help            this text\n"
+            "  -V, --version         print the version\n");
+}
+
+static int check_config(const char *path)
+{
+    struct config_diag diag = {0};
+    struct tb_config *cfg = config_load(path, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        fprintf(stderr, "%s\n", diag.msgs[i]);
+    config_diag_free(&diag);
+    if (!cfg)
+        return 1;
+    printf("%s: OK (%zu endpoints, %zu routes, %zu alert rules, %zu MQTT filters)\n", path,
+           cfg->n_endpoints, cfg->n_routes, cfg->n_alerts, cfg->n_filters);
+    config_unref(cfg);
+    return 0;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static uint64_t make_epoch(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 40);
+}
+
+static int run(const char *path)
+{
+    struct config_diag diag = {0};
+    struct bridge *br = &g_br;
+    br->cfg = config_load(path, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        LOG_ERROR("config", "%s", diag.msgs[i]);
+    config_diag_free(&diag);
+    if (!br->cfg) {
+        LOG_ERROR("main", "refusing to start with an invalid configuration");
+        return 1;
+    }
+    int rc = 1;
+    br->started_ms = tb_now_ms();
+    br->started_wall_ms = tb_wall_ms();
+    br->epoch = make_epoch();
+    sbuf_init(&br->scratch);
+    br->rooms = room_registry_new();
+    if (!br->rooms)
+        goto out;
+    install_signals();
+    if (ws_server_start(br))
+        goto out;
+    br->mqtt = mqtt_client_new(br->cfg, ws_server_wake, br);
+    if (!br->mqtt)
+        goto out;
+    LOG_INFO("main", "telebridge %s running (%zu endpoints, %zu routes)", TB_VERSION,
+             br->cfg->n_endpoints, br->cfg->n_routes);
+    ws_server_run(br);
+    rc = 0;
+out:
+    ws_server_destroy(br);       /* closes remaining connections (frees their state) */
+    mqtt_client_free(br->mqtt);  /* clean DISCONNECT, joins the network thread */
+    room_registry_free(br->rooms);
+    sbuf_free(&br->scratch);
+    config_unref(br->cfg);
+    LOG_INFO("main", "stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
+        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool check = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:l:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'k': check = true; break;
+        case 'l': {
+            int lvl = log_level_parse(optarg);
+            if (lvl < 0) {
+                fprintf(stderr, "telebridge: unknown log level '%s'\n", optarg);
+                return 2;
+            }
+            log_set_level((enum tb_log_level)lvl);
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("telebridge %s\n", TB_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "telebridge: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!path) {
+        fprintf(stderr, "telebridge: no configuration given (-c FILE)\n");
+        usage(stderr);
+        return 2;
+    }
+    return check ? check_config(path) : run(path);
+}

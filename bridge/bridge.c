@@ -1,0 +1,299 @@
+/* bridge: delivery into rooms, connection life cycle, client frames and the MQTT
+ * drain. Service thread only (see bridge.h). */
+#include "bridge.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mqtt_client.h"
+#include "protocol.h"
+#include "router.h"
+
+void bridge_room_maybe_release(struct bridge *br, struct room *room)
+{
+    room_release_if_idle(br->rooms, room);
+}
+
+/* {"type":T,"room":R,"topic":P,"seq":N,"ts":MS,"data":D} */
+static struct tb_msg *build_envelope(struct bridge *br, const char *type, const char *room,
+                                     const char *topic, uint64_t seq, const char *data, size_t data_len)
+{
+    struct sbuf *b = &br->scratch;
+    sbuf_reset(b);
+    sbuf_puts(b, "{\"type\":");
+    sbuf_json_string(b, type, strlen(type));
+    sbuf_puts(b, ",\"room\":");
+    sbuf_json_string(b, room, strlen(room));
+    sbuf_puts(b, ",\"topic\":");
+    sbuf_json_string(b, topic, strlen(topic));
+    sbuf_puts(b, ",\"seq\":");
+    sbuf_u64(b, seq);
+    sbuf_puts(b, ",\"ts\":");
+    sbuf_u64(b, tb_wall_ms());
+    sbuf_puts(b, ",\"data\":");
+    sbuf_append(b, data, data_len);
+    sbuf_puts(b, "}");
+    if (sbuf_failed(b))
+        return NULL;
+    return msg_new(b->data, b->len);
+}
+
+void bridge_deliver(struct bridge *br, const char *room_name, const char *type, const char *topic,
+                    const char *data, size_t data_len, const struct cfg_route *route)
+{
+    bool keep = route->keep_last || route->history;
+    struct room *room = room_find(br->rooms, room_name);
+    if (!room) {
+        if (!keep)
+            return; /* nobody listens and nothing to remember: no work at all */
+        if (!(room = room_get(br->rooms, room_name)))
+            return;
+    } else if (!room->members && !keep) {
+        return;
+    }
+    uint64_t seq = ++room->seq;
+    struct tb_msg *m = build_envelope(br, type, room_name, topic, seq, data, data_len);
+    if (!m) {
+        LOG_ERROR("bridge", "out of memory building a message for room %s", room_name);
+        return;
+    }
+    uint64_t now = tb_now_ms();
+    if (route->keep_last)
+        room_set_last(room, m, now);
+    if (route->history) {
+        if (room->hist_cap < route->history)
+            room_set_history_cap(room, route->history);
+        room_history_push(room, m, seq, now);
+    }
+    br->st.routed++;
+    bool conflate = route->slow_client == CFG_SLOW_CONFLATE;
+    for (struct sub *s = room->members, *next; s; s = next) {
+        next = s->room_next; /* a disconnect policy may not unlink, but stay safe */
+        conn_enqueue(s->conn, m, s, conflate);
+    }
+    msg_unref(m);
+}
+
+/* {"type":T,"ts":MS[,<fields of top>][,"data":D]} */
+static struct tb_msg *build_control(struct bridge *br, const char *type, const cJSON *top,
+                                    const cJSON *data)
+{
+    struct sbuf *b = &br->scratch;
+    sbuf_reset(b);
+    sbuf_puts(b, "{\"type\":");
+    sbuf_json_string(b, type, strlen(type));
+    sbuf_puts(b, ",\"ts\":");
+    sbuf_u64(b, tb_wall_ms());
+    for (const cJSON *it = top ? top->child : NULL; it; it = it->next) {
+        char *text = cJSON_PrintUnformatted(it);
+        if (!text)
+            return NULL;
+        sbuf_puts(b, ",");
+        sbuf_json_string(b, it->string, strlen(it->string));
+        sbuf_puts(b, ":");
+        sbuf_puts(b, text);
+        free(text);
+    }
+    if (data) {
+        char *text = cJSON_PrintUnformatted(data);
+        if (!text)
+            return NULL;
+        sbuf_puts(b, ",\"data\":");
+        sbuf_puts(b, text);
+        free(text);
+    }
+    sbuf_puts(b, "}");
+    return sbuf_failed(b) ? NULL : msg_new(b->data, b->len);
+}
+
+void bridge_send_frame(struct bridge *br, struct conn *c, const char *type, const cJSON *top,
+                       const cJSON *data)
+{
+    struct tb_msg *m = build_control(br, type, top, data);
+    if (!m)
+        return;
+    conn_enqueue(c, m, NULL, false);
+    msg_unref(m);
+}
+
+void bridge_send_control(struct bridge *br, struct conn *c, const char *type, const cJSON *data)
+{
+    bridge_send_frame(br, c, type, NULL, data);
+}
+
+void bridge_broadcast_room(struct bridge *br, const char *room_name, const char *type, const cJSON *data)
+{
+    struct room *room = room_find(br->rooms, room_name);
+    if (!room || !room->members)
+        return;
+    struct tb_msg *m = build_control(br, type, NULL, data);
+    if (!m)
+        return;
+    for (struct sub *s = room->members; s; s = s->room_next)
+        conn_enqueue(s->conn, m, NULL, false);
+    msg_unref(m);
+}
+
+bool bridge_authorize_join(struct bridge *br, const struct conn *c, const char *room)
+{
+    (void)br; (void)c; (void)room;
+    return true;
+}
+
+static void send_welcome(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "connection_id", (double)c->id);
+    cJSON_AddStringToObject(d, "endpoint", ep->path);
+    cJSON_AddStringToObject(d, "path", c->path);
+    cJSON *rooms = cJSON_AddArrayToObject(d, "rooms");
+    for (struct sub *s = c->subs; s; s = s->conn_next)
+        cJSON_AddItemToArray(rooms, cJSON_CreateString(s->room->name));
+    cJSON_AddStringToObject(d, "server", "telebridge");
+    cJSON_AddStringToObject(d, "version", TB_VERSION);
+    char epoch[24];
+    snprintf(epoch, sizeof epoch, "%016llx", (unsigned long long)br->epoch);
+    cJSON_AddStringToObject(d, "epoch", epoch);
+    char ver[24];
+    snprintf(ver, sizeof ver, "%016llx", (unsigned long long)br->cfg->version);
+    cJSON_AddStringToObject(d, "config_version", ver);
+    cJSON_AddNumberToObject(d, "heartbeat_interval_ms", (double)br->cfg->heartbeat.interval_ms);
+    cJSON_AddBoolToObject(d, "client_subscriptions", ep->client_subscriptions);
+    cJSON_AddBoolToObject(d, "broker_connected", br->broker_connected);
+    bridge_send_control(br, c, "welcome", d);
+    cJSON_Delete(d);
+}
+
+/* Joins a room and queues its last value (the late joiner gets it at once). */
+struct sub *bridge_join(struct bridge *br, struct conn *c, const char *name)
+{
+    struct sub *s = conn_find_sub(c, name);
+    if (s)
+        return s;
+    struct room *room = room_get(br->rooms, name);
+    if (!room || !(s = conn_subscribe(c, room)))
+        return NULL;
+    return s;
+}
+
+void bridge_on_open(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep,
+                    const struct topic_match *m)
+{
+    c->endpoint = (int)(ep - br->cfg->endpoints);
+    c->next = br->conns;
+    if (br->conns)
+        br->conns->prev = c;
+    br->conns = c;
+    br->n_conns++;
+    struct tmpl_ctx ctx = {c->path, m, NULL};
+    char name[256];
+    for (size_t i = 0; i < ep->n_rooms; i++) {
+        if (tmpl_render(ep->rooms[i], &ctx, name, sizeof name) <= 0)
+            continue;
+        if (!bridge_authorize_join(br, c, name))
+            continue;
+        bridge_join(br, c, name);
+    }
+    send_welcome(br, c, ep);
+    /* Last values after the welcome frame, in the order of the endpoint's rooms. */
+    struct sub *order[64];
+    size_t n = 0;
+    for (struct sub *s = c->subs; s && n < 64; s = s->conn_next)
+        order[n++] = s;
+    while (n--) {
+        if (order[n]->room->last)
+            conn_enqueue(c, order[n]->room->last, order[n], true);
+    }
+    protocol_on_open(br, c);
+    LOG_DEBUG("ws", "connection %llu opened on %s (%s)", (unsigned long long)c->id, c->path, ep->path);
+}
+
+void bridge_on_close(struct bridge *br, struct conn *c)
+{
+    protocol_on_close(br, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (br->conns == c)
+        br->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    br->n_conns--;
+    LOG_DEBUG("ws", "connection %llu closed (sent %llu, conflated %llu)", (unsigned long long)c->id,
+              (unsigned long long)c->sent, (unsigned long long)c->conflated);
+}
+
+void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary)
+{
+    c->last_rx_ms = tb_now_ms();
+    protocol_handle_frame(br, c, data, len, binary);
+}
+
+void bridge_endpoint_counts(const struct bridge *br, size_t *counts)
+{
+    memset(counts, 0, br->cfg->n_endpoints * sizeof *counts);
+    for (const struct conn *c = br->conns; c; c = c->next)
+        if (c->endpoint >= 0 && (size_t)c->endpoint < br->cfg->n_endpoints)
+            counts[c->endpoint]++;
+}
+
+static void on_broker_state(struct bridge *br, bool up, int rc)
+{
+    if (br->broker_connected == up)
+        return;
+    br->broker_connected = up;
+    br->broker_changed_wall_ms = tb_wall_ms();
+    if (up) {
+        LOG_INFO("mqtt", "broker connected");
+    } else {
+        br->broker_disconnects++;
+        LOG_WARN("mqtt", "broker connection lost (rc %d); reconnecting with backoff", rc);
+    }
+}
+
+void bridge_process_mqtt(struct bridge *br)
+{
+    struct mqtt_event *ev = mqtt_client_drain(br->mqtt);
+    while (ev) {
+        struct mqtt_event *next = ev->next;
+        if (ev->kind == MQTT_EV_MESSAGE) {
+            br->st.received++;
+            struct inbound in;
+            inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
+            router_route(br, br->cfg, &in);
+            inbound_free(&in);
+        } else {
+            on_broker_state(br, ev->kind == MQTT_EV_CONNECTED, ev->rc);
+        }
+        mqtt_event_free(ev);
+        ev = next;
+    }
+}
+
+static void send_heartbeats(struct bridge *br)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "timestamp", (double)tb_wall_ms());
+    cJSON_AddStringToObject(d, "server_status", br->broker_connected ? "ok" : "degraded");
+    cJSON_AddStringToObject(d, "broker", br->broker_connected ? "connected" : "disconnected");
+    cJSON_AddNumberToObject(d, "connections", (double)br->n_conns);
+    cJSON_AddNumberToObject(d, "uptime_s", (double)(tb_now_ms() - br->started_ms) / 1000.0);
+    struct tb_msg *m = build_control(br, "heartbeat", NULL, d); /* built once, shared */
+    for (struct conn *c = br->conns; m && c; c = c->next)
+        conn_enqueue(c, m, NULL, false);
+    msg_unref(m);
+    cJSON_Delete(d);
+}
+
+void bridge_tick(struct bridge *br, uint64_t now_ms)
+{
+    uint64_t every = br->cfg->heartbeat.interval_ms;
+    if (every && !br->stopping) {
+        if (!br->next_heartbeat_ms)
+            br->next_heartbeat_ms = now_ms + every;
+        if (now_ms >= br->next_heartbeat_ms) {
+            br->next_heartbeat_ms = now_ms + every;
+            send_heartbeats(br);
+        }
+    }
+}

@@ -1,0 +1,260 @@
+/* conn: per-connection send queue, conflation and coalesced writes. Service thread only. */
+#include "conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+#include "log.h"
+
+#define WRITE_BATCH_BYTES (64 * 1024)
+
+struct conn *conn_new(struct bridge *br, struct lws *wsi, uint64_t id, size_t max_frames,
+                      size_t max_bytes)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->br = br;
+    c->wsi = wsi;
+    c->id = id;
+    c->endpoint = -1;
+    c->max_frames = max_frames ? max_frames : 1;
+    c->max_bytes = max_bytes;
+    c->connected_ms = c->last_rx_ms = tb_now_ms();
+    return c;
+}
+
+static void unlink_pending(struct conn *c, struct sub *s)
+{
+    struct sub **pp = &c->pending_head;
+    struct sub *prev = NULL;
+    while (*pp && *pp != s) {
+        prev = *pp;
+        pp = &(*pp)->pending_next;
+    }
+    if (!*pp)
+        return;
+    *pp = s->pending_next;
+    if (c->pending_tail == s)
+        c->pending_tail = prev;
+    s->pending_next = NULL;
+}
+
+void conn_unsubscribe(struct conn *c, struct sub *s)
+{
+    if (s->pending)
+        unlink_pending(c, s);
+    struct sub **pp = &c->subs;
+    while (*pp && *pp != s)
+        pp = &(*pp)->conn_next;
+    if (*pp)
+        *pp = s->conn_next;
+    struct room *room = s->room;
+    room_leave(s);
+    free(s);
+    bridge_room_maybe_release(c->br, room);
+}
+
+struct sub *conn_subscribe(struct conn *c, struct room *room)
+{
+    struct sub *s = room_join(room, c);
+    if (!s)
+        return NULL;
+    s->conn_next = c->subs;
+    c->subs = s;
+    return s;
+}
+
+struct sub *conn_find_sub(struct conn *c, const char *room)
+{
+    for (struct sub *s = c->subs; s; s = s->conn_next)
+        if (strcmp(s->room->name, room) == 0)
+            return s;
+    return NULL;
+}
+
+void conn_free(struct conn *c)
+{
+    if (!c)
+        return;
+    while (c->subs)
+        conn_unsubscribe(c, c->subs);
+    for (size_t i = 0; i < c->q_len; i++)
+        msg_unref(c->q[(c->q_head + i) % c->q_cap]);
+    free(c->q);
+    free(c->path);
+    free(c);
+}
+
+static bool queue_full(const struct conn *c, size_t len)
+{
+    return c->q_len >= c->max_frames || (c->q_len && c->q_bytes + len > c->max_bytes);
+}
+
+/* Grows the ring (doubling, up to max_frames); false when out of memory. */
+static bool queue_grow(struct conn *c)
+{
+    size_t cap = c->q_cap ? c->q_cap * 2 : 4;
+    if (cap > c->max_frames)
+        cap = c->max_frames;
+    struct tb_msg **q = malloc(cap * sizeof *q);
+    if (!q)
+        return false;
+    for (size_t i = 0; i < c->q_len; i++)
+        q[i] = c->q[(c->q_head + i) % c->q_cap];
+    free(c->q);
+    c->q = q;
+    c->q_cap = cap;
+    c->q_head = 0;
+    return true;
+}
+
+static bool queue_push(struct conn *c, struct tb_msg *m)
+{
+    if (c->q_len == c->q_cap && !queue_grow(c))
+        return false;
+    c->q[(c->q_head + c->q_len) % c->q_cap] = msg_ref(m);
+    c->q_len++;
+    c->q_bytes += m->len;
+    if (c->q_len == 1 && c->wsi)
+        lws_callback_on_writable(c->wsi);
+    return true;
+}
+
+enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate)
+{
+    if (c->closing)
+        return CONN_DROPPED;
+    if (s && s->pending) {
+        /* Older pending value of this room is superseded: keeps per-room order. */
+        msg_unref(s->pending);
+        s->pending = msg_ref(m);
+        c->conflated++;
+        bridge_count_conflated(c->br, 1);
+        return CONN_CONFLATED;
+    }
+    if (!queue_full(c, m->len) && queue_push(c, m))
+        return CONN_QUEUED;
+    if (s && conflate) {
+        s->pending = msg_ref(m);
+        s->conflate = true;
+        if (c->pending_tail)
+            c->pending_tail->pending_next = s;
+        else
+            c->pending_head = s;
+        c->pending_tail = s;
+        c->conflated++;
+        bridge_count_conflated(c->br, 1);
+        return CONN_CONFLATED;
+    }
+    c->dropped++;
+    bridge_count_dropped(c->br, 1);
+    if (s)
+        conn_close(c, TB_CLOSE_SLOW_CONSUMER, "slow consumer: send queue full, resync");
+    return CONN_DROPPED;
+}
+
+enum conn_enqueue_result conn_send_text(struct conn *c, const char *text, size_t len)
+{
+    struct tb_msg *m = msg_new(text, len);
+    if (!m)
+        return CONN_DROPPED;
+    enum conn_enqueue_result r = conn_enqueue(c, m, NULL, false);
+    msg_unref(m);
+    return r;
+}
+
+void conn_close(struct conn *c, int code, const char *reason)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+    if (c->wsi)
+        lws_callback_on_writable(c->wsi);
+}
+
+/* Moves pending (conflated) messages into the ring while there is room. */
+static void admit_pending(struct conn *c)
+{
+    while (c->pending_head && !queue_full(c, c->pending_head->pending->len)) {
+        struct sub *s = c->pending_head;
+        struct tb_msg *m = s->pending;
+        if (!queue_push(c, m))
+            return;
+        msg_unref(m);
+        s->pending = NULL;
+        c->pending_head = s->pending_next;
+        if (!c->pending_head)
+            c->pending_tail = NULL;
+        s->pending_next = NULL;
+    }
+}
+
+static struct tb_msg *queue_pop(struct conn *c)
+{
+    struct tb_msg *m = c->q[c->q_head];
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    c->q_bytes -= m->len;
+    return m;
+}
+
+/* Writes one frame on its own (frames too large to coalesce). */
+static int write_single(struct conn *c)
+{
+    struct tb_msg *m = queue_pop(c);
+    int n = lws_write(c->wsi, msg_payload(m), m->len, LWS_WRITE_TEXT);
+    msg_unref(m);
+    if (n < 0)
+        return -1;
+    c->sent++;
+    bridge_count_delivered(c->br, 1);
+    return 0;
+}
+
+/* Coalesces queued frames (already framed in their headroom) into one raw write. */
+static int write_batch(struct conn *c)
+{
+    static unsigned char scratch[LWS_PRE + WRITE_BATCH_BYTES];
+    size_t used = 0, frames = 0;
+    while (c->q_len) {
+        struct tb_msg *m = c->q[c->q_head];
+        size_t fl = msg_frame_len(m);
+        if (used + fl > WRITE_BATCH_BYTES)
+            break;
+        memcpy(scratch + LWS_PRE + used, msg_frame(m), fl);
+        used += fl;
+        frames++;
+        msg_unref(queue_pop(c));
+    }
+    /* LWS_WRITE_HTTP sends the bytes as they are: the frames carry their own headers. */
+    if (lws_write(c->wsi, scratch + LWS_PRE, used, LWS_WRITE_HTTP) < 0)
+        return -1;
+    c->sent += frames;
+    bridge_count_delivered(c->br, frames);
+    return 0;
+}
+
+int conn_on_writable(struct conn *c)
+{
+    if (c->closing) {
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                         (unsigned char *)c->close_reason, strlen(c->close_reason));
+        return -1;
+    }
+    admit_pending(c);
+    while (c->q_len && !lws_send_pipe_choked(c->wsi)) {
+        struct tb_msg *head = c->q[c->q_head];
+        int rc = (c->q_len == 1 || msg_frame_len(head) > WRITE_BATCH_BYTES / 2)
+                     ? write_single(c) : write_batch(c);
+        if (rc < 0)
+            return -1;
+        admit_pending(c);
+    }
+    if (c->q_len)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}

@@ -1,0 +1,81 @@
+/* conn: one WebSocket connection's state and its bounded send queue.
+ *
+ * Outgoing frames are references to shared messages (msg.h) in a ring that grows on
+ * demand up to the configured frame and byte bounds, so an idle connection holds
+ * almost nothing. When the ring is full, the route's policy decides:
+ *   conflate   - the subscription keeps only its newest message ('pending'); pending
+ *                messages enter the ring, in arrival order, as space frees up, so a slow
+ *                client always ends with the newest value and memory stays bounded;
+ *   disconnect - the connection is closed with TB_CLOSE_SLOW_CONSUMER (resync needed).
+ * On a writable event every queued frame that fits is coalesced into one write while
+ * the socket is not choked. Service thread only. */
+#ifndef TB_CONN_H
+#define TB_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+#include "msg.h"
+#include "room.h"
+
+/* Close codes (documented in docs/protocol.md). */
+enum {
+    TB_CLOSE_GOING_AWAY = 1001,       /* bridge shutting down */
+    TB_CLOSE_POLICY = 1008,           /* repeated invalid frames */
+    TB_CLOSE_TOO_BIG = 1009,          /* frame larger than max_message_bytes */
+    TB_CLOSE_ENDPOINT_REMOVED = 4001, /* config reload removed this endpoint */
+    TB_CLOSE_SLOW_CONSUMER = 4008,    /* send queue overflow on a 'disconnect' route */
+    TB_CLOSE_IDLE = 4009,             /* silent past idle_timeout */
+};
+
+enum conn_enqueue_result { CONN_QUEUED, CONN_CONFLATED, CONN_DROPPED };
+
+struct bridge;
+
+struct conn {
+    struct lws *wsi;
+    struct bridge *br;
+    uint64_t id;
+    char *path;                   /* request path */
+    int endpoint;                 /* index in the current config's endpoints */
+    struct sub *subs;             /* this connection's subscriptions */
+    struct tb_msg **q;            /* ring of queued frames */
+    size_t q_cap, q_head, q_len, q_bytes;
+    size_t max_frames, max_bytes;
+    struct sub *pending_head, *pending_tail;
+    bool closing;
+    int close_code;
+    char close_reason[96];
+    struct conn *prev, *next;     /* the bridge's list of connections */
+    uint64_t connected_ms, last_rx_ms;
+    uint64_t sent, conflated, dropped;
+    unsigned bad_frames;
+    void *ext;                    /* per-connection state of later modules (protocol) */
+};
+
+struct conn *conn_new(struct bridge *br, struct lws *wsi, uint64_t id, size_t max_frames,
+                      size_t max_bytes);
+/* Unsubscribes everything and frees the queue and the struct; NULL is harmless. */
+void conn_free(struct conn *c);
+
+/* Queues a reference to m. 's' is the subscription it is for (NULL for control frames
+ * such as welcome, pong, errors and heartbeats: those are dropped when the queue is full). */
+enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate);
+/* Queues a copy of a control frame built from text. */
+enum conn_enqueue_result conn_send_text(struct conn *c, const char *text, size_t len);
+
+/* Asks for a close frame with 'code' and 'reason' at the next writable event. */
+void conn_close(struct conn *c, int code, const char *reason);
+
+/* LWS_CALLBACK_SERVER_WRITEABLE; returns -1 when lws should close the connection. */
+int conn_on_writable(struct conn *c);
+
+/* Subscription management (membership + the connection's own list). */
+struct sub *conn_subscribe(struct conn *c, struct room *room);
+void conn_unsubscribe(struct conn *c, struct sub *s);
+struct sub *conn_find_sub(struct conn *c, const char *room);
+
+#endif

@@ -1,0 +1,104 @@
+/* http_api: /health, /ws/status, /ws/connections and /metrics bodies. Service thread. */
+#include "http_api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "bridge.h"
+#include "log.h"
+#include "mqtt_client.h"
+
+static cJSON *connections_json(struct bridge *br)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "total", (double)br->n_conns);
+    cJSON_AddNumberToObject(c, "max", br->cfg->server.max_connections);
+    cJSON *per = cJSON_AddObjectToObject(c, "endpoints");
+    size_t *counts = calloc(br->cfg->n_endpoints + 1, sizeof *counts);
+    if (counts) {
+        bridge_endpoint_counts(br, counts);
+        for (size_t i = 0; i < br->cfg->n_endpoints; i++)
+            cJSON_AddNumberToObject(per, br->cfg->endpoints[i].path, (double)counts[i]);
+        free(counts);
+    }
+    return c;
+}
+
+static cJSON *health_json(struct bridge *br)
+{
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "status", br->broker_connected ? "ok" : "degraded");
+    cJSON_AddStringToObject(h, "version", TB_VERSION);
+    cJSON_AddNumberToObject(h, "uptime_s", (double)(tb_now_ms() - br->started_ms) / 1000.0);
+    cJSON *b = cJSON_AddObjectToObject(h, "broker");
+    cJSON_AddStringToObject(b, "state", br->broker_connected ? "connected" : "disconnected");
+    cJSON_AddBoolToObject(b, "connected", br->broker_connected);
+    cJSON_AddStringToObject(b, "host", br->cfg->mqtt.host);
+    cJSON_AddNumberToObject(b, "port", br->cfg->mqtt.port);
+    cJSON_AddNumberToObject(b, "since_ms", (double)br->broker_changed_wall_ms);
+    cJSON_AddNumberToObject(b, "disconnects", br->broker_disconnects);
+    cJSON_AddItemToObject(h, "connections", connections_json(br));
+    cJSON *m = cJSON_AddObjectToObject(h, "messages");
+    cJSON_AddNumberToObject(m, "received", (double)br->st.received);
+    cJSON_AddNumberToObject(m, "routed", (double)br->st.routed);
+    cJSON_AddNumberToObject(m, "delivered", (double)br->st.delivered);
+    cJSON_AddNumberToObject(m, "dropped", (double)(br->st.dropped + mqtt_client_dropped(br->mqtt)));
+    cJSON_AddNumberToObject(m, "conflated", (double)br->st.conflated);
+    cJSON_AddNumberToObject(m, "non_json", (double)br->st.non_json);
+    cJSON_AddNumberToObject(m, "unrouted", (double)br->st.unrouted);
+    double up = (double)(tb_now_ms() - br->started_ms) / 1000.0;
+    cJSON_AddNumberToObject(m, "received_per_s_avg", up > 0 ? (double)br->st.received / up : 0);
+    cJSON_AddNumberToObject(h, "rooms", (double)room_registry_count(br->rooms));
+    cJSON *cfg = cJSON_AddObjectToObject(h, "config");
+    cJSON_AddStringToObject(cfg, "path", br->cfg->path);
+    char ver[24];
+    snprintf(ver, sizeof ver, "%016llx", (unsigned long long)br->cfg->version);
+    cJSON_AddStringToObject(cfg, "version", ver);
+    return h;
+}
+
+static void metric(struct sbuf *out, const char *name, const char *help, const char *type, double v)
+{
+    sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+static void render_metrics(struct bridge *br, struct sbuf *out)
+{
+    metric(out, "telebridge_mqtt_received_total", "MQTT messages received", "counter", (double)br->st.received);
+    metric(out, "telebridge_routed_total", "Room deliveries serialized", "counter", (double)br->st.routed);
+    metric(out, "telebridge_delivered_total", "Frames written to WebSocket clients", "counter", (double)br->st.delivered);
+    metric(out, "telebridge_dropped_total", "Frames or messages dropped", "counter",
+           (double)(br->st.dropped + mqtt_client_dropped(br->mqtt)));
+    metric(out, "telebridge_conflated_total", "Frames superseded for slow clients", "counter", (double)br->st.conflated);
+    metric(out, "telebridge_non_json_total", "Payloads that were not JSON", "counter", (double)br->st.non_json);
+    metric(out, "telebridge_connections", "Open WebSocket connections", "gauge", (double)br->n_conns);
+    metric(out, "telebridge_rooms", "Rooms in memory", "gauge", (double)room_registry_count(br->rooms));
+    metric(out, "telebridge_broker_connected", "1 when connected to the broker", "gauge", br->broker_connected);
+}
+
+int http_api_render(struct bridge *br, const char *path, struct sbuf *out, const char **content_type)
+{
+    cJSON *body = NULL;
+    if (strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0) {
+        body = health_json(br);
+    } else if (strcmp(path, "/ws/connections") == 0) {
+        body = connections_json(br);
+    } else if (strcmp(path, "/metrics") == 0) {
+        render_metrics(br, out);
+        *content_type = "text/plain; version=0.0.4";
+        return 200;
+    } else {
+        return 0;
+    }
+    char *text = cJSON_Print(body);
+    cJSON_Delete(body);
+    if (text) {
+        sbuf_puts(out, text);
+        sbuf_puts(out, "\n");
+        free(text);
+    }
+    *content_type = "application/json";
+    return 200;
+}

@@ -1,0 +1,17 @@
+/* http_api: the JSON bodies of the bridge's HTTP endpoints. Service thread.
+ *   /health           status, broker state, connections per endpoint, counters, uptime
+ *   /ws/status        the same as /health (name kept from the replaced systems)
+ *   /ws/connections   connections total and per endpoint
+ *   /metrics          the counters in Prometheus text format */
+#ifndef TB_HTTP_API_H
+#define TB_HTTP_API_H
+
+#include "sbuf.h"
+
+struct bridge;
+
+/* Builds the body for 'path' into out and sets *content_type; returns the HTTP status
+ * (200), or 0 when the path is not an API path. */
+int http_api_render(struct bridge *br, const char *path, struct sbuf *out, const char **content_type);
+
+#endif

@@ -1,0 +1,325 @@
+/* mqtt_client: libmosquitto wrapper with a bounded hand-off queue to the service thread.
+ *
+ * Which thread: callbacks (on_connect, on_disconnect, on_message) run on libmosquitto's
+ * network thread and touch only the queue (under 'lock') and the filter list (under
+ * 'lock' too). Everything else is called from the service thread. */
+#include "mqtt_client.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+
+#include "log.h"
+
+#define QUEUE_MAX_BYTES (256u * 1024 * 1024)
+
+struct mqtt_client {
+    struct mosquitto *mosq;
+    void (*wake)(void *);
+    void *wake_ud;
+    int qos;
+    int protocol;
+    pthread_mutex_t lock;
+    struct mqtt_event *head, *tail;
+    size_t queued_bytes;
+    char **filters;              /* current subscription set, under lock */
+    size_t n_filters;
+    int connected;               /* atomic */
+    unsigned connects;           /* atomic */
+    uint64_t dropped;            /* atomic */
+    bool started;
+};
+
+void mqtt_event_free(struct mqtt_event *ev)
+{
+    if (!ev)
+        return;
+    free(ev->topic);
+    free(ev->payload);
+    free(ev->response_topic);
+    free(ev->correlation);
+    free(ev);
+}
+
+static void push_event(struct mqtt_client *m, struct mqtt_event *ev)
+{
+    size_t sz = ev->payload_len + (ev->topic ? strlen(ev->topic) : 0) + sizeof *ev;
+    pthread_mutex_lock(&m->lock);
+    if (ev->kind == MQTT_EV_MESSAGE && m->queued_bytes + sz > QUEUE_MAX_BYTES) {
+        pthread_mutex_unlock(&m->lock);
+        __atomic_add_fetch(&m->dropped, 1, __ATOMIC_RELAXED);
+        if (log_ratelimit_allow("mqtt-queue-full", 10000))
+            LOG_WARN("mqtt", "hand-off queue full (%u MiB): dropping messages", QUEUE_MAX_BYTES >> 20);
+        mqtt_event_free(ev);
+        return;
+    }
+    m->queued_bytes += sz;
+    if (m->tail)
+        m->tail->next = ev;
+    else
+        m->head = ev;
+    m->tail = ev;
+    pthread_mutex_unlock(&m->lock);
+    m->wake(m->wake_ud);
+}
+
+struct mqtt_event *mqtt_client_drain(struct mqtt_client *m)
+{
+    pthread_mutex_lock(&m->lock);
+    struct mqtt_event *list = m->head;
+    m->head = m->tail = NULL;
+    m->queued_bytes = 0;
+    pthread_mutex_unlock(&m->lock);
+    return list;
+}
+
+static void subscribe_all(struct mqtt_client *m)
+{
+    pthread_mutex_lock(&m->lock);
+    if (m->n_filters) {
+        int rc = mosquitto_subscribe_multiple(m->mosq, NULL, (int)m->n_filters, m->filters, m->qos,
+                                              0, NULL);
+        if (rc != MOSQ_ERR_SUCCESS)
+            LOG_ERROR("mqtt", "subscribe failed: %s", mosquitto_strerror(rc));
+        else
+            for (size_t i = 0; i < m->n_filters; i++)
+                LOG_DEBUG("mqtt", "subscribed %s (qos %d)", m->filters[i], m->qos);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags, const mosquitto_property *props)
+{
+    (void)mosq; (void)flags; (void)props;
+    struct mqtt_client *m = ud;
+    struct mqtt_event *ev = calloc(1, sizeof *ev);
+    if (rc == 0) {
+        __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&m->connects, 1, __ATOMIC_RELAXED);
+        subscribe_all(m);
+    }
+    if (!ev)
+        return;
+    ev->kind = rc == 0 ? MQTT_EV_CONNECTED : MQTT_EV_DISCONNECTED;
+    ev->rc = rc;
+    push_event(m, ev);
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *ud, int rc, const mosquitto_property *props)
+{
+    (void)mosq; (void)props;
+    struct mqtt_client *m = ud;
+    __atomic_store_n(&m->connected, 0, __ATOMIC_RELEASE);
+    struct mqtt_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return;
+    ev->kind = MQTT_EV_DISCONNECTED;
+    ev->rc = rc;
+    push_event(m, ev);
+}
+
+static void on_message(struct mosquitto *mosq, void *ud, const struct mosquitto_message *msg,
+                       const mosquitto_property *props)
+{
+    (void)mosq;
+    struct mqtt_client *m = ud;
+    struct mqtt_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        goto fail;
+    ev->kind = MQTT_EV_MESSAGE;
+    ev->topic = strdup(msg->topic);
+    ev->payload = malloc((size_t)msg->payloadlen + 1);
+    if (!ev->topic || !ev->payload)
+        goto fail;
+    memcpy(ev->payload, msg->payload, (size_t)msg->payloadlen);
+    ev->payload[msg->payloadlen] = '\0';
+    ev->payload_len = (size_t)msg->payloadlen;
+    ev->retain = msg->retain;
+    char *rt = NULL;
+    if (mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &rt, false))
+        ev->response_topic = rt;
+    void *cd = NULL;
+    uint16_t cdlen = 0;
+    if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &cd, &cdlen, false)) {
+        ev->correlation = cd;
+        ev->correlation_len = cdlen;
+    }
+    push_event(m, ev);
+    return;
+fail:
+    mqtt_event_free(ev);
+    __atomic_add_fetch(&m->dropped, 1, __ATOMIC_RELAXED);
+}
+
+static void on_log(struct mosquitto *mosq, void *ud, int level, const char *str)
+{
+    (void)mosq; (void)ud;
+    if (level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING))
+        LOG_WARN("mqtt", "%s", str);
+    else
+        LOG_DEBUG("mqtt", "%s", str);
+}
+
+static int configure(struct mqtt_client *m, const struct tb_config *cfg)
+{
+    const struct cfg_mqtt *c = &cfg->mqtt;
+    int rc = MOSQ_ERR_SUCCESS;
+    mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION,
+                         c->protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+    if (c->username && (rc = mosquitto_username_pw_set(m->mosq, c->username, c->password)))
+        return rc;
+    if (c->tls_ca || c->tls_cert) {
+        rc = mosquitto_tls_set(m->mosq, c->tls_ca, NULL, c->tls_cert, c->tls_key, NULL);
+        if (rc)
+            return rc;
+        if (c->tls_insecure)
+            mosquitto_tls_insecure_set(m->mosq, true);
+    }
+    unsigned min_s = (unsigned)(c->reconnect_min_ms + 999) / 1000;
+    unsigned max_s = (unsigned)(c->reconnect_max_ms + 999) / 1000;
+    mosquitto_reconnect_delay_set(m->mosq, min_s ? min_s : 1, max_s ? max_s : 1, true);
+    return rc;
+}
+
+struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(void *), void *wake_ud)
+{
+    struct mqtt_client *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    pthread_mutex_init(&m->lock, NULL);
+    m->wake = wake;
+    m->wake_ud = wake_ud;
+    m->qos = cfg->mqtt.qos;
+    m->protocol = cfg->mqtt.protocol;
+    mosquitto_lib_init();
+    m->mosq = mosquitto_new(cfg->mqtt.client_id, cfg->mqtt.clean_session, m);
+    if (!m->mosq) {
+        LOG_ERROR("mqtt", "cannot create client: %s", strerror(errno));
+        goto fail;
+    }
+    int rc = configure(m, cfg);
+    if (rc) {
+        LOG_ERROR("mqtt", "configuration: %s", mosquitto_strerror(rc));
+        goto fail;
+    }
+    mosquitto_connect_v5_callback_set(m->mosq, on_connect);
+    mosquitto_disconnect_v5_callback_set(m->mosq, on_disconnect);
+    mosquitto_message_v5_callback_set(m->mosq, on_message);
+    mosquitto_log_callback_set(m->mosq, on_log);
+    if (mqtt_client_set_filters(m, cfg->filters, cfg->n_filters))
+        goto fail;
+    rc = mosquitto_connect_bind_async(m->mosq, cfg->mqtt.host, cfg->mqtt.port, cfg->mqtt.keepalive, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        LOG_WARN("mqtt", "connect to %s:%d: %s (retrying in the background)", cfg->mqtt.host,
+                 cfg->mqtt.port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+    rc = mosquitto_loop_start(m->mosq);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        LOG_ERROR("mqtt", "cannot start network thread: %s", mosquitto_strerror(rc));
+        goto fail;
+    }
+    m->started = true;
+    LOG_INFO("mqtt", "connecting to %s:%d as %s (MQTT %s, qos %d)", cfg->mqtt.host, cfg->mqtt.port,
+             cfg->mqtt.client_id, cfg->mqtt.protocol == 5 ? "5" : "3.1.1", cfg->mqtt.qos);
+    return m;
+fail:
+    mqtt_client_free(m);
+    return NULL;
+}
+
+static void free_filters(char **f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(f[i]);
+    free(f);
+}
+
+void mqtt_client_free(struct mqtt_client *m)
+{
+    if (!m)
+        return;
+    if (m->mosq) {
+        mosquitto_disconnect(m->mosq);
+        if (m->started)
+            mosquitto_loop_stop(m->mosq, false);
+        mosquitto_destroy(m->mosq);
+    }
+    struct mqtt_event *ev = mqtt_client_drain(m);
+    while (ev) {
+        struct mqtt_event *next = ev->next;
+        mqtt_event_free(ev);
+        ev = next;
+    }
+    free_filters(m->filters, m->n_filters);
+    pthread_mutex_destroy(&m->lock);
+    mosquitto_lib_cleanup();
+    free(m);
+}
+
+static bool contains(char *const *set, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(set[i], s) == 0)
+            return true;
+    return false;
+}
+
+int mqtt_client_set_filters(struct mqtt_client *m, char *const *filters, size_t n)
+{
+    char **copy = calloc(n ? n : 1, sizeof *copy);
+    if (!copy)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!(copy[i] = strdup(filters[i]))) {
+            free_filters(copy, i);
+            return -1;
+        }
+    pthread_mutex_lock(&m->lock);
+    char **old = m->filters;
+    size_t n_old = m->n_filters;
+    m->filters = copy;
+    m->n_filters = n;
+    bool online = __atomic_load_n(&m->connected, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&m->lock);
+    for (size_t i = 0; online && i < n; i++)
+        if (!contains(old, n_old, copy[i])) {
+            int rc = mosquitto_subscribe(m->mosq, NULL, copy[i], m->qos);
+            LOG_INFO("mqtt", "subscribe %s: %s", copy[i], mosquitto_strerror(rc));
+        }
+    for (size_t i = 0; online && i < n_old; i++)
+        if (!contains(copy, n, old[i])) {
+            int rc = mosquitto_unsubscribe(m->mosq, NULL, old[i]);
+            LOG_INFO("mqtt", "unsubscribe %s: %s", old[i], mosquitto_strerror(rc));
+        }
+    free_filters(old, n_old);
+    return 0;
+}
+
+int mqtt_client_publish(struct mqtt_client *m, const char *topic, const void *payload, size_t len,
+                        int qos, bool retain)
+{
+    int rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, qos, retain);
+    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
+        LOG_WARN("mqtt", "publish %s: %s", topic, mosquitto_strerror(rc));
+    return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
+}
+
+int mqtt_client_publish_response(struct mqtt_client *m, const char *topic, const void *payload,
+                                 size_t len, const void *correlation, size_t correlation_len)
+{
+    mosquitto_property *props = NULL;
+    if (correlation && m->protocol == 5)
+        mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, correlation,
+                                      (uint16_t)correlation_len);
+    int rc = mosquitto_publish_v5(m->mosq, NULL, topic, (int)len, payload, 1, false, props);
+    mosquitto_property_free_all(&props);
+    return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
+}
+
+bool mqtt_client_connected(const struct mqtt_client *m) { return __atomic_load_n(&m->connected, __ATOMIC_ACQUIRE); }
+uint64_t mqtt_client_dropped(const struct mqtt_client *m) { return __atomic_load_n(&m->dropped, __ATOMIC_RELAXED); }
+unsigned mqtt_client_connects(const struct mqtt_client *m) { return __atomic_load_n(&m->connects, __ATOMIC_RELAXED); }

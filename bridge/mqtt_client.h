@@ -1,0 +1,62 @@
+/* mqtt_client: the broker connection (libmosquitto) and the hand-off queue.
+ *
+ * Threads: libmosquitto's own network thread (mosquitto_loop_start) runs the
+ * callbacks; they only copy what arrived into a mutex-guarded queue and wake the
+ * service thread (the 'wake' function, lws_cancel_service). The service thread drains
+ * the whole queue per wake-up. Connection state changes travel through the same queue,
+ * so the service thread sees them in order with the messages. libmosquitto reconnects
+ * by itself with exponential backoff; on every (re)connect the callback resubscribes
+ * the current filter set. mqtt_client_set_filters() (service thread) diffs the set:
+ * new filters are subscribed, dropped ones unsubscribed, unchanged ones untouched.
+ *
+ * The queue is bounded (bytes); past the bound messages are dropped and counted. */
+#ifndef TB_MQTT_CLIENT_H
+#define TB_MQTT_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum mqtt_event_kind { MQTT_EV_MESSAGE, MQTT_EV_CONNECTED, MQTT_EV_DISCONNECTED };
+
+struct mqtt_event {
+    enum mqtt_event_kind kind;
+    int rc;                      /* connect / disconnect reason code */
+    char *topic;
+    char *payload;               /* NUL-terminated copy; payload_len bytes */
+    size_t payload_len;
+    bool retain;
+    char *response_topic;        /* MQTT 5 property, or NULL */
+    void *correlation;           /* MQTT 5 property, or NULL */
+    size_t correlation_len;
+    struct mqtt_event *next;
+};
+
+struct mqtt_client;
+
+/* Creates the client from cfg->mqtt and starts connecting in the background.
+ * 'wake' is called from the MQTT thread when events are queued. */
+struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(void *), void *wake_ud);
+void mqtt_client_free(struct mqtt_client *m);   /* disconnects cleanly, joins the thread */
+
+/* Replaces the subscription set (copies the strings). Service thread. */
+int mqtt_client_set_filters(struct mqtt_client *m, char *const *filters, size_t n);
+
+/* Takes all queued events, oldest first; the caller frees them with mqtt_event_free. */
+struct mqtt_event *mqtt_client_drain(struct mqtt_client *m);
+void mqtt_event_free(struct mqtt_event *ev);     /* frees one event */
+
+/* Publishes (thread-safe). payload may be NULL with len 0 (clears a retained message).
+ * When response_topic is given (MQTT 5), it is sent as a property with correlation data. */
+int mqtt_client_publish(struct mqtt_client *m, const char *topic, const void *payload, size_t len,
+                        int qos, bool retain);
+int mqtt_client_publish_response(struct mqtt_client *m, const char *topic, const void *payload,
+                                 size_t len, const void *correlation, size_t correlation_len);
+
+bool mqtt_client_connected(const struct mqtt_client *m);
+uint64_t mqtt_client_dropped(const struct mqtt_client *m);
+unsigned mqtt_client_connects(const struct mqtt_client *m);
+
+#endif

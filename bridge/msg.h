@@ -1,0 +1,33 @@
+/* msg: one outgoing WebSocket text frame, serialized once and shared.
+ *
+ * A message routed to a room is turned into JSON once; every connection in the room
+ * queues a reference to the same buffer. The buffer reserves LWS_PRE bytes of headroom
+ * so libwebsockets can put its frame header in front without copying, and the frame
+ * header is also precomputed there (msg_frame) so several frames can be coalesced into
+ * one write. Service thread only: the refcount is not atomic. */
+#ifndef TB_MSG_H
+#define TB_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+struct tb_msg {
+    uint32_t refs;
+    uint32_t len;       /* payload bytes */
+    uint8_t hdr_len;    /* bytes of the precomputed frame header before the payload */
+    unsigned char buf[]; /* LWS_PRE headroom, payload, NUL */
+};
+
+/* Copies len bytes into a new message with refcount 1; NULL when out of memory. */
+struct tb_msg *msg_new(const void *data, size_t len);
+static inline struct tb_msg *msg_ref(struct tb_msg *m) { m->refs++; return m; }
+void msg_unref(struct tb_msg *m);   /* NULL is harmless */
+
+static inline unsigned char *msg_payload(struct tb_msg *m) { return m->buf + LWS_PRE; }
+/* The whole unmasked server-to-client text frame: header + payload. */
+static inline unsigned char *msg_frame(struct tb_msg *m) { return m->buf + LWS_PRE - m->hdr_len; }
+static inline size_t msg_frame_len(const struct tb_msg *m) { return (size_t)m->hdr_len + m->len; }
+
+#endif

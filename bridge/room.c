@@ -1,0 +1,229 @@
+/* room: registry (chained hash table), membership lists, last value and history ring.
+ * Service thread only. */
+#include "room.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct room_registry {
+    struct room **buckets;
+    size_t nbuckets, count;
+};
+
+static uint64_t hash_name(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+struct room_registry *room_registry_new(void)
+{
+    struct room_registry *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->nbuckets = 256;
+    r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
+    if (!r->buckets) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void room_free(struct room *room)
+{
+    msg_unref(room->last);
+    for (size_t i = 0; i < room->hist_len; i++)
+        msg_unref(room->hist[(room->hist_head + i) % room->hist_cap]);
+    free(room->hist);
+    free(room->hist_seq);
+    free(room->hist_at);
+    free(room->name);
+    free(room);
+}
+
+void room_registry_free(struct room_registry *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        struct room *room = r->buckets[i];
+        while (room) {
+            struct room *next = room->hash_next;
+            room_free(room);
+            room = next;
+        }
+    }
+    free(r->buckets);
+    free(r);
+}
+
+size_t room_registry_count(const struct room_registry *r) { return r->count; }
+
+struct room *room_find(struct room_registry *r, const char *name)
+{
+    struct room *room = r->buckets[hash_name(name) & (r->nbuckets - 1)];
+    while (room && strcmp(room->name, name) != 0)
+        room = room->hash_next;
+    return room;
+}
+
+static void grow(struct room_registry *r)
+{
+    size_t n = r->nbuckets * 2;
+    struct room **b = calloc(n, sizeof *b);
+    if (!b)
+        return; /* keep the old table: slower, still correct */
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        struct room *room = r->buckets[i];
+        while (room) {
+            struct room *next = room->hash_next;
+            size_t k = hash_name(room->name) & (n - 1);
+            room->hash_next = b[k];
+            b[k] = room;
+            room = next;
+        }
+    }
+    free(r->buckets);
+    r->buckets = b;
+    r->nbuckets = n;
+}
+
+struct room *room_get(struct room_registry *r, const char *name)
+{
+    struct room *room = room_find(r, name);
+    if (room)
+        return room;
+    room = calloc(1, sizeof *room);
+    if (!room || !(room->name = strdup(name))) {
+        free(room);
+        return NULL;
+    }
+    if (r->count >= r->nbuckets)
+        grow(r);
+    size_t k = hash_name(name) & (r->nbuckets - 1);
+    room->hash_next = r->buckets[k];
+    r->buckets[k] = room;
+    r->count++;
+    return room;
+}
+
+void room_release_if_idle(struct room_registry *r, struct room *room)
+{
+    if (room->members || room->last || room->hist_len)
+        return;
+    struct room **pp = &r->buckets[hash_name(room->name) & (r->nbuckets - 1)];
+    while (*pp && *pp != room)
+        pp = &(*pp)->hash_next;
+    if (*pp) {
+        *pp = room->hash_next;
+        r->count--;
+        room_free(room);
+    }
+}
+
+void room_set_last(struct room *room, struct tb_msg *m, uint64_t now_ms)
+{
+    msg_ref(m);
+    msg_unref(room->last);
+    room->last = m;
+    room->last_at_ms = now_ms;
+}
+
+int room_set_history_cap(struct room *room, size_t cap)
+{
+    if (cap == room->hist_cap)
+        return 0;
+    struct tb_msg **h = NULL;
+    uint64_t *hs = NULL, *ha = NULL;
+    if (cap) {
+        h = calloc(cap, sizeof *h);
+        hs = calloc(cap, sizeof *hs);
+        ha = calloc(cap, sizeof *ha);
+        if (!h || !hs || !ha) {
+            free(h);
+            free(hs);
+            free(ha);
+            return -1;
+        }
+    }
+    size_t keep = room->hist_len < cap ? room->hist_len : cap;
+    size_t drop = room->hist_len - keep;
+    for (size_t i = 0; i < room->hist_len; i++) {
+        size_t k = (room->hist_head + i) % room->hist_cap;
+        if (i < drop) {
+            msg_unref(room->hist[k]);
+        } else {
+            h[i - drop] = room->hist[k];
+            hs[i - drop] = room->hist_seq[k];
+            ha[i - drop] = room->hist_at[k];
+        }
+    }
+    free(room->hist);
+    free(room->hist_seq);
+    free(room->hist_at);
+    room->hist = h;
+    room->hist_seq = hs;
+    room->hist_at = ha;
+    room->hist_cap = cap;
+    room->hist_head = 0;
+    room->hist_len = keep;
+    return 0;
+}
+
+void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64_t now_ms)
+{
+    if (!room->hist_cap)
+        return;
+    size_t k;
+    if (room->hist_len == room->hist_cap) {
+        k = room->hist_head;
+        msg_unref(room->hist[k]);
+        room->hist_head = (room->hist_head + 1) % room->hist_cap;
+    } else {
+        k = (room->hist_head + room->hist_len) % room->hist_cap;
+        room->hist_len++;
+    }
+    room->hist[k] = msg_ref(m);
+    room->hist_seq[k] = seq;
+    room->hist_at[k] = now_ms;
+}
+
+struct sub *room_join(struct room *room, struct conn *c)
+{
+    struct sub *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->conn = c;
+    s->room = room;
+    s->room_next = room->members;
+    if (room->members)
+        room->members->room_prev = s;
+    room->members = s;
+    room->n_members++;
+    return s;
+}
+
+void room_leave(struct sub *s)
+{
+    struct room *room = s->room;
+    if (s->room_prev)
+        s->room_prev->room_next = s->room_next;
+    else
+        room->members = s->room_next;
+    if (s->room_next)
+        s->room_next->room_prev = s->room_prev;
+    room->n_members--;
+    s->room_prev = s->room_next = NULL;
+    msg_unref(s->pending);
+    s->pending = NULL;
+}
+
+void room_foreach(struct room_registry *r, void (*fn)(struct room *, void *), void *ud)
+{
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (struct room *room = r->buckets[i]; room; room = room->hash_next)
+            fn(room, ud);
+}

@@ -1,0 +1,70 @@
+/* room: named fan-out groups with per-room sequence numbers, last value and history.
+ *
+ * A room exists while it has members or state worth keeping (a last value or history);
+ * a room with neither is freed, and delivering to a room that does not exist costs
+ * nothing (no serialization). A subscription (struct sub) links one connection to one
+ * room and sits on two lists: the room's members and the connection's subscriptions.
+ * Service thread only. */
+#ifndef TB_ROOM_H
+#define TB_ROOM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+
+struct conn;
+struct room;
+
+struct sub {
+    struct conn *conn;
+    struct room *room;
+    struct sub *room_prev, *room_next;   /* the room's members */
+    struct sub *conn_next;               /* the connection's subscriptions */
+    struct tb_msg *pending;              /* newest conflated message waiting for queue space */
+    struct sub *pending_next;            /* the connection's list of subs with 'pending' */
+    bool conflate;                       /* policy of the route that set 'pending' */
+};
+
+struct room {
+    char *name;
+    uint64_t seq;                /* of the last message routed here */
+    struct tb_msg *last;         /* keep_last value, or NULL */
+    uint64_t last_at_ms;
+    struct tb_msg **hist;        /* ring of the newest hist_cap messages */
+    uint64_t *hist_seq;
+    uint64_t *hist_at;
+    size_t hist_cap, hist_head, hist_len;
+    struct sub *members;
+    size_t n_members;
+    struct room *hash_next;
+};
+
+struct room_registry;
+
+struct room_registry *room_registry_new(void);
+void room_registry_free(struct room_registry *r);   /* rooms must have no members */
+size_t room_registry_count(const struct room_registry *r);
+
+struct room *room_find(struct room_registry *r, const char *name);
+/* Finds or creates; NULL when out of memory. */
+struct room *room_get(struct room_registry *r, const char *name);
+/* Frees the room if it has no members, no last value and no history. */
+void room_release_if_idle(struct room_registry *r, struct room *room);
+
+/* Sets the last value (takes a new reference; drops the old one). */
+void room_set_last(struct room *room, struct tb_msg *m, uint64_t now_ms);
+/* Grows or shrinks the history ring to 'cap' entries (keeps the newest). */
+int room_set_history_cap(struct room *room, size_t cap);
+void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64_t now_ms);
+
+/* Links a new subscription of 'c' to 'room'; NULL when out of memory. The caller
+ * links it into the connection's list. */
+struct sub *room_join(struct room *room, struct conn *c);
+/* Unlinks from the room and frees 'pending'; the caller frees the sub. */
+void room_leave(struct sub *s);
+
+void room_foreach(struct room_registry *r, void (*fn)(struct room *, void *), void *ud);
+
+#endif

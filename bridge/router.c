@@ -1,0 +1,150 @@
+/* router: route matching, 'when' filters, room rendering and delivery. Service thread. */
+#include "router.h"
+
+#include <string.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "expr.h"
+#include "log.h"
+#include "template.h"
+#include "topic.h"
+
+#define ROOM_NAME_MAX 256
+#define MAX_ROOMS_PER_ROUTE 32
+
+static bool only_space(const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return false;
+    return true;
+}
+
+void inbound_init(struct inbound *in, const char *topic, const char *payload, size_t len)
+{
+    memset(in, 0, sizeof *in);
+    in->topic = topic;
+    in->raw = payload;
+    in->raw_len = len;
+    sbuf_init(&in->text);
+    if (utf8_valid(payload, len)) {
+        const char *end = NULL;
+        in->json = cJSON_ParseWithLengthOpts(payload, len, &end, 0);
+        if (in->json && !only_space(end, payload + len)) {
+            cJSON_Delete(in->json);
+            in->json = NULL;
+        }
+    }
+    if (in->json) {
+        in->data = payload;
+        in->data_len = len;
+    } else {
+        sbuf_json_string(&in->text, payload, len);
+        in->data = in->text.data ? in->text.data : "\"\"";
+        in->data_len = in->text.data ? in->text.len : 2;
+    }
+}
+
+void inbound_free(struct inbound *in)
+{
+    cJSON_Delete(in->json);
+    sbuf_free(&in->text);
+    in->json = NULL;
+}
+
+/* Renders a route's rooms into 'names', skipping duplicates; returns the count. */
+static size_t render_rooms(const struct cfg_route *r, const struct tmpl_ctx *ctx,
+                           char names[][ROOM_NAME_MAX], struct bridge *br)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_rooms && n < MAX_ROOMS_PER_ROUTE; i++) {
+        int len = tmpl_render(r->rooms[i], ctx, names[n], ROOM_NAME_MAX);
+        if (len <= 0) {
+            if (br)
+                br->st.room_errors++;
+            if (log_ratelimit_allow_capped("room-render", ctx->topic, 60000, 20))
+                LOG_WARN("router", "%s: room '%s' cannot be rendered (%s)", ctx->topic,
+                         tmpl_source(r->rooms[i]), len == -2 ? "too long" : "field missing");
+            continue;
+        }
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = strcmp(names[k], names[n]) == 0;
+        if (!dup)
+            n++;
+    }
+    return n;
+}
+
+static void walk(const struct tb_config *cfg, struct inbound *in, struct bridge *br,
+                 void (*fn)(size_t, const struct cfg_route *, const char *, void *), void *ud,
+                 size_t *matched)
+{
+    static char names[MAX_ROOMS_PER_ROUTE][ROOM_NAME_MAX];
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const struct cfg_route *r = &cfg->routes[i];
+        struct topic_match m;
+        if (!topic_pattern_match(r->match, in->topic, &m))
+            continue;
+        (*matched)++;
+        if (!in->json && r->non_json == CFG_NONJSON_DROP)
+            continue;
+        if (r->when && !expr_eval(r->when, in->json))
+            continue;
+        struct tmpl_ctx ctx = {in->topic, &m, in->json};
+        size_t n = render_rooms(r, &ctx, names, br);
+        for (size_t k = 0; k < n; k++)
+            fn(i, r, names[k], ud);
+    }
+}
+
+struct deliver_ctx {
+    struct bridge *br;
+    struct inbound *in;
+    size_t count;
+};
+
+static void deliver_one(size_t idx, const struct cfg_route *r, const char *room, void *ud)
+{
+    (void)idx;
+    struct deliver_ctx *d = ud;
+    bridge_deliver(d->br, room, r->type, d->in->topic, d->in->data, d->in->data_len, r);
+    d->count++;
+}
+
+size_t router_route(struct bridge *br, const struct tb_config *cfg, struct inbound *in)
+{
+    if (!in->json) {
+        br->st.non_json++;
+        if (log_ratelimit_allow_capped("non-json", in->topic, 60000, 20))
+            LOG_WARN("router", "%s: payload is not JSON (%zu bytes); delivered as a string "
+                     "unless the route drops it", in->topic, in->raw_len);
+    }
+    struct deliver_ctx d = {br, in, 0};
+    size_t matched = 0;
+    walk(cfg, in, br, deliver_one, &d, &matched);
+    if (!matched)
+        br->st.unrouted++;
+    return d.count;
+}
+
+struct explain_ctx {
+    void (*fn)(size_t, const char *, void *);
+    void *ud;
+};
+
+static void explain_one(size_t idx, const struct cfg_route *r, const char *room, void *ud)
+{
+    (void)r;
+    struct explain_ctx *e = ud;
+    e->fn(idx, room, e->ud);
+}
+
+void router_explain(const struct tb_config *cfg, struct inbound *in,
+                    void (*fn)(size_t route, const char *room, void *ud), void *ud)
+{
+    struct explain_ctx e = {fn, ud};
+    size_t matched = 0;
+    walk(cfg, in, NULL, explain_one, &e, &matched);
+}

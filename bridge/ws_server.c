@@ -1,0 +1,369 @@
+/* ws_server: libwebsockets glue. Service thread, except ws_server_wake (any thread,
+ * async-signal-safe: lws_cancel_service only writes to the event pipe). */
+#include "ws_server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libwebsockets.h>
+
+#include "bridge.h"
+#include "http_api.h"
+#include "log.h"
+
+#define PATH_MAX_LEN 1024
+#define SHUTDOWN_GRACE_MS 3000
+
+/* Per-connection user data lws allocates for us (HTTP and WebSocket). */
+struct pss {
+    struct conn *conn;      /* WebSocket connections */
+    struct sbuf rx;         /* reassembly of fragmented client frames */
+    bool rx_binary, rx_overflow;
+    char *body;             /* HTTP response body being sent */
+    size_t body_len;
+};
+
+#define TICK_US (250 * LWS_US_PER_MS)
+
+static struct lws_context *g_ctx; /* for ws_server_wake from signal handlers */
+static lws_sorted_usec_list_t tick_sul;
+
+/* Periodic work on the service thread: timers of the bridge and the shutdown deadline. */
+static void on_tick(lws_sorted_usec_list_t *sul)
+{
+    (void)sul;
+    struct bridge *br = lws_context_user(g_ctx);
+    bridge_tick(br, tb_now_ms());
+    lws_sul_schedule(g_ctx, 0, &tick_sul, on_tick, TICK_US);
+}
+
+void ws_server_wake(void *ud)
+{
+    (void)ud;
+    if (g_ctx)
+        lws_cancel_service(g_ctx);
+}
+
+static int uri_path(struct lws *wsi, char *buf, size_t len)
+{
+    int n = lws_hdr_copy(wsi, buf, (int)len, WSI_TOKEN_GET_URI);
+    if (n <= 0)
+        buf[0] = '\0';
+    return n;
+}
+
+static bool origin_allowed(const struct cfg_server *s, struct lws *wsi)
+{
+    if (!s->n_allowed_origins)
+        return true;
+    char origin[256];
+    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+        return true; /* non-browser clients send no Origin */
+    for (size_t i = 0; i < s->n_allowed_origins; i++)
+        if (strcmp(s->allowed_origins[i], origin) == 0 || strcmp(s->allowed_origins[i], "*") == 0)
+            return true;
+    return false;
+}
+
+static int reject(struct lws *wsi, unsigned status, const char *why, const char *path)
+{
+    LOG_INFO("ws", "upgrade of %s refused: %u %s", path, status, why);
+    if (lws_return_http_status(wsi, status, why))
+        return -1;
+    return 1;
+}
+
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide before accepting. */
+static int confirm_upgrade(struct bridge *br, struct lws *wsi)
+{
+    char path[PATH_MAX_LEN];
+    uri_path(wsi, path, sizeof path);
+    struct topic_match m;
+    const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
+    if (br->stopping)
+        return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down", path);
+    if (!ep)
+        return reject(wsi, HTTP_STATUS_NOT_FOUND, "no such WebSocket endpoint", path);
+    if (!origin_allowed(&br->cfg->server, wsi))
+        return reject(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed", path);
+    if (br->n_conns >= (size_t)br->cfg->server.max_connections)
+        return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection limit reached", path);
+    if (ep->max_connections) {
+        size_t *counts = calloc(br->cfg->n_endpoints, sizeof *counts);
+        if (!counts)
+            return -1;
+        bridge_endpoint_counts(br, counts);
+        size_t used = counts[ep - br->cfg->endpoints];
+        free(counts);
+        if (used >= (size_t)ep->max_connections)
+            return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "endpoint connection limit reached", path);
+    }
+    return 0;
+}
+
+static int on_established(struct bridge *br, struct lws *wsi, struct pss *pss)
+{
+    char path[PATH_MAX_LEN];
+    uri_path(wsi, path, sizeof path);
+    struct topic_match m;
+    const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
+    if (!ep)
+        return -1; /* the config changed between upgrade and now */
+    const struct cfg_server *s = &br->cfg->server;
+    struct conn *c = conn_new(br, wsi, ++br->next_conn_id, s->send_queue_frames, s->send_queue_bytes);
+    if (!c || !(c->path = strdup(path))) {
+        conn_free(c);
+        return -1;
+    }
+    /* Captures point into 'path' on our stack: re-match against the connection's copy. */
+    config_find_endpoint(br->cfg, c->path, &m);
+    pss->conn = c;
+    sbuf_init(&pss->rx);
+    bridge_on_open(br, c, ep, &m);
+    return 0;
+}
+
+static int on_receive(struct bridge *br, struct lws *wsi, struct pss *pss, const char *in, size_t len)
+{
+    struct conn *c = pss->conn;
+    if (!c)
+        return -1;
+    if (lws_is_first_fragment(wsi)) {
+        sbuf_reset(&pss->rx);
+        pss->rx_binary = lws_frame_is_binary(wsi);
+        pss->rx_overflow = false;
+    }
+    if (!pss->rx_overflow) {
+        if (pss->rx.len + len > br->cfg->server.max_message_bytes)
+            pss->rx_overflow = true;
+        else
+            sbuf_append(&pss->rx, in, len);
+    }
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+        return 0;
+    if (pss->rx_overflow) {
+        /* Told, then closed: a client that sends oversized frames is misbehaving. */
+        conn_close(c, TB_CLOSE_TOO_BIG, "frame larger than max_message_bytes");
+        return 0;
+    }
+    bridge_on_client_frame(br, c, pss->rx.data ? pss->rx.data : "", pss->rx.len, pss->rx_binary);
+    if (pss->rx.cap > 4096)
+        sbuf_free(&pss->rx); /* do not keep a large buffer for an idle connection */
+    return 0;
+}
+
+static const char *mime_for(const char *path)
+{
+    static const struct { const char *ext, *mime; } types[] = {
+        {".html", "text/html"}, {".js", "text/javascript"}, {".mjs", "text/javascript"},
+        {".css", "text/css"}, {".json", "application/json"}, {".svg", "image/svg+xml"},
+        {".png", "image/png"}, {".ico", "image/x-icon"}, {".wav", "audio/wav"},
+        {".map", "application/json"}, {".txt", "text/plain"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].mime;
+    return "application/octet-stream";
+}
+
+static int serve_static(struct bridge *br, struct lws *wsi, const char *path)
+{
+    const char *dir = br->cfg->server.static_dir;
+    if (!dir || strstr(path, "..") || strchr(path, '\\'))
+        return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1
+                                                                          : lws_http_transaction_completed(wsi);
+    char full[PATH_MAX_LEN * 2];
+    snprintf(full, sizeof full, "%s%s%s", dir, path, path[strlen(path) - 1] == '/' ? "index.html" : "");
+    struct stat st;
+    if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
+            return -1;
+        return lws_http_transaction_completed(wsi);
+    }
+    int n = lws_serve_http_file(wsi, full, mime_for(full), NULL, 0);
+    if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
+        return -1;
+    return 0;
+}
+
+static int on_http(struct bridge *br, struct lws *wsi, struct pss *pss, const char *uri)
+{
+    struct sbuf body;
+    sbuf_init(&body);
+    const char *ctype = NULL;
+    int status = http_api_render(br, uri, &body, &ctype);
+    if (!status) {
+        sbuf_free(&body);
+        return serve_static(br, wsi, uri);
+    }
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned)status, ctype, body.len, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end)) {
+        sbuf_free(&body);
+        return 1;
+    }
+    free(pss->body);
+    pss->body = malloc(LWS_PRE + body.len + 1);
+    if (!pss->body) {
+        sbuf_free(&body);
+        return 1;
+    }
+    memcpy(pss->body + LWS_PRE, body.data ? body.data : "", body.len);
+    pss->body_len = body.len;
+    sbuf_free(&body);
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int on_http_writable(struct lws *wsi, struct pss *pss)
+{
+    if (!pss->body)
+        return 0;
+    int n = lws_write(wsi, (unsigned char *)pss->body + LWS_PRE, pss->body_len, LWS_WRITE_HTTP_FINAL);
+    free(pss->body);
+    pss->body = NULL;
+    if (n < 0)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void begin_shutdown(struct bridge *br)
+{
+    br->stopping = true;
+    LOG_INFO("main", "shutting down: closing %zu connections", br->n_conns);
+    for (struct conn *c = br->conns; c; c = c->next)
+        conn_close(c, TB_CLOSE_GOING_AWAY, "server shutting down");
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    struct bridge *br = ctx ? lws_context_user(ctx) : NULL;
+    struct pss *pss = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (!br)
+            return 0;
+        bridge_process_mqtt(br);
+        if (br->stop_requested && !br->stopping)
+            begin_shutdown(br);
+        return 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(br, wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        return on_established(br, wsi, pss);
+    case LWS_CALLBACK_RECEIVE:
+        return on_receive(br, wsi, pss, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss->conn ? conn_on_writable(pss->conn) : 0;
+    case LWS_CALLBACK_CLOSED:
+        if (pss->conn) {
+            bridge_on_close(br, pss->conn);
+            conn_free(pss->conn);
+            pss->conn = NULL;
+        }
+        sbuf_free(&pss->rx);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return on_http(br, wsi, pss, in ? (const char *)in : "/");
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return on_http_writable(wsi, pss);
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (pss) {
+            free(pss->body);
+            pss->body = NULL;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static struct lws_protocols protocols[] = {
+    {"telebridge", callback, sizeof(struct pss), 1024, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+static lws_retry_bo_t retry_policy;
+
+static void lws_log_bridge(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    if (level & LLL_ERR)
+        LOG_WARN("lws", "%.*s", (int)n, line);
+    else
+        LOG_DEBUG("lws", "%.*s", (int)n, line);
+}
+
+int ws_server_start(struct bridge *br)
+{
+    const struct cfg_server *s = &br->cfg->server;
+    lws_set_log_level(LLL_ERR | (log_get_level() == TB_LOG_DEBUG ? LLL_WARN | LLL_NOTICE : 0), lws_log_bridge);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = s->port;
+    info.iface = (s->listen_host && strcmp(s->listen_host, "0.0.0.0") != 0) ? s->listen_host : NULL;
+    info.protocols = protocols;
+    info.user = br;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (info.iface && strchr(info.iface, ':'))
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (!info.iface)
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    const struct cfg_heartbeat *hb = &br->cfg->heartbeat;
+    if (hb->ws_ping_ms || hb->idle_timeout_ms) {
+        retry_policy.secs_since_valid_ping = (uint16_t)(hb->ws_ping_ms ? hb->ws_ping_ms / 1000 : 0xffff);
+        retry_policy.secs_since_valid_hangup = (uint16_t)(hb->idle_timeout_ms ? hb->idle_timeout_ms / 1000 : 0xffff);
+        if (retry_policy.secs_since_valid_hangup <= retry_policy.secs_since_valid_ping)
+            retry_policy.secs_since_valid_hangup = (uint16_t)(retry_policy.secs_since_valid_ping + 1);
+        info.retry_and_idle_policy = &retry_policy;
+    }
+    info.timeout_secs = 10;
+    br->ctx = lws_create_context(&info);
+    if (!br->ctx) {
+        LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?)",
+                  s->listen_host ? s->listen_host : "*", s->port);
+        return -1;
+    }
+    g_ctx = br->ctx;
+    lws_sul_schedule(g_ctx, 0, &tick_sul, on_tick, TICK_US);
+    LOG_INFO("ws", "listening on %s:%d", s->listen_host ? s->listen_host : "*", s->port);
+    return 0;
+}
+
+int ws_server_run(struct bridge *br)
+{
+    uint64_t deadline = 0;
+    while (lws_service(br->ctx, 0) >= 0) {
+        if (br->stop_requested && !br->stopping)
+            begin_shutdown(br);
+        if (!br->stopping)
+            continue;
+        if (!deadline)
+            deadline = tb_now_ms() + SHUTDOWN_GRACE_MS;
+        if (br->n_conns == 0 || tb_now_ms() >= deadline)
+            break;
+    }
+    return 0;
+}
+
+void ws_server_destroy(struct bridge *br)
+{
+    if (!br->ctx)
+        return;
+    lws_sul_cancel(&tick_sul);
+    g_ctx = NULL;
+    lws_context_destroy(br->ctx);
+    br->ctx = NULL;
+}
