@@ -1,0 +1,538 @@
+/* Unit tests for config: one fixture per kind of mistake (tests/data/config/), each asserting
+ * the exact "file:line:column: message"; defaults; every field; env substitution; durations
+ * and sizes; the example config/telebridge.yaml. Leaks are caught by the ASan build. */
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "config_schema.h"
+
+static char path_buf[1024];
+
+static const char *data_path(const char *name)
+{
+    const char *dir = getenv("TB_TEST_DATA");
+    snprintf(path_buf, sizeof(path_buf), "%s/config/%s", dir ? dir : "tests/data", name);
+    return path_buf;
+}
+
+static struct tb_config *load_ok(const char *path)
+{
+    struct config_diag d = { 0 };
+    struct tb_config *c = config_load(path, &d);
+    for (size_t i = 0; i < d.n; i++)
+        print_error("%s\n", d.msgs[i]);
+    config_diag_free(&d);
+    if (!c)
+        fail_msg("%s did not load", path);
+    return c;
+}
+
+static struct tb_config *load_str(const char *text, struct config_diag *d)
+{
+    return config_load_string("inline.yaml", text, strlen(text), d);
+}
+
+/* Loads a fixture that must fail and compares every message, in order, without the
+ * directory part of the file name. */
+static void expect_errors(const char *fixture, const char *const *want, size_t nwant)
+{
+    struct config_diag d = { 0 };
+    const char *path = data_path(fixture);
+    size_t prefix = strlen(path) - strlen(fixture);
+    struct tb_config *c = config_load(path, &d);
+    assert_null(c);
+    for (size_t i = 0; i < d.n; i++)
+        print_message("  %s\n", d.msgs[i] + prefix);
+    assert_int_equal(d.n, nwant);
+    for (size_t i = 0; i < nwant; i++)
+        assert_string_equal(d.msgs[i] + prefix, want[i]);
+    config_diag_free(&d);
+}
+
+#define EXPECT(fixture, ...) do { \
+        static const char *const w_[] = { __VA_ARGS__ }; \
+        expect_errors(fixture, w_, sizeof(w_) / sizeof(w_[0])); \
+    } while (0)
+
+static void test_unknown_key(void **state)
+{
+    EXPECT("unknown_key.yaml", "unknown_key.yaml:2:3: unknown key 'hots' in mqtt; did you mean 'host'?");
+}
+
+static void test_bad_types(void **state)
+{
+    EXPECT("bad_type.yaml",
+           "bad_type.yaml:2:18: clean_session: expected a boolean (true or false)",
+           "bad_type.yaml:4:20: allowed_origins: expected a sequence of strings");
+}
+
+static void test_out_of_range(void **state)
+{
+    EXPECT("out_of_range.yaml",
+           "out_of_range.yaml:2:9: port must be between 1 and 65535 (got 70000)",
+           "out_of_range.yaml:3:8: qos must be between 0 and 1 (got 2)");
+}
+
+static void test_bad_pattern(void **state)
+{
+    EXPECT("bad_pattern.yaml",
+           "bad_pattern.yaml:2:21: bad topic pattern 'vehicle/v{id}/telemetry': "
+           "a capture must be a whole level, like {name}");
+}
+
+static void test_bad_template(void **state)
+{
+    EXPECT("bad_template.yaml",
+           "bad_template.yaml:3:23: bad room 'vehicle:{vehicle_id}': template names {vehicle_id} "
+           "but the pattern has no capture vehicle_id");
+}
+
+static void test_bad_expression(void **state)
+{
+    struct config_diag d = { 0 };
+    assert_null(config_load(data_path("bad_expr.yaml"), &d));
+    assert_int_equal(d.n, 1);
+    /* The message text is expr's; the position arithmetic is ours. */
+    assert_non_null(strstr(d.msgs[0], "bad_expr.yaml:4:25: bad when expression: "));
+    config_diag_free(&d);
+}
+
+static void test_duplicate_endpoint(void **state)
+{
+    EXPECT("duplicate_endpoint.yaml",
+           "duplicate_endpoint.yaml:4:3: duplicate endpoint '/ws/{y}' (already defined at line 3)");
+}
+
+static void test_bad_alias(void **state)
+{
+    EXPECT("bad_alias.yaml",
+           "bad_alias.yaml:3:18: same_as names unknown endpoint '/ws/persona'; did you mean '/ws/personal'?",
+           "bad_alias.yaml:4:25: same_as target '/ws' is itself an alias (of '/ws/persona')",
+           "bad_alias.yaml:6:21: '/ws/v2' cannot alias '/ws/v/{vid}': its room 'vehicle:{vid}' needs "
+           "captures that '/ws/v2' lacks (template names {vid} but the pattern has no capture vid)");
+}
+
+static void test_bad_alerts(void **state)
+{
+    EXPECT("alerts_bad.yaml",
+           "alerts_bad.yaml:5:5: duplicate alert name 'a1' (already defined at line 2)",
+           "alerts_bad.yaml:8:5: alert 'nothing' needs 'when' or 'inactive_for'",
+           "alerts_bad.yaml:13:17: bad room 'v:{vid}': template names {vid} but the pattern has no capture vid",
+           "alerts_bad.yaml:14:29: bad publish_topic 'alerts/{id}': template names {id} but the pattern "
+           "has no capture id");
+}
+
+static void test_syntax_error(void **state)
+{
+    EXPECT("syntax.yaml",
+           "syntax.yaml:3:2: YAML syntax error: did not find expected key while parsing a block mapping");
+}
+
+static void test_empty(void **state)
+{
+    EXPECT("empty.yaml", "empty.yaml:1:1: empty configuration");
+    EXPECT("empty0.yaml", "empty0.yaml:1:1: empty configuration");
+}
+
+static void test_missing_file(void **state)
+{
+    struct config_diag d = { 0 };
+    assert_null(config_load("/nonexistent/tb.yaml", &d));
+    assert_int_equal(d.n, 1);
+    assert_string_equal(d.msgs[0], "/nonexistent/tb.yaml: cannot open: No such file or directory");
+    config_diag_free(&d);
+    config_diag_free(NULL);
+}
+
+static void test_env_missing(void **state)
+{
+    unsetenv("TB_TEST_SURELY_UNSET_VAR");
+    EXPECT("env_missing.yaml",
+           "env_missing.yaml:2:10: environment variable TB_TEST_SURELY_UNSET_VAR is not set "
+           "(write ${TB_TEST_SURELY_UNSET_VAR:-default} to give a default)");
+}
+
+static void test_several_errors(void **state)
+{
+    EXPECT("several.yaml",
+           "several.yaml:2:3: unknown key 'prot' in mqtt; did you mean 'port'?",
+           "several.yaml:3:14: keepalive: expected an integer",
+           "several.yaml:5:11: listen: expected host:port (e.g. 0.0.0.0:8080, [::1]:8080, :8080)",
+           "several.yaml:6:22: max_message_bytes: expected a size in bytes (e.g. 65536, 64k, 1MiB)",
+           "several.yaml:8:5: route needs 'match'",
+           "several.yaml:9:14: bad topic pattern 'a/#/b': '#' must be the last level",
+           "several.yaml:11:18: slow_client must be one of conflate, disconnect; did you mean 'conflate'?",
+           "several.yaml:13:13: interval: expected a duration (e.g. 500ms, 5s, 2m, 1h)");
+}
+
+static void test_inline_errors(void **state)
+{
+    static const struct { const char *yaml, *want; } cases[] = {
+        { "- a\n- b\n", "inline.yaml:1:1: expected a mapping of sections" },
+        { "routes: {a: 1}\n", "inline.yaml:1:9: routes: expected a sequence of routes" },
+        { "routes:\n  - match: a\n    rooms: [x]\n    bogus: 1\n", "inline.yaml:4:5: unknown key 'bogus' in route" },
+        { "mqtt: {host: a, host: b}\n", "inline.yaml:1:17: duplicate key 'host' in mqtt" },
+        { "mqtt: {protocol: 4}\n", "inline.yaml:1:18: protocol must be one of 5, 5.0, 311, 3.1.1" },
+        { "mqtt: {host: ''}\n", "inline.yaml:1:14: host must not be empty" },
+        { "mqtt: {reconnect_min: 5s, reconnect_max: 1s}\n", "inline.yaml:1:7: mqtt: reconnect_min is larger" },
+        { "endpoints: {ws: {rooms: [a]}}\n", "inline.yaml:1:13: endpoint path 'ws' must start with '/'" },
+        { "endpoints: {/a: {rooms: [a], same_as: /b}, /b: {rooms: [b]}}\n", "inline.yaml:1:25: an endpoint with same_as" },
+        { "endpoints: {/a: {rooms: [\"{payload.x|y}\"]}}\n", "cannot use payload fields" },
+        { "alerts:\n  - name: 'a b'\n    match: x\n    when: v\n", "inline.yaml:2:5: alert name 'a b' may use only" },
+        { "alerts:\n  - match: x\n    when: v\n", "inline.yaml:2:5: alert needs 'name'" },
+        { "alerts:\n  - {name: a, match: x, inactive_for: 1s, clear_when: v > 1}\n", "clear_when needs a 'when'" },
+        { "alerts:\n  - {name: a, match: x, when: v, severity: critcal}\n", "did you mean 'critical'?" },
+        { "heartbeat: {interval: -5s}\n", "inline.yaml:1:23: interval: expected a duration" },
+        { "server: {send_queue_frames: -1}\n", "inline.yaml:1:29: send_queue_frames must be between 1 and 1000000 (got -1)" },
+        { "mqtt: {host: \"${1BAD}\"}\n", "inline.yaml:1:15: bad environment variable name '1BAD'" },
+        { "mqtt: {host: \"${OPEN\"}\n", "inline.yaml:1:15: unterminated '${'" },
+        { "mqtt: {port: \"${TB_TEST_PORT_X:-abc}\"}\n", "inline.yaml:1:14: port: expected an integer" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config_diag d = { 0 };
+        assert_null(load_str(cases[i].yaml, &d));
+        bool ok = d.n >= 1 && strstr(d.msgs[0], cases[i].want);
+        if (!ok)
+            print_error("case %zu: got '%s', want '%s'\n", i, d.n ? d.msgs[0] : "(none)", cases[i].want);
+        config_diag_free(&d);
+        assert_true(ok);
+    }
+}
+
+static void test_defaults(void **state)
+{
+    struct config_diag d = { 0 };
+    struct tb_config *c = load_str("heartbeat: {}\n", &d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    assert_string_equal(c->mqtt.host, "127.0.0.1");
+    assert_int_equal(c->mqtt.port, 1883);
+    assert_non_null(strstr(c->mqtt.client_id, "telebridge-"));
+    assert_null(c->mqtt.username);
+    assert_null(c->mqtt.password);
+    assert_int_equal(c->mqtt.keepalive, 30);
+    assert_int_equal(c->mqtt.protocol, 5);
+    assert_int_equal(c->mqtt.qos, 1);
+    assert_true(c->mqtt.clean_session);
+    assert_null(c->mqtt.tls_ca);
+    assert_false(c->mqtt.tls_insecure);
+    assert_int_equal(c->mqtt.reconnect_min_ms, 500);
+    assert_int_equal(c->mqtt.reconnect_max_ms, 10000);
+    assert_string_equal(c->server.listen_host, "0.0.0.0");
+    assert_int_equal(c->server.port, 8080);
+    assert_int_equal(c->server.n_allowed_origins, 0);
+    assert_int_equal(c->server.max_connections, 20000);
+    assert_int_equal(c->server.max_message_bytes, 65536);
+    assert_null(c->server.static_dir);
+    assert_int_equal(c->server.send_queue_frames, 256);
+    assert_int_equal(c->server.send_queue_bytes, 1 << 20);
+    assert_int_equal(c->heartbeat.interval_ms, 10000);
+    assert_int_equal(c->heartbeat.ws_ping_ms, 20000);
+    assert_int_equal(c->heartbeat.idle_timeout_ms, 60000);
+    assert_int_equal(c->n_endpoints + c->n_routes + c->n_alerts + c->n_filters, 0);
+    assert_int_equal(c->refcount, 1);
+    config_unref(c);
+
+    c = load_str("mqtt: {tls_ca: /ca.pem}\n"
+                 "routes: [{match: 'a/{x}', rooms: [r]}]\n"
+                 "alerts: [{name: n, match: 'a/{x}', when: 'v > 1'}, {name: m, match: b, when: w}]\n", &d);
+    assert_non_null(c);
+    assert_int_equal(c->mqtt.port, 8883);
+    struct cfg_route *r = &c->routes[0];
+    assert_string_equal(r->type, "message");
+    assert_false(r->keep_last);
+    assert_int_equal(r->history, 0);
+    assert_int_equal(r->history_ttl_ms, 0);
+    assert_int_equal(r->slow_client, CFG_SLOW_CONFLATE);
+    assert_int_equal(r->non_json, CFG_NONJSON_STRING);
+    assert_null(r->when);
+    struct cfg_alert *a = &c->alerts[0];
+    assert_int_equal(a->severity, CFG_SEV_WARNING);
+    assert_string_equal(tmpl_source(a->message), "n");
+    assert_string_equal(tmpl_source(a->key), "{x}");
+    assert_string_equal(tmpl_source(c->alerts[1].key), "{topic}");
+    assert_string_equal(a->value_field, "v");
+    assert_int_equal(a->n_rooms, 1);
+    assert_string_equal(tmpl_source(a->rooms[0]), "alerts");
+    assert_string_equal(tmpl_source(a->publish_topic), "alerts/{key}/{name}");
+    assert_int_equal(a->for_ms, 0);
+    assert_int_equal(a->inactive_for_ms, 0);
+    assert_null(a->clear_when);
+    assert_int_equal(c->n_filters, 2);
+    assert_string_equal(c->filters[0], "a/+");
+    assert_string_equal(c->filters[1], "b");
+    config_unref(c);
+}
+
+static void test_full(void **state)
+{
+    unsetenv("TB_TEST_USER");
+    struct tb_config *c = load_ok(data_path("full.yaml"));
+    const struct cfg_mqtt *m = &c->mqtt;
+    assert_string_equal(m->host, "broker.example");
+    assert_int_equal(m->port, 8884);
+    assert_string_equal(m->client_id, "tb-test");
+    assert_string_equal(m->username, "alice");
+    assert_string_equal(m->password, "secret");
+    assert_int_equal(m->keepalive, 45);
+    assert_int_equal(m->protocol, 311);
+    assert_int_equal(m->qos, 0);
+    assert_false(m->clean_session);
+    assert_non_null(strstr(m->tls_ca, "/config/certs/ca.pem"));
+    assert_true(m->tls_ca[0] == '/');
+    assert_string_equal(m->tls_cert, "/etc/tb/cert.pem");
+    assert_string_equal(m->tls_key, "/etc/tb/key.pem");
+    assert_true(m->tls_insecure);
+    assert_int_equal(m->reconnect_min_ms, 250);
+    assert_int_equal(m->reconnect_max_ms, 60000);
+
+    const struct cfg_server *s = &c->server;
+    assert_string_equal(s->listen_host, "::1");
+    assert_int_equal(s->port, 9090);
+    assert_int_equal(s->n_allowed_origins, 2);
+    assert_string_equal(s->allowed_origins[1], "https://dash.example");
+    assert_int_equal(s->max_connections, 500);
+    assert_int_equal(s->max_message_bytes, 128 * 1024);
+    assert_true(s->static_dir[0] == '/');
+    assert_non_null(strstr(s->static_dir, "/config/www"));
+    assert_int_equal(s->send_queue_frames, 64);
+    assert_int_equal(s->send_queue_bytes, 2 << 20);
+
+    assert_int_equal(c->n_endpoints, 4);
+    const struct cfg_endpoint *e = &c->endpoints[0];
+    assert_string_equal(e->path, "/ws/t/{vid}");
+    assert_int_equal(e->n_rooms, 2);
+    assert_int_equal(e->max_connections, 10);
+    assert_int_equal(e->line, 27);
+    assert_int_equal(e->col, 3);
+    e = &c->endpoints[2];
+    assert_string_equal(e->same_as, "/ws/t/{vid}");
+    assert_int_equal(e->n_rooms, 2);
+    assert_true(c->endpoints[3].client_subscriptions);
+    assert_int_equal(c->endpoints[3].n_rooms, 0);
+
+    struct topic_match tm;
+    e = config_find_endpoint(c, "/ws/t/all", &tm);
+    assert_string_equal(e->path, "/ws/t/all");
+    e = config_find_endpoint(c, "/ws/alias/9", &tm);
+    assert_string_equal(e->path, "/ws/alias/{vid}");
+    char room[64];
+    struct tmpl_ctx ctx = { .match = &tm };
+    assert_int_equal(tmpl_render(e->rooms[0], &ctx, room, sizeof(room)), 9);
+    assert_string_equal(room, "vehicle:9");
+    assert_null(config_find_endpoint(c, "/nope", &tm));
+
+    assert_int_equal(c->n_routes, 3);
+    const struct cfg_route *r = &c->routes[0];
+    assert_string_equal(r->match_src, "vehicle/{id}/telemetry");
+    assert_int_equal(r->n_rooms, 2);
+    assert_non_null(r->when);
+    assert_string_equal(r->type, "telemetry_update");
+    assert_true(r->keep_last);
+    assert_int_equal(r->history, 50);
+    assert_int_equal(r->history_ttl_ms, 120000);
+    assert_int_equal(r->slow_client, CFG_SLOW_DISCONNECT);
+    assert_int_equal(r->non_json, CFG_NONJSON_DROP);
+    assert_int_equal(r->line, 32);
+    assert_int_equal(r->col, 5);
+
+    assert_int_equal(c->n_alerts, 2);
+    const struct cfg_alert *a = &c->alerts[0];
+    assert_string_equal(a->name, "hot-engine");
+    assert_int_equal(a->for_ms, 1500);
+    assert_int_equal(a->inactive_for_ms, 3600000);
+    assert_non_null(a->clear_when);
+    assert_int_equal(a->severity, CFG_SEV_CRITICAL);
+    assert_string_equal(cfg_severity_name(a->severity), "critical");
+    assert_string_equal(tmpl_source(a->message), "Hot {engine.temp} on {id}");
+    assert_string_equal(tmpl_source(a->key), "car-{id}");
+    assert_string_equal(a->value_field, "engine.temp");
+    assert_string_equal(tmpl_source(a->publish_topic), "tb/alerts/{name}/{key}");
+    assert_string_equal(c->alerts[1].value_field, "kind");
+
+    assert_int_equal(c->n_filters, 2);
+    assert_string_equal(c->filters[0], "vehicle/+/telemetry");
+    assert_string_equal(c->filters[1], "raw/#");
+    assert_int_equal(c->heartbeat.interval_ms, 0);
+    assert_int_equal(c->heartbeat.ws_ping_ms, 1500);
+    assert_int_equal(c->heartbeat.idle_timeout_ms, 2000);
+
+    assert_ptr_equal(config_ref(c), c);
+    assert_int_equal(c->refcount, 2);
+    config_unref(c);
+    config_unref(c);
+    config_unref(NULL);
+}
+
+static void test_env_substitution(void **state)
+{
+    setenv("TB_TEST_HOST", "mq.local", 1);
+    setenv("TB_TEST_PORT", "1999", 1);
+    setenv("TB_TEST_EMPTY", "", 1);
+    unsetenv("TB_TEST_NOPE");
+    struct config_diag d = { 0 };
+    struct tb_config *c = load_str(
+        "mqtt:\n"
+        "  host: \"${TB_TEST_HOST}\"\n"
+        "  port: ${TB_TEST_PORT}\n"
+        "  client_id: id-${TB_TEST_NOPE:-dflt}-${TB_TEST_HOST}\n"
+        "  username: ${TB_TEST_NOPE:-}\n"
+        "  password: \"${TB_TEST_EMPTY}\"\n"
+        "server: {listen: \"${TB_TEST_NOPE:-:7000}\"}\n", &d);
+    assert_non_null(c);
+    assert_string_equal(c->mqtt.host, "mq.local");
+    assert_int_equal(c->mqtt.port, 1999);
+    assert_string_equal(c->mqtt.client_id, "id-dflt-mq.local");
+    assert_null(c->mqtt.username);
+    assert_null(c->mqtt.password);
+    assert_string_equal(c->server.listen_host, "0.0.0.0");
+    assert_int_equal(c->server.port, 7000);
+    config_unref(c);
+}
+
+static void test_durations_and_sizes(void **state)
+{
+    uint64_t ms;
+    size_t sz;
+    static const struct { const char *s; uint64_t ms; } durs[] = {
+        { "500ms", 500 }, { "5s", 5000 }, { "2m", 120000 }, { "1h", 3600000 }, { "3", 3000 },
+        { "0", 0 }, { "1.5s", 1500 }, { "0.25", 250 },
+    };
+    for (size_t i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+        assert_int_equal(cfg_parse_duration_ms(durs[i].s, &ms), 0);
+        assert_int_equal(ms, durs[i].ms);
+    }
+    static const char *const bad_durs[] = { "", "5 s", "5x", "-1s", "s", " 5s" };
+    for (size_t i = 0; i < sizeof(bad_durs) / sizeof(bad_durs[0]); i++)
+        assert_int_equal(cfg_parse_duration_ms(bad_durs[i], &ms), -1);
+    static const struct { const char *s; size_t n; } sizes[] = {
+        { "65536", 65536 }, { "64k", 65536 }, { "64K", 65536 }, { "64KiB", 65536 },
+        { "2m", 2 << 20 }, { "1MiB", 1 << 20 },
+    };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        assert_int_equal(cfg_parse_size(sizes[i].s, &sz), 0);
+        assert_int_equal(sz, sizes[i].n);
+    }
+    assert_int_equal(cfg_parse_size("1.5", &sz), -1);
+    assert_int_equal(cfg_parse_size("12q", &sz), -1);
+    assert_int_equal(cfg_parse_size("-1k", &sz), -1);
+}
+
+static void test_listen_and_protocol(void **state)
+{
+    static const struct { const char *yaml, *host; int port, proto; } cases[] = {
+        { "server: {listen: 10.0.0.1:81}\nmqtt: {protocol: 311}\n", "10.0.0.1", 81, 311 },
+        { "server: {listen: \"[::1]:8080\"}\nmqtt: {protocol: 3.1.1}\n", "::1", 8080, 311 },
+        { "server: {listen: \":8080\"}\nmqtt: {protocol: 5}\n", "0.0.0.0", 8080, 5 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config_diag d = { 0 };
+        struct tb_config *c = load_str(cases[i].yaml, &d);
+        assert_non_null(c);
+        assert_string_equal(c->server.listen_host, cases[i].host);
+        assert_int_equal(c->server.port, cases[i].port);
+        assert_int_equal(c->mqtt.protocol, cases[i].proto);
+        config_unref(c);
+    }
+}
+
+static void test_version(void **state)
+{
+    struct config_diag d = { 0 };
+    struct tb_config *a = load_str("heartbeat: {interval: 1s}\n", &d);
+    struct tb_config *b = load_str("heartbeat: {interval: 1s}\n", &d);
+    struct tb_config *c = load_str("heartbeat: {interval: 2s}\n", &d);
+    assert_true(a && b && c);
+    assert_true(a->version == b->version);
+    assert_true(a->version != c->version);
+    /* FNV-1a 64 of the empty-ish known input, so other tools can compute the same. */
+    config_unref(a);
+    config_unref(b);
+    config_unref(c);
+}
+
+static void test_example_config(void **state)
+{
+    unsetenv("TB_MQTT_HOST");
+    unsetenv("TB_MQTT_PORT");
+    unsetenv("MQTT_USER");
+    unsetenv("MQTT_PASSWORD");
+    unsetenv("TB_LISTEN");
+    char path[1024];
+    const char *dir = getenv("TB_TEST_DATA");
+    snprintf(path, sizeof(path), "%s/../../config/telebridge.yaml", dir ? dir : "tests/data");
+    struct tb_config *c = load_ok(path);
+    assert_string_equal(c->mqtt.host, "127.0.0.1");
+    assert_int_equal(c->mqtt.port, 1883);
+    assert_null(c->mqtt.username);
+    assert_string_equal(c->server.listen_host, "127.0.0.1");
+    assert_int_equal(c->server.port, 8080);
+    assert_non_null(strstr(c->server.static_dir, "dashboard"));
+    assert_int_equal(c->n_endpoints, 7);
+    assert_int_equal(c->n_routes, 6);
+    assert_int_equal(c->n_alerts, 6);
+    assert_int_equal(c->n_filters, 6);
+
+    struct topic_match m;
+    const struct cfg_endpoint *e = config_find_endpoint(c, "/ws", &m);
+    assert_string_equal(e->same_as, "/ws/personal");
+    assert_int_equal(e->n_rooms, 1);
+    assert_string_equal(tmpl_source(e->rooms[0]), "personal");
+    e = config_find_endpoint(c, "/ws/telemetry/7", &m);
+    assert_string_equal(e->path, "/ws/telemetry/{vehicle_id}");
+    assert_true(config_find_endpoint(c, "/ws/connect", &m)->client_subscriptions);
+
+    const struct cfg_alert *off = &c->alerts[5];
+    assert_string_equal(off->name, "vehicle_offline");
+    assert_null(off->when);
+    assert_int_equal(off->inactive_for_ms, 30000);
+    assert_int_equal(c->heartbeat.idle_timeout_ms, 60000);
+    config_unref(c);
+
+    setenv("TB_MQTT_PORT", "1884", 1);
+    setenv("TB_LISTEN", "0.0.0.0:9000", 1);
+    c = load_ok(path);
+    assert_int_equal(c->mqtt.port, 1884);
+    assert_int_equal(c->server.port, 9000);
+    config_unref(c);
+    unsetenv("TB_MQTT_PORT");
+    unsetenv("TB_LISTEN");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_bad_types),
+        cmocka_unit_test(test_out_of_range),
+        cmocka_unit_test(test_bad_pattern),
+        cmocka_unit_test(test_bad_template),
+        cmocka_unit_test(test_bad_expression),
+        cmocka_unit_test(test_duplicate_endpoint),
+        cmocka_unit_test(test_bad_alias),
+        cmocka_unit_test(test_bad_alerts),
+        cmocka_unit_test(test_syntax_error),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_env_missing),
+        cmocka_unit_test(test_several_errors),
+        cmocka_unit_test(test_inline_errors),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_env_substitution),
+        cmocka_unit_test(test_durations_and_sizes),
+        cmocka_unit_test(test_listen_and_protocol),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_example_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
