@@ -177,6 +177,14 @@ struct sub *bridge_join(struct bridge *br, struct conn *c, const char *name)
     return s;
 }
 
+void bridge_send_room_state(struct bridge *br, struct conn *c, struct sub *s)
+{
+    if (s->room->last)
+        conn_enqueue(c, s->room->last, s, true);
+    /* HOOK(alerts): the active alerts of s->room go to this connection here. */
+    (void)br;
+}
+
 void bridge_on_open(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep,
                     const struct topic_match *m)
 {
@@ -196,15 +204,13 @@ void bridge_on_open(struct bridge *br, struct conn *c, const struct cfg_endpoint
         bridge_join(br, c, name);
     }
     send_welcome(br, c, ep);
-    /* Last values after the welcome frame, in the order of the endpoint's rooms. */
+    /* Room state after the welcome frame, in the order of the endpoint's rooms. */
     struct sub *order[64];
     size_t n = 0;
     for (struct sub *s = c->subs; s && n < 64; s = s->conn_next)
         order[n++] = s;
-    while (n--) {
-        if (order[n]->room->last)
-            conn_enqueue(c, order[n]->room->last, order[n], true);
-    }
+    while (n--)
+        bridge_send_room_state(br, c, order[n]);
     protocol_on_open(br, c);
     LOG_DEBUG("ws", "connection %llu opened on %s (%s)", (unsigned long long)c->id, c->path, ep->path);
 }
@@ -261,6 +267,7 @@ void bridge_process_mqtt(struct bridge *br)
             struct inbound in;
             inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
             router_route(br, br->cfg, &in);
+            /* HOOK(alerts): alert rules see every message here (ev, &in). */
             inbound_free(&in);
         } else {
             on_broker_state(br, ev->kind == MQTT_EV_CONNECTED, ev->rc);
@@ -287,6 +294,7 @@ static void send_heartbeats(struct bridge *br)
 
 void bridge_tick(struct bridge *br, uint64_t now_ms)
 {
+    /* HOOK(alerts): duration and inactivity timers run here. */
     uint64_t every = br->cfg->heartbeat.interval_ms;
     if (every && !br->stopping) {
         if (!br->next_heartbeat_ms)

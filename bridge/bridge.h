@@ -82,6 +82,10 @@ void bridge_broadcast_room(struct bridge *br, const char *room, const char *type
 /* Joins a room (idempotent); NULL when out of memory. */
 struct sub *bridge_join(struct bridge *br, struct conn *c, const char *room);
 
+/* Sends what a connection gets on joining a room: its last value (keep_last) and its
+ * active alerts. Used on connect and by client subscriptions. */
+void bridge_send_room_state(struct bridge *br, struct conn *c, struct sub *s);
+
 /* Called by ws_server for connection life cycle and client frames. */
 void bridge_on_open(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep,
                     const struct topic_match *m);

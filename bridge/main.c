@@ -107,11 +107,13 @@ static int run(const char *path)
     br->mqtt = mqtt_client_new(br->cfg, ws_server_wake, br);
     if (!br->mqtt)
         goto out;
+    /* HOOK(alerts): start the alert runtime here (after the MQTT client exists). */
     LOG_INFO("main", "telebridge %s running (%zu endpoints, %zu routes)", TB_VERSION,
              br->cfg->n_endpoints, br->cfg->n_routes);
     ws_server_run(br);
     rc = 0;
 out:
+    /* HOOK(alerts): stop the alert runtime here. */
     ws_server_destroy(br);       /* closes remaining connections (frees their state) */
     mqtt_client_free(br->mqtt);  /* clean DISCONNECT, joins the network thread */
     room_registry_free(br->rooms);
