@@ -194,13 +194,13 @@ static void end_leg(struct vehicle *v)
 static void drive_harsh_braking(struct vehicle *v)
 {
     if (v->anomaly_stage == 0) {
-        if (v->speed_kmh >= 45 && v->phase != VM_PHASE_STOP) {
+        if (v->speed_kmh >= 60 && v->phase != VM_PHASE_STOP) {
             start_brake(v, 0, prng_range(&v->rng, 7.5, 9.0));
             v->anomaly_stage = 1;
-        } else if (v->phase != VM_PHASE_ACCEL || v->target_kmh < 55) {
+        } else if (v->phase != VM_PHASE_ACCEL || v->target_kmh < 65) {
             if (v->phase == VM_PHASE_STOP)
                 turn_at_junction(v);
-            start_accel(v, prng_range(&v->rng, 60, 80));
+            start_accel(v, prng_range(&v->rng, 70, 90));
         }
     } else if (v->phase == VM_PHASE_STOP) {
         v->anomaly = VM_ANOMALY_NONE;
@@ -211,10 +211,9 @@ static void drive_harsh_braking(struct vehicle *v)
 static double drive(struct vehicle *v, double dt)
 {
     struct prng *r = &v->rng;
-    double vms = v->speed_kmh / 3.6, tgt = v->target_kmh / 3.6, a, nv;
-
     if (v->anomaly == VM_ANOMALY_HARSH_BRAKING)
-        drive_harsh_braking(v);
+        drive_harsh_braking(v); /* may change phase and target: read them after */
+    double vms = v->speed_kmh / 3.6, tgt = v->target_kmh / 3.6, a, nv;
 
     switch (v->phase) {
     case VM_PHASE_STOP:
