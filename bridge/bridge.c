@@ -8,6 +8,7 @@
 #include "log.h"
 #include "mqtt_client.h"
 #include "protocol.h"
+#include "reload.h"
 #include "router.h"
 
 void bridge_room_maybe_release(struct bridge *br, struct room *room)
@@ -201,7 +202,9 @@ void bridge_on_open(struct bridge *br, struct conn *c, const struct cfg_endpoint
             continue;
         if (!bridge_authorize_join(br, c, name))
             continue;
-        bridge_join(br, c, name);
+        struct sub *s = bridge_join(br, c, name);
+        if (s)
+            s->auto_joined = true;
     }
     send_welcome(br, c, ep);
     /* Room state after the welcome frame, in the order of the endpoint's rooms. */
@@ -292,8 +295,16 @@ static void send_heartbeats(struct bridge *br)
     cJSON_Delete(d);
 }
 
+void bridge_on_config_changed(struct bridge *br, const struct tb_config *old)
+{
+    (void)old;
+    /* HOOK(alerts): alert_runtime_apply_config(br, br->cfg) goes here. */
+    (void)br;
+}
+
 void bridge_tick(struct bridge *br, uint64_t now_ms)
 {
+    reload_poll(br, now_ms);
     /* HOOK(alerts): duration and inactivity timers run here. */
     uint64_t every = br->cfg->heartbeat.interval_ms;
     if (every && !br->stopping) {

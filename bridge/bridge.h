@@ -57,6 +57,7 @@ struct bridge {
     struct sbuf scratch;            /* envelope building */
     uint64_t next_heartbeat_ms;
     void *alerts;                   /* alert runtime, when configured */
+    void *reload;                   /* reload watcher and last result (reload.c) */
 };
 
 static inline void bridge_count_delivered(struct bridge *br, uint64_t n) { br->st.delivered += n; }
@@ -95,6 +96,10 @@ void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data,
 /* Authorization hook: may connection c (on endpoint ep) join 'room'? Today every
  * configured room is allowed; token / per-user rules plug in here. */
 bool bridge_authorize_join(struct bridge *br, const struct conn *c, const char *room);
+
+/* After a reload swapped br->cfg ('old' is still valid during the call): lets the
+ * modules with config-derived state (alerts) follow. */
+void bridge_on_config_changed(struct bridge *br, const struct tb_config *old);
 
 /* Periodic work (heartbeats, timers), about every 250 ms. */
 void bridge_tick(struct bridge *br, uint64_t now_ms);

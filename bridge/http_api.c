@@ -9,6 +9,7 @@
 #include "bridge.h"
 #include "log.h"
 #include "mqtt_client.h"
+#include "reload.h"
 
 static cJSON *connections_json(struct bridge *br)
 {
@@ -56,6 +57,7 @@ static cJSON *health_json(struct bridge *br)
     char ver[24];
     snprintf(ver, sizeof ver, "%016llx", (unsigned long long)br->cfg->version);
     cJSON_AddStringToObject(cfg, "version", ver);
+    cJSON_AddItemToObject(cfg, "reload", reload_status_json(br));
     return h;
 }
 

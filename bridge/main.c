@@ -2,6 +2,7 @@
  *
  *   telebridge -c FILE [--log-level L]     run
  *   telebridge --check -c FILE             validate a config, exit 0 / 1 with the errors
+ *   telebridge --explain TOPIC [--payload JSON] -c FILE   where would a message go?
  *   telebridge --help | --version
  *
  * Start-up order: config, rooms, WebSocket listener (fails fast if the port is taken),
@@ -19,6 +20,8 @@
 #include "config.h"
 #include "log.h"
 #include "mqtt_client.h"
+#include "reload.h"
+#include "router.h"
 #include "ws_server.h"
 
 static struct bridge g_br;
@@ -37,11 +40,14 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: telebridge -c FILE [--log-level debug|info|warn|error]\n"
             "       telebridge --check -c FILE\n"
+            "       telebridge --explain TOPIC [--payload JSON] -c FILE\n"
             "       telebridge --help | --version\n"
             "\n"
             "MQTT-to-WebSocket bridge for vehicle telemetry.\n"
             "  -c, --config FILE     YAML configuration (see README.md)\n"
             "      --check           validate the configuration and exit (0 valid, 1 invalid)\n"
+            "      --explain TOPIC   print the routes, rooms and alert rules TOPIC would hit\n"
+            "      --payload JSON    sample payload for --explain (default {})\n"
             "  -l, --log-level L     debug, info (default), warn or error\n"
             "  -h, --help            this text\n"
             "  -V, --version         print the version\n");
@@ -58,6 +64,65 @@ static int check_config(const char *path)
         return 1;
     printf("%s: OK (%zu endpoints, %zu routes, %zu alert rules, %zu MQTT filters)\n", path,
            cfg->n_endpoints, cfg->n_routes, cfg->n_alerts, cfg->n_filters);
+    config_unref(cfg);
+    return 0;
+}
+
+struct explain_ud {
+    const struct tb_config *cfg;
+    size_t deliveries;
+};
+
+static void explain_room(size_t route, const char *room, void *ud)
+{
+    struct explain_ud *e = ud;
+    const struct cfg_route *r = &e->cfg->routes[route];
+    printf("  route %zu (line %d, match %s): type %s -> room %s%s%s\n", route + 1, r->line,
+           r->match_src, r->type, room, r->keep_last ? " [keep_last]" : "",
+           r->history ? " [history]" : "");
+    e->deliveries++;
+}
+
+/* --explain: which routes, rooms and alert rules would a topic (and payload) hit? */
+static int explain(const char *path, const char *topic, const char *payload)
+{
+    struct config_diag diag = {0};
+    struct tb_config *cfg = config_load(path, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        fprintf(stderr, "%s\n", diag.msgs[i]);
+    config_diag_free(&diag);
+    if (!cfg)
+        return 1;
+    struct inbound in;
+    inbound_init(&in, topic, payload, strlen(payload));
+    printf("topic %s, payload %s\n", topic, in.json ? "JSON" : "not JSON (delivered as a string)");
+    struct explain_ud e = {cfg, 0};
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const struct cfg_route *r = &cfg->routes[i];
+        if (!topic_pattern_match(r->match, topic, NULL))
+            continue;
+        if (!in.json && r->non_json == CFG_NONJSON_DROP)
+            printf("  route %zu (line %d, match %s): dropped (payload not JSON)\n", i + 1, r->line, r->match_src);
+        else if (r->when && !expr_eval(r->when, in.json))
+            printf("  route %zu (line %d, match %s): skipped, when '%s' is false\n", i + 1, r->line,
+                   r->match_src, expr_source(r->when));
+    }
+    router_explain(cfg, &in, explain_room, &e);
+    if (!e.deliveries)
+        printf("  no room receives this message\n");
+    for (size_t i = 0; i < cfg->n_alerts; i++) {
+        const struct cfg_alert *a = &cfg->alerts[i];
+        if (!topic_pattern_match(a->match, topic, NULL))
+            continue;
+        if (a->inactive_for_ms)
+            printf("  alert %s (line %d): inactivity timer reset (inactive_for %llums)\n", a->name, a->line,
+                   (unsigned long long)a->inactive_for_ms);
+        else if (a->when)
+            printf("  alert %s (line %d): when '%s' is %s%s\n", a->name, a->line, expr_source(a->when),
+                   expr_eval(a->when, in.json) ? "TRUE" : "false",
+                   a->for_ms ? " (must hold for its 'for' duration)" : "");
+    }
+    inbound_free(&in);
     config_unref(cfg);
     return 0;
 }
@@ -107,6 +172,7 @@ static int run(const char *path)
     br->mqtt = mqtt_client_new(br->cfg, ws_server_wake, br);
     if (!br->mqtt)
         goto out;
+    reload_watch_start(br);
     /* HOOK(alerts): start the alert runtime here (after the MQTT client exists). */
     LOG_INFO("main", "telebridge %s running (%zu endpoints, %zu routes)", TB_VERSION,
              br->cfg->n_endpoints, br->cfg->n_routes);
@@ -114,6 +180,7 @@ static int run(const char *path)
     rc = 0;
 out:
     /* HOOK(alerts): stop the alert runtime here. */
+    reload_watch_stop(br);
     ws_server_destroy(br);       /* closes remaining connections (frees their state) */
     mqtt_client_free(br->mqtt);  /* clean DISCONNECT, joins the network thread */
     room_registry_free(br->rooms);
@@ -128,15 +195,19 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'}, {"explain", required_argument, NULL, 'x'},
+        {"payload", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
     bool check = false;
+    const char *explain_topic = NULL, *payload = "{}";
     int c;
     while ((c = getopt_long(argc, argv, "c:l:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
         case 'k': check = true; break;
+        case 'x': explain_topic = optarg; break;
+        case 'p': payload = optarg; break;
         case 'l': {
             int lvl = log_level_parse(optarg);
             if (lvl < 0) {
@@ -160,5 +231,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (explain_topic)
+        return explain(path, explain_topic, payload);
     return check ? check_config(path) : run(path);
 }

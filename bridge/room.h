@@ -25,6 +25,7 @@ struct sub {
     struct tb_msg *pending;              /* newest conflated message waiting for queue space */
     struct sub *pending_next;            /* the connection's list of subs with 'pending' */
     bool conflate;                       /* policy of the route that set 'pending' */
+    bool auto_joined;                    /* joined because of the endpoint (recomputed on reload) */
 };
 
 struct room {

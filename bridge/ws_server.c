@@ -12,6 +12,7 @@
 #include "bridge.h"
 #include "http_api.h"
 #include "log.h"
+#include "reload.h"
 
 #define PATH_MAX_LEN 1024
 #define SHUTDOWN_GRACE_MS 3000
@@ -251,6 +252,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!br)
             return 0;
         bridge_process_mqtt(br);
+        reload_poll(br, tb_now_ms());
         if (br->stop_requested && !br->stopping)
             begin_shutdown(br);
         return 0;
