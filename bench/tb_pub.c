@@ -162,6 +162,7 @@ int main(int argc, char **argv)
     }
     mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     mosquitto_max_inflight_messages_set(m, 0);
+    mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1); /* latency is what we measure */
     int err = mosquitto_connect(m, o.host, o.port, 30);
     if (err != MOSQ_ERR_SUCCESS) {
         fprintf(stderr, "tb-pub: connect %s:%d: %s\n", o.host, o.port, mosquitto_strerror(err));

@@ -447,6 +447,9 @@ static void on_text(struct worker *w, struct conn *c, const char *p, size_t n, u
         if (memmem(p, n, "\"bench_seq\"", 11)) {
             c->data_frames++;
             w->data_frames++;
+            if (!w->first_data_us)
+                w->first_data_us = now_rt;
+            w->last_data_us = now_rt;
         } else {
             w->other_frames++;
         }
