@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert_runtime.h"
 #include "log.h"
 #include "mqtt_client.h"
 #include "protocol.h"
@@ -182,8 +183,7 @@ void bridge_send_room_state(struct bridge *br, struct conn *c, struct sub *s)
 {
     if (s->room->last)
         conn_enqueue(c, s->room->last, s, true);
-    /* HOOK(alerts): the active alerts of s->room go to this connection here. */
-    (void)br;
+    alert_runtime_send_room_state(br, c, s->room->name);
 }
 
 void bridge_on_open(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep,
@@ -270,7 +270,7 @@ void bridge_process_mqtt(struct bridge *br)
             struct inbound in;
             inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
             router_route(br, br->cfg, &in);
-            /* HOOK(alerts): alert rules see every message here (ev, &in). */
+            alert_runtime_on_message(br, &in, ev->retain);
             inbound_free(&in);
         } else {
             on_broker_state(br, ev->kind == MQTT_EV_CONNECTED, ev->rc);
@@ -298,14 +298,13 @@ static void send_heartbeats(struct bridge *br)
 void bridge_on_config_changed(struct bridge *br, const struct tb_config *old)
 {
     (void)old;
-    /* HOOK(alerts): alert_runtime_apply_config(br, br->cfg) goes here. */
-    (void)br;
+    alert_runtime_apply_config(br, br->cfg);
 }
 
 void bridge_tick(struct bridge *br, uint64_t now_ms)
 {
     reload_poll(br, now_ms);
-    /* HOOK(alerts): duration and inactivity timers run here. */
+    alert_runtime_tick(br, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;
     if (every && !br->stopping) {
         if (!br->next_heartbeat_ms)

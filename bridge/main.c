@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alert_runtime.h"
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
@@ -173,13 +174,13 @@ static int run(const char *path)
     if (!br->mqtt)
         goto out;
     reload_watch_start(br);
-    /* HOOK(alerts): start the alert runtime here (after the MQTT client exists). */
+    alert_runtime_start(br);
     LOG_INFO("main", "telebridge %s running (%zu endpoints, %zu routes)", TB_VERSION,
              br->cfg->n_endpoints, br->cfg->n_routes);
     ws_server_run(br);
     rc = 0;
 out:
-    /* HOOK(alerts): stop the alert runtime here. */
+    alert_runtime_stop(br);
     reload_watch_stop(br);
     ws_server_destroy(br);       /* closes remaining connections (frees their state) */
     mqtt_client_free(br->mqtt);  /* clean DISCONNECT, joins the network thread */

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,6 +30,10 @@ struct mqtt_client {
     size_t queued_bytes;
     char **filters;              /* current subscription set, under lock */
     size_t n_filters;
+    char **extra;                /* extra filters (alert runtime), under lock; subscribed first */
+    size_t n_extra;
+    char *status_topic;          /* telebridge/<client_id>/status: "online" / will "offline" */
+    int acked_mid;               /* atomic: mid of the last PUBACK'ed publish */
     int connected;               /* atomic */
     unsigned connects;           /* atomic */
     uint64_t dropped;            /* atomic */
@@ -78,18 +83,25 @@ struct mqtt_event *mqtt_client_drain(struct mqtt_client *m)
     return list;
 }
 
+static void subscribe_set(struct mqtt_client *m, char **set, size_t n)
+{
+    if (!n)
+        return;
+    int rc = mosquitto_subscribe_multiple(m->mosq, NULL, (int)n, set, m->qos, 0, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        LOG_ERROR("mqtt", "subscribe failed: %s", mosquitto_strerror(rc));
+    else
+        for (size_t i = 0; i < n; i++)
+            LOG_DEBUG("mqtt", "subscribed %s (qos %d)", set[i], m->qos);
+}
+
+/* The extra filters go first: the broker then sends their retained messages (the alert
+ * state to restore) before any telemetry of the route filters. */
 static void subscribe_all(struct mqtt_client *m)
 {
     pthread_mutex_lock(&m->lock);
-    if (m->n_filters) {
-        int rc = mosquitto_subscribe_multiple(m->mosq, NULL, (int)m->n_filters, m->filters, m->qos,
-                                              0, NULL);
-        if (rc != MOSQ_ERR_SUCCESS)
-            LOG_ERROR("mqtt", "subscribe failed: %s", mosquitto_strerror(rc));
-        else
-            for (size_t i = 0; i < m->n_filters; i++)
-                LOG_DEBUG("mqtt", "subscribed %s (qos %d)", m->filters[i], m->qos);
-    }
+    subscribe_set(m, m->extra, m->n_extra);
+    subscribe_set(m, m->filters, m->n_filters);
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -101,6 +113,7 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags, cons
     if (rc == 0) {
         __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
         __atomic_add_fetch(&m->connects, 1, __ATOMIC_RELAXED);
+        mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);
         subscribe_all(m);
     }
     if (!ev)
@@ -136,7 +149,8 @@ static void on_message(struct mosquitto *mosq, void *ud, const struct mosquitto_
     ev->payload = malloc((size_t)msg->payloadlen + 1);
     if (!ev->topic || !ev->payload)
         goto fail;
-    memcpy(ev->payload, msg->payload, (size_t)msg->payloadlen);
+    if (msg->payloadlen)    /* an empty message (a cleared retained topic) has payload NULL */
+        memcpy(ev->payload, msg->payload, (size_t)msg->payloadlen);
     ev->payload[msg->payloadlen] = '\0';
     ev->payload_len = (size_t)msg->payloadlen;
     ev->retain = msg->retain;
@@ -154,6 +168,13 @@ static void on_message(struct mosquitto *mosq, void *ud, const struct mosquitto_
 fail:
     mqtt_event_free(ev);
     __atomic_add_fetch(&m->dropped, 1, __ATOMIC_RELAXED);
+}
+
+static void on_publish(struct mosquitto *mosq, void *ud, int mid, int rc, const mosquitto_property *props)
+{
+    (void)mosq; (void)rc; (void)props;
+    struct mqtt_client *m = ud;
+    __atomic_store_n(&m->acked_mid, mid, __ATOMIC_RELEASE);
 }
 
 static void on_log(struct mosquitto *mosq, void *ud, int level, const char *str)
@@ -183,7 +204,8 @@ static int configure(struct mqtt_client *m, const struct tb_config *cfg)
     unsigned min_s = (unsigned)(c->reconnect_min_ms + 999) / 1000;
     unsigned max_s = (unsigned)(c->reconnect_max_ms + 999) / 1000;
     mosquitto_reconnect_delay_set(m->mosq, min_s ? min_s : 1, max_s ? max_s : 1, true);
-    return rc;
+    /* The bridge's own status: the broker publishes "offline" (retained) if we vanish. */
+    return mosquitto_will_set(m->mosq, m->status_topic, 7, "offline", 1, true);
 }
 
 struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(void *), void *wake_ud)
@@ -198,7 +220,10 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     m->protocol = cfg->mqtt.protocol;
     mosquitto_lib_init();
     m->mosq = mosquitto_new(cfg->mqtt.client_id, cfg->mqtt.clean_session, m);
-    if (!m->mosq) {
+    size_t tlen = strlen(cfg->mqtt.client_id ? cfg->mqtt.client_id : "") + sizeof "telebridge//status";
+    if ((m->status_topic = malloc(tlen)))
+        snprintf(m->status_topic, tlen, "telebridge/%s/status", cfg->mqtt.client_id ? cfg->mqtt.client_id : "");
+    if (!m->mosq || !m->status_topic) {
         LOG_ERROR("mqtt", "cannot create client: %s", strerror(errno));
         goto fail;
     }
@@ -210,6 +235,7 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     mosquitto_connect_v5_callback_set(m->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(m->mosq, on_disconnect);
     mosquitto_message_v5_callback_set(m->mosq, on_message);
+    mosquitto_publish_v5_callback_set(m->mosq, on_publish);
     mosquitto_log_callback_set(m->mosq, on_log);
     if (mqtt_client_set_filters(m, cfg->filters, cfg->n_filters))
         goto fail;
@@ -238,11 +264,24 @@ static void free_filters(char **f, size_t n)
     free(f);
 }
 
+/* A clean DISCONNECT discards the will, so say "offline" ourselves and wait (briefly)
+ * for the broker to have it before disconnecting. */
+static void publish_offline(struct mqtt_client *m)
+{
+    int mid = 0;
+    if (!m->started || !mqtt_client_connected(m) ||
+        mosquitto_publish(m->mosq, &mid, m->status_topic, 7, "offline", 1, true) != MOSQ_ERR_SUCCESS)
+        return;
+    for (int i = 0; i < 200 && __atomic_load_n(&m->acked_mid, __ATOMIC_ACQUIRE) != mid; i++)
+        usleep(5000);
+}
+
 void mqtt_client_free(struct mqtt_client *m)
 {
     if (!m)
         return;
     if (m->mosq) {
+        publish_offline(m);
         mosquitto_disconnect(m->mosq);
         if (m->started)
             mosquitto_loop_stop(m->mosq, false);
@@ -255,6 +294,8 @@ void mqtt_client_free(struct mqtt_client *m)
         ev = next;
     }
     free_filters(m->filters, m->n_filters);
+    free_filters(m->extra, m->n_extra);
+    free(m->status_topic);
     pthread_mutex_destroy(&m->lock);
     mosquitto_lib_cleanup();
     free(m);
@@ -268,7 +309,10 @@ static bool contains(char *const *set, size_t n, const char *s)
     return false;
 }
 
-int mqtt_client_set_filters(struct mqtt_client *m, char *const *filters, size_t n)
+/* Replaces one of the two filter sets (*set: the route filters or the extra ones) and,
+ * when connected, subscribes what is new and unsubscribes what neither set wants now. */
+static int replace_set(struct mqtt_client *m, char ***set, size_t *n_set, char *const *filters,
+                       size_t n, char *const *other, size_t n_other)
 {
     char **copy = calloc(n ? n : 1, sizeof *copy);
     if (!copy)
@@ -279,24 +323,34 @@ int mqtt_client_set_filters(struct mqtt_client *m, char *const *filters, size_t 
             return -1;
         }
     pthread_mutex_lock(&m->lock);
-    char **old = m->filters;
-    size_t n_old = m->n_filters;
-    m->filters = copy;
-    m->n_filters = n;
+    char **old = *set;
+    size_t n_old = *n_set;
+    *set = copy;
+    *n_set = n;
     bool online = __atomic_load_n(&m->connected, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&m->lock);
     for (size_t i = 0; online && i < n; i++)
-        if (!contains(old, n_old, copy[i])) {
+        if (!contains(old, n_old, copy[i]) && !contains(other, n_other, copy[i])) {
             int rc = mosquitto_subscribe(m->mosq, NULL, copy[i], m->qos);
             LOG_INFO("mqtt", "subscribe %s: %s", copy[i], mosquitto_strerror(rc));
         }
     for (size_t i = 0; online && i < n_old; i++)
-        if (!contains(copy, n, old[i])) {
+        if (!contains(copy, n, old[i]) && !contains(other, n_other, old[i])) {
             int rc = mosquitto_unsubscribe(m->mosq, NULL, old[i]);
             LOG_INFO("mqtt", "unsubscribe %s: %s", old[i], mosquitto_strerror(rc));
         }
     free_filters(old, n_old);
     return 0;
+}
+
+int mqtt_client_set_filters(struct mqtt_client *m, char *const *filters, size_t n)
+{
+    return replace_set(m, &m->filters, &m->n_filters, filters, n, m->extra, m->n_extra);
+}
+
+int mqtt_client_set_extra_filters(struct mqtt_client *m, char *const *filters, size_t n)
+{
+    return replace_set(m, &m->extra, &m->n_extra, filters, n, m->filters, m->n_filters);
 }
 
 int mqtt_client_publish(struct mqtt_client *m, const char *topic, const void *payload, size_t len,

@@ -9,7 +9,10 @@
  * the current filter set. mqtt_client_set_filters() (service thread) diffs the set:
  * new filters are subscribed, dropped ones unsubscribed, unchanged ones untouched.
  *
- * The queue is bounded (bytes); past the bound messages are dropped and counted. */
+ * The queue is bounded (bytes); past the bound messages are dropped and counted.
+ *
+ * The bridge's own status is retained on telebridge/<client_id>/status: "online" after
+ * every connect, "offline" as the last will and on a clean shutdown (mqtt_client_free). */
 #ifndef TB_MQTT_CLIENT_H
 #define TB_MQTT_CLIENT_H
 
@@ -43,6 +46,9 @@ void mqtt_client_free(struct mqtt_client *m);   /* disconnects cleanly, joins th
 
 /* Replaces the subscription set (copies the strings). Service thread. */
 int mqtt_client_set_filters(struct mqtt_client *m, char *const *filters, size_t n);
+/* A second, independent set (the alert runtime's retained alert topics), subscribed
+ * before the other on every connect; a filter in either set stays subscribed. */
+int mqtt_client_set_extra_filters(struct mqtt_client *m, char *const *filters, size_t n);
 
 /* Takes all queued events, oldest first; the caller frees them with mqtt_event_free. */
 struct mqtt_event *mqtt_client_drain(struct mqtt_client *m);

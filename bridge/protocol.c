@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "alert_runtime.h"
 #include "bridge.h"
 #include "log.h"
 
@@ -45,6 +46,7 @@ static const struct {
     handler_fn fn;
 } handlers[] = {
     {"ping", handle_ping},
+    {"ack_alert", alert_runtime_handle_ack},
 };
 
 void protocol_on_open(struct bridge *br, struct conn *c) { (void)br; (void)c; }

@@ -1,0 +1,463 @@
+/* alert_runtime: the alert engine inside the bridge (see alert_runtime.h for what and why).
+ *
+ * Thread: service thread only. The engine is pure; this file does the I/O around it:
+ * it feeds the engine from the MQTT drain, the tick and client acks, and turns every
+ * event the engine appends to 'ev' into WebSocket frames and MQTT publishes
+ * (flush_events). Nothing here blocks: publishing hands the message to libmosquitto,
+ * which queues QoS 1 messages while the broker is away and sends them on reconnect
+ * before resubscribing, so a clear made during an outage still reaches the broker
+ * before its stale retained alert could be read back.
+ *
+ * Restoring after a restart: the broker sends the retained alerts when the runtime's
+ * extra filters are subscribed (they go before the route filters, so restores normally
+ * precede telemetry). Only messages with the retain flag restore: our own publishes come
+ * back to us live (retain flag clear) and are ignored. A restored alert is not announced
+ * again: it was announced when it was raised, and joiners get it from the engine. */
+#include "alert_runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "alert.h"
+#include "bridge.h"
+#include "log.h"
+#include "mqtt_client.h"
+#include "protocol.h"
+#include "router.h"
+
+#define FILTER_MAX 512
+#define BY_MAX 128
+
+struct alert_runtime {
+    struct alert_engine *engine;
+    struct tb_config *cfg;              /* snapshot whose rules the engine borrows (own ref) */
+    char **filters;                     /* extra MQTT filters: alert topics, then status */
+    size_t n_filters, n_alert_filters;
+    struct topic_pattern **alert_pats;  /* the alert-topic filters, compiled for matching */
+    struct topic_pattern *status_pat;   /* ALERT_STATUS_PATTERN */
+    struct alert_events ev;
+    struct sbuf buf;
+    uint64_t raised, cleared, acknowledged, restored;
+};
+
+static struct alert_runtime *rt_of(const struct bridge *br) { return br ? br->alerts : NULL; }
+
+/* ---- subscription filters ---------------------------------------------------------- */
+
+int alert_runtime_filter_for(const char *src, char *out, size_t outlen)
+{
+    struct sbuf b;
+    sbuf_init(&b);
+    bool prefix = src[0] != '{';
+    for (const char *lvl = src; lvl;) {
+        const char *slash = strchr(lvl, '/');
+        size_t len = slash ? (size_t)(slash - lvl) : strlen(lvl);
+        bool placeholder = memchr(lvl, '{', len) != NULL;
+        if (lvl != src)
+            sbuf_puts(&b, "/");
+        if (placeholder && prefix) {
+            sbuf_puts(&b, "#");
+            break;
+        }
+        if (placeholder)
+            sbuf_puts(&b, "+");
+        else
+            sbuf_append(&b, lvl, len);
+        lvl = slash ? slash + 1 : NULL;
+    }
+    int rc = !sbuf_failed(&b) && b.len < outlen ? 0 : -1;
+    if (rc == 0) {
+        memcpy(out, b.data ? b.data : "", b.len);
+        out[b.len] = '\0';
+    }
+    sbuf_free(&b);
+    return rc;
+}
+
+static bool has_filter(char *const *set, size_t n, const char *f)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(set[i], f) == 0)
+            return true;
+    return false;
+}
+
+static void free_filters(struct alert_runtime *rt)
+{
+    for (size_t i = 0; i < rt->n_filters; i++)
+        free(rt->filters[i]);
+    free(rt->filters);
+    for (size_t i = 0; i < rt->n_alert_filters; i++)
+        topic_pattern_free(rt->alert_pats[i]);
+    free(rt->alert_pats);
+    rt->filters = NULL;
+    rt->alert_pats = NULL;
+    rt->n_filters = rt->n_alert_filters = 0;
+}
+
+static int add_filter(struct alert_runtime *rt, const char *f)
+{
+    if (has_filter(rt->filters, rt->n_filters, f))
+        return 0;
+    char **v = realloc(rt->filters, (rt->n_filters + 1) * sizeof *v);
+    if (!v)
+        return -1;
+    rt->filters = v;
+    if (!(rt->filters[rt->n_filters] = strdup(f)))
+        return -1;
+    rt->n_filters++;
+    return 0;
+}
+
+/* Recomputes the extra filters for the current rules and hands them to mqtt_client. */
+static int update_filters(struct bridge *br, struct alert_runtime *rt)
+{
+    free_filters(rt);
+    const struct tb_config *cfg = rt->cfg;
+    bool inactivity = false;
+    for (size_t i = 0; i < cfg->n_alerts; i++) {
+        const struct cfg_alert *a = &cfg->alerts[i];
+        char f[FILTER_MAX];
+        const char *src = a->publish_topic ? tmpl_source(a->publish_topic) : "alerts/{key}/{name}";
+        if (alert_runtime_filter_for(src, f, sizeof f) < 0 || add_filter(rt, f) < 0)
+            return -1;
+        inactivity |= a->inactive_for_ms > 0;
+    }
+    rt->n_alert_filters = rt->n_filters;
+    rt->alert_pats = calloc(rt->n_alert_filters ? rt->n_alert_filters : 1, sizeof *rt->alert_pats);
+    if (!rt->alert_pats)
+        return -1;
+    for (size_t i = 0; i < rt->n_alert_filters; i++) {
+        char err[128];
+        int col;
+        if (!(rt->alert_pats[i] = topic_pattern_compile(rt->filters[i], err, sizeof err, &col))) {
+            LOG_ERROR("alert", "alert topic filter %s: %s", rt->filters[i], err);
+            return -1;
+        }
+    }
+    if (inactivity && add_filter(rt, topic_pattern_filter(rt->status_pat)) < 0)
+        return -1;
+    for (size_t i = 0; i < rt->n_filters; i++)
+        LOG_DEBUG("alert", "extra subscription %s", rt->filters[i]);
+    return br->mqtt ? mqtt_client_set_extra_filters(br->mqtt, rt->filters, rt->n_filters) : 0;
+}
+
+static bool is_alert_topic(const struct alert_runtime *rt, const char *topic)
+{
+    for (size_t i = 0; i < rt->n_alert_filters; i++)
+        if (topic_pattern_match(rt->alert_pats[i], topic, NULL))
+            return true;
+    return false;
+}
+
+/* ---- fan-out ----------------------------------------------------------------------- */
+
+/* {"type":T,"ts":MS,"data":<alert>}; NULL when out of memory. */
+static struct tb_msg *build_frame(struct alert_runtime *rt, const char *type, const cJSON *data)
+{
+    char *text = cJSON_PrintUnformatted(data);
+    if (!text)
+        return NULL;
+    struct sbuf *b = &rt->buf;
+    sbuf_reset(b);
+    sbuf_puts(b, "{\"type\":");
+    sbuf_json_string(b, type, strlen(type));
+    sbuf_puts(b, ",\"ts\":");
+    sbuf_u64(b, tb_wall_ms());
+    sbuf_puts(b, ",\"data\":");
+    sbuf_puts(b, text);
+    sbuf_puts(b, "}");
+    free(text);
+    return sbuf_failed(b) ? NULL : msg_new(b->data, b->len);
+}
+
+/* True when c is a member of one of the alert's rooms before index i: c then gets the
+ * alert through that room, and only once. */
+static bool has_earlier_room(struct conn *c, const struct alert *a, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (conn_find_sub(c, a->rooms[j]))
+            return true;
+    return false;
+}
+
+/* Alerts are never dropped silently: a connection whose queue is full is closed and
+ * must resync (it gets the active alerts again when it rejoins). */
+static void send_alert_frame(struct conn *c, struct tb_msg *m)
+{
+    if (conn_enqueue(c, m, NULL, false) == CONN_DROPPED && !c->closing)
+        conn_close(c, TB_CLOSE_SLOW_CONSUMER, "slow consumer: alert not delivered, resync");
+}
+
+static void fan_out(struct bridge *br, struct alert_runtime *rt, const char *type, const struct alert *a,
+                    const cJSON *data)
+{
+    struct tb_msg *m = NULL;
+    for (size_t i = 0; i < a->n_rooms; i++) {
+        struct room *room = room_find(br->rooms, a->rooms[i]);
+        if (!room || !room->members)
+            continue;
+        if (!m && !(m = build_frame(rt, type, data))) {
+            LOG_ERROR("alert", "out of memory: %s of %s not sent", type, a->id);
+            return;
+        }
+        for (struct sub *s = room->members; s; s = s->room_next)
+            if (!has_earlier_room(s->conn, a, i))
+                send_alert_frame(s->conn, m);
+    }
+    msg_unref(m);
+}
+
+static void publish_state(struct bridge *br, const struct alert *a, const cJSON *data, bool active)
+{
+    if (!br->mqtt || !a->publish_topic)
+        return;
+    if (!active) {
+        mqtt_client_publish(br->mqtt, a->publish_topic, NULL, 0, 1, true);
+        return;
+    }
+    char *text = cJSON_PrintUnformatted(data);
+    if (!text) {
+        LOG_ERROR("alert", "out of memory: %s not published", a->id);
+        return;
+    }
+    mqtt_client_publish(br->mqtt, a->publish_topic, text, strlen(text), 1, true);
+    free(text);
+}
+
+/* Announces and publishes every queued event, then empties the list. */
+static void flush_events(struct bridge *br, struct alert_runtime *rt)
+{
+    for (size_t i = 0; i < rt->ev.n; i++) {
+        const struct alert_event *e = &rt->ev.v[i];
+        cJSON *data = alert_to_json(&e->alert);
+        if (!data) {
+            LOG_ERROR("alert", "out of memory: event of %s lost", e->alert.id);
+            continue;
+        }
+        fan_out(br, rt, alert_event_kind_name(e->kind), &e->alert, data);
+        publish_state(br, &e->alert, data, e->kind != ALERT_EV_CLEARED);
+        switch (e->kind) {
+        case ALERT_EV_RAISED: rt->raised++; break;
+        case ALERT_EV_CLEARED: rt->cleared++; break;
+        case ALERT_EV_ACKED: rt->acknowledged++; break;
+        }
+        cJSON_Delete(data);
+    }
+    alert_events_reset(&rt->ev);
+}
+
+/* ---- life cycle -------------------------------------------------------------------- */
+
+static void runtime_free(struct alert_runtime *rt)
+{
+    if (!rt)
+        return;
+    alert_engine_free(rt->engine);
+    alert_events_free(&rt->ev);
+    free_filters(rt);
+    topic_pattern_free(rt->status_pat);
+    sbuf_free(&rt->buf);
+    config_unref(rt->cfg);
+    free(rt);
+}
+
+int alert_runtime_start(struct bridge *br)
+{
+    struct alert_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        goto fail;
+    sbuf_init(&rt->buf);
+    char err[128];
+    int col;
+    rt->status_pat = topic_pattern_compile(ALERT_STATUS_PATTERN, err, sizeof err, &col);
+    rt->engine = alert_engine_new();
+    if (!rt->status_pat || !rt->engine)
+        goto fail;
+    rt->cfg = config_ref(br->cfg);
+    if (alert_engine_set_rules(rt->engine, rt->cfg->alerts, rt->cfg->n_alerts, &rt->ev) < 0 ||
+        update_filters(br, rt) < 0)
+        goto fail;
+    alert_events_reset(&rt->ev);    /* a fresh engine has nothing to clear */
+    br->alerts = rt;
+    LOG_INFO("alert", "%zu alert rules; restoring active alerts from %zu retained topic filter(s)",
+             rt->cfg->n_alerts, rt->n_alert_filters);
+    return 0;
+fail:
+    LOG_ERROR("alert", "cannot start the alert runtime (out of memory?): running without alerts");
+    runtime_free(rt);
+    return -1;
+}
+
+void alert_runtime_stop(struct bridge *br)
+{
+    runtime_free(rt_of(br));
+    if (br)
+        br->alerts = NULL;
+}
+
+int alert_runtime_apply_config(struct bridge *br, const struct tb_config *new_cfg)
+{
+    struct alert_runtime *rt = rt_of(br);
+    if (!rt)
+        return -1;
+    struct tb_config *cfg = config_ref((struct tb_config *)new_cfg);
+    if (alert_engine_set_rules(rt->engine, cfg->alerts, cfg->n_alerts, &rt->ev) < 0) {
+        config_unref(cfg);
+        LOG_ERROR("alert", "out of memory: alert rules not reloaded (the old ones stay)");
+        return -1;
+    }
+    config_unref(rt->cfg);    /* the engine no longer points into it */
+    rt->cfg = cfg;
+    flush_events(br, rt);
+    if (update_filters(br, rt) < 0)
+        LOG_ERROR("alert", "out of memory: alert topic subscriptions not updated");
+    LOG_INFO("alert", "alert rules reloaded: %zu rules, %zu active alerts", cfg->n_alerts,
+             alert_engine_count_active(rt->engine));
+    return 0;
+}
+
+/* ---- inputs ------------------------------------------------------------------------ */
+
+static void restore(struct alert_runtime *rt, const struct inbound *in)
+{
+    if (!in->raw_len)
+        return;    /* an empty retained message: no alert there */
+    if (!in->json || alert_engine_restore(rt->engine, in->json) < 0) {
+        if (log_ratelimit_allow_capped("alert-restore", in->topic, 60000, 20))
+            LOG_WARN("alert", "retained message on %s is not an active alert of a current rule; ignored",
+                     in->topic);
+        return;
+    }
+    rt->restored++;
+}
+
+static bool payload_is_offline(const struct inbound *in)
+{
+    static const char word[] = "offline";
+    if (in->raw_len == sizeof word - 1 && memcmp(in->raw, word, sizeof word - 1) == 0)
+        return true;
+    return cJSON_IsString(in->json) && strcmp(in->json->valuestring, word) == 0;  /* "\"offline\"" */
+}
+
+void alert_runtime_on_message(struct bridge *br, const struct inbound *in, bool retained)
+{
+    struct alert_runtime *rt = rt_of(br);
+    if (!rt)
+        return;
+    if (is_alert_topic(rt, in->topic)) {
+        if (retained)
+            restore(rt, in);
+        return;    /* live: our own (or another bridge's) publish coming back */
+    }
+    uint64_t now = tb_now_ms();
+    struct topic_match m;
+    if (payload_is_offline(in) && topic_pattern_match(rt->status_pat, in->topic, &m) && m.n == 1) {
+        char key[256];
+        if (m.cap[0].len < sizeof key) {
+            memcpy(key, m.cap[0].ptr, m.cap[0].len);
+            key[m.cap[0].len] = '\0';
+            alert_engine_force_inactive(rt->engine, key, now, &rt->ev);
+        }
+    } else {
+        alert_engine_on_message(rt->engine, in->topic, in->json, now, &rt->ev);
+    }
+    flush_events(br, rt);
+}
+
+void alert_runtime_tick(struct bridge *br, uint64_t now_ms)
+{
+    struct alert_runtime *rt = rt_of(br);
+    if (!rt)
+        return;
+    alert_engine_tick(rt->engine, now_ms, &rt->ev);
+    flush_events(br, rt);
+}
+
+struct join_ctx {
+    struct bridge *br;
+    struct conn *c;
+    const char *room;
+};
+
+static int send_if_first_room(const struct alert *a, void *ud)
+{
+    struct join_ctx *j = ud;
+    for (size_t i = 0; i < a->n_rooms; i++) {
+        if (strcmp(a->rooms[i], j->room) == 0)
+            break;
+        if (conn_find_sub(j->c, a->rooms[i]))
+            return 0;    /* had (or will have) it through an earlier room */
+    }
+    cJSON *data = alert_to_json(a);
+    if (data)
+        bridge_send_control(j->br, j->c, alert_event_kind_name(ALERT_EV_RAISED), data);
+    cJSON_Delete(data);
+    return 0;
+}
+
+void alert_runtime_send_room_state(struct bridge *br, struct conn *c, const char *room)
+{
+    struct alert_runtime *rt = rt_of(br);
+    if (!rt || !alert_engine_count_active(rt->engine))
+        return;
+    struct join_ctx j = {br, c, room};
+    alert_engine_foreach_active(rt->engine, room, send_if_first_room, &j);
+}
+
+static bool member_of_any(struct conn *c, const struct alert *a)
+{
+    for (size_t i = 0; i < a->n_rooms; i++)
+        if (conn_find_sub(c, a->rooms[i]))
+            return true;
+    return false;
+}
+
+void alert_runtime_handle_ack(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id)
+{
+    struct alert_runtime *rt = rt_of(br);
+    const cJSON *aid = cJSON_GetObjectItemCaseSensitive(req, "alert_id");
+    const cJSON *by = cJSON_GetObjectItemCaseSensitive(req, "by");
+    if (!cJSON_IsString(aid) || !aid->valuestring[0]) {
+        protocol_send_error(br, c, id, TB_ERR_BAD_FIELD, "\"alert_id\" must be a non-empty string");
+        return;
+    }
+    if (by && (!cJSON_IsString(by) || strlen(by->valuestring) > BY_MAX)) {
+        protocol_send_error(br, c, id, TB_ERR_BAD_FIELD, "\"by\" must be a string of at most 128 bytes");
+        return;
+    }
+    const struct alert *a = rt ? alert_engine_find(rt->engine, aid->valuestring) : NULL;
+    if (!a) {
+        protocol_send_error(br, c, id, TB_ERR_UNKNOWN_ALERT, "no active alert has that id");
+        return;
+    }
+    /* Only a client that can see the alert may acknowledge it for everyone. */
+    if (!member_of_any(c, a)) {
+        protocol_send_error(br, c, id, TB_ERR_NOT_ALLOWED, "not a member of any room of that alert");
+        return;
+    }
+    int rc = alert_engine_ack(rt->engine, aid->valuestring, by ? by->valuestring : NULL, tb_now_ms(), &rt->ev);
+    cJSON *top = cJSON_CreateObject();
+    if (top) {
+        cJSON_AddStringToObject(top, "alert_id", aid->valuestring);
+        cJSON_AddBoolToObject(top, "already_acknowledged", rc == 1);
+        if (id)
+            cJSON_AddItemToObject(top, "id", cJSON_Duplicate(id, true));
+        bridge_send_frame(br, c, "acked", top, NULL);
+        cJSON_Delete(top);
+    }
+    flush_events(br, rt);
+}
+
+void alert_runtime_stats(const struct bridge *br, struct alert_runtime_stats *out)
+{
+    const struct alert_runtime *rt = rt_of(br);
+    memset(out, 0, sizeof *out);
+    if (!rt)
+        return;
+    out->active = alert_engine_count_active(rt->engine);
+    out->raised = rt->raised;
+    out->cleared = rt->cleared;
+    out->acknowledged = rt->acknowledged;
+    out->restored = rt->restored;
+}

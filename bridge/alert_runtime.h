@@ -1,0 +1,86 @@
+/* alert_runtime: wires the pure alert engine (alert.h) into the running bridge.
+ *
+ * Thread: service thread only (the libwebsockets loop), like everything in struct bridge.
+ * Its state hangs off bridge->alerts.
+ *
+ * What it does:
+ *   - start: builds the engine from the config's alert rules and asks mqtt_client for
+ *     extra subscriptions (mqtt_client_set_extra_filters, kept apart from the route
+ *     filters so a reload of the routes cannot drop them): the retained alert topics
+ *     (a filter derived from each rule's publish_topic, "alerts/#" by default) and,
+ *     when an inactivity rule exists, "vehicle/+/status";
+ *   - every MQTT message: a retained message on an alert topic restores that alert
+ *     (alert_engine_restore: no new raise is announced); "offline" on vehicle/<id>/status
+ *     forces the inactivity rules of <id>; anything else is evaluated by the rules;
+ *   - every event is fanned out to the alert's rooms ("alert", "alert_cleared",
+ *     "alert_acknowledged"; a connection in several of an alert's rooms gets it once)
+ *     and published to its MQTT topic: retained JSON while active (again on ack),
+ *     an empty retained message when cleared;
+ *   - joins: a connection joining a room gets that room's active alerts;
+ *   - client requests {"type":"ack_alert","alert_id":..}: "acked" reply to the sender,
+ *     "alert_acknowledged" to the rooms.
+ *
+ * Config snapshots: the engine borrows the cfg_alert array of the snapshot it was last
+ * given. The runtime holds its own reference (config_ref) on that snapshot and drops it
+ * only after alert_engine_set_rules has switched to the next one, so a reload may
+ * release its own reference to the old snapshot whenever it likes. */
+#ifndef TB_ALERT_RUNTIME_H
+#define TB_ALERT_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+struct bridge;
+struct conn;
+struct inbound;
+struct tb_config;
+
+/* Error codes of ack_alert (besides protocol.h's bad_field). */
+#define TB_ERR_UNKNOWN_ALERT "unknown_alert"
+#define TB_ERR_NOT_ALLOWED "not_allowed"
+
+/* The topic whose "offline" payload raises the inactivity rules of {id} at once. */
+#define ALERT_STATUS_PATTERN "vehicle/{id}/status"
+
+/* Creates the runtime for br->cfg (br->mqtt may be NULL: nothing is published).
+ * Returns 0, or -1 when out of memory (the bridge then runs without alerts). */
+int alert_runtime_start(struct bridge *br);
+void alert_runtime_stop(struct bridge *br);     /* harmless when not started */
+
+/* One MQTT message (after routing). 'retained' is the message's retain flag. */
+void alert_runtime_on_message(struct bridge *br, const struct inbound *in, bool retained);
+
+/* Duration and inactivity timers; call about once a second or more often. */
+void alert_runtime_tick(struct bridge *br, uint64_t now_ms);
+
+/* Sends the active alerts of 'room' to c (only those c has not had through one of the
+ * alert's earlier rooms it is also a member of). */
+void alert_runtime_send_room_state(struct bridge *br, struct conn *c, const char *room);
+
+/* protocol handler for {"type":"ack_alert","alert_id":"<id>"[,"by":"<who>"][,"id":..]}. */
+void alert_runtime_handle_ack(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id);
+
+/* Switches to the alert rules of new_cfg (config reload): rules that keep their name
+ * and match keep their alerts; alerts of removed rules are cleared ("rule removed"),
+ * announced and cleared on the broker; the extra subscriptions follow the new
+ * publish topics. Takes its own reference on new_cfg. Returns 0 or -1 (old rules stay). */
+int alert_runtime_apply_config(struct bridge *br, const struct tb_config *new_cfg);
+
+/* Counters for /health or /metrics. */
+struct alert_runtime_stats {
+    size_t active;
+    uint64_t raised, cleared, acknowledged, restored;
+};
+void alert_runtime_stats(const struct bridge *br, struct alert_runtime_stats *out);
+
+/* The subscription filter that covers every topic a publish_topic template source can
+ * render to (exposed for tests): the literal levels before the first placeholder
+ * followed by "#" ("alerts/{key}/{name}" -> "alerts/#"), or, when the template starts
+ * with a placeholder, one "+" per level ("{key}/alerts/{name}" -> "+/alerts/+").
+ * Writes into out; returns 0, or -1 when it does not fit. */
+int alert_runtime_filter_for(const char *publish_topic_src, char *out, size_t outlen);
+
+#endif
