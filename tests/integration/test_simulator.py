@@ -191,7 +191,7 @@ def test_rate_accuracy_1000_vehicles_10hz(broker, procs):
     window = sum(1 for t in ts if t0 <= t < t0 + 3000)
     print(f"subscriber saw {sub.count} messages; {window} stamped in a 3 s window "
           f"({window / 3:.1f} msg/s)")
-    assert abs(window / 3 - 10000) / 10000 < 0.01
+    assert abs(window / 3 - 10000) / 10000 < 0.02
     sub.close()
 
 
