@@ -1,0 +1,688 @@
+// app.js — the Telebridge built-in dashboard.
+//
+// Why: operators need to see what the bridge carries without writing a page of their own,
+// and it doubles as the reference user of telebridge-client.js.
+//
+// How it works: each view talks to the bridge through its own endpoint, exactly as the
+// replaced systems did — /ws/personal and /ws/fleet feed two independent tables (no
+// crosstalk: each table only shows what its endpoint sends), /ws/alerts/<user> feeds the
+// alerts panel, /ws/telemetry/<id> the vehicle view (opened only while it is shown) and
+// /ws/session/<sid> the race-session view. Message handlers only update plain JS state and
+// mark it dirty; one requestAnimationFrame callback per frame writes the DOM (only changed
+// cells), and a 1 s tick re-sorts, re-filters and refreshes ages. That keeps the page
+// responsive with 1,000 vehicles at 2 Hz. Views are chosen by the URL hash:
+// #/fleet, #/vehicle/<id>, #/session/<sid>.
+
+import { TelebridgeClient } from './telebridge-client.js';
+import { LineChart, Track } from './charts.js';
+
+const OFFLINE_AFTER_MS = 10000;   // no telemetry for this long: shown offline
+const MAX_ROWS = 500;             // rows rendered per pool; the filter narrows the rest
+const SEVERITIES = ['critical', 'warning', 'info'];
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'role' || k === 'scope') e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  e.append(...kids);
+  return e;
+};
+const num = (v, d = 1) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '–');
+const get = (o, path) => path.split('.').reduce((a, k) => (a == null ? undefined : a[k]), o);
+
+function ageText(ms) {
+  if (ms == null) return '–';
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h`;
+}
+
+const userId = (() => {
+  try {
+    let u = localStorage.getItem('tb-user');
+    if (!u) { u = 'dash-' + Math.random().toString(36).slice(2, 8); localStorage.setItem('tb-user', u); }
+    return u;
+  } catch { return 'dash-' + Math.random().toString(36).slice(2, 8); }
+})();
+
+// ---- render scheduling ------------------------------------------------------------------
+
+const renderTasks = new Set();
+let rafPending = false;
+function schedule(task) {
+  renderTasks.add(task);
+  if (!rafPending) {
+    rafPending = true;
+    requestAnimationFrame(() => {
+      rafPending = false;
+      const tasks = [...renderTasks];
+      renderTasks.clear();
+      for (const t of tasks) t();
+    });
+  }
+}
+
+// ---- connections + status bar -----------------------------------------------------------
+
+const clients = new Map();   // label -> TelebridgeClient
+const broker = { state: 'unknown' };
+
+function track(label, client) {
+  clients.set(label, client);
+  client.on('state', () => schedule(renderStatus));
+  client.on('welcome', (f) => { broker.state = f.data.broker_connected === false ? 'disconnected' : 'connected'; schedule(renderStatus); });
+  client.on('heartbeat', (f) => { if (f.data && f.data.broker) broker.state = f.data.broker; broker.hbAt = Date.now(); schedule(renderStatus); });
+  return client;
+}
+
+function untrack(label) {
+  const c = clients.get(label);
+  if (c) c.close();
+  clients.delete(label);
+  schedule(renderStatus);
+}
+
+let lastCount = 0, rate = 0;
+function renderStatus() {
+  const box = $('st-conns');
+  box.textContent = '';
+  for (const [label, c] of clients) {
+    box.append(el('span', { class: 'conn' }, `${label} `,
+      el('b', { class: `pill ${c.state}`, id: `st-conn-${label}`, 'data-state': c.state, text: c.state })));
+  }
+  const anyOpen = [...clients.values()].some((c) => c.state === 'open');
+  const b = anyOpen ? broker.state : 'unknown';
+  const bEl = $('st-broker');
+  bEl.textContent = b;
+  bEl.className = `pill ${b}`;
+  bEl.dataset.state = b;
+  $('st-rate').textContent = rate.toFixed(0);
+  const lags = [...clients.values()].map((c) => c.stats.lagMs).filter((x) => x != null);
+  const rtts = [...clients.values()].map((c) => c.stats.rttMs).filter((x) => x != null);
+  const lag = lags.length ? Math.min(...lags) : null;
+  $('st-lat').textContent = lag == null ? '–' : `${lag.toFixed(0)} ms` + (rtts.length ? ` (rtt ${Math.min(...rtts).toFixed(0)} ms)` : '');
+  $('st-hb').textContent = broker.hbAt ? `heartbeat ${ageText(Date.now() - broker.hbAt)} ago` : '';
+}
+
+// ---- fleet view ---------------------------------------------------------------------------
+
+const COLUMNS = [
+  { key: 'id', label: 'Vehicle', sort: (r) => r.id },
+  { key: 'online', label: 'State', sort: (r) => (isOnline(r) ? 1 : 0) },
+  { key: 'speed', label: 'Speed', title: 'speed, km/h', sort: (r) => r.speed ?? -1 },
+  { key: 'temp', label: 'Temp', title: 'engine temperature, °C', sort: (r) => r.temp ?? -1 },
+  { key: 'battery', label: 'Batt', title: 'battery level, %', sort: (r) => r.battery ?? -1 },
+  { key: 'fuel', label: 'Fuel', title: 'fuel level, %', sort: (r) => r.fuel ?? -1, opt: true },
+  { key: 'seen', label: 'Seen', title: 'time since the last telemetry', sort: (r) => -(r.seenAt || 0), opt: true },
+  { key: 'alerts', label: 'Alerts', title: 'active alerts', sort: (r) => alertCount(r.id) },
+];
+
+const filter = { text: '', show: 'all' };
+
+function isOnline(r) {
+  if (r.status === 'offline') return false;
+  if (activeAlertOf(r.id, 'vehicle_offline')) return false;
+  return r.seenAt && Date.now() - r.seenAt < OFFLINE_AFTER_MS;
+}
+
+class Pool {
+  constructor(name, root) {
+    this.name = name;
+    this.vehicles = new Map();
+    this.dirty = new Set();
+    this.sortKey = 'id';
+    this.sortDir = 1;
+    this.order = [];
+    this.rows = new Map();  // id -> {tr, cells}
+    const head = el('div', { class: 'pool-head' },
+      el('h3', { text: name === 'personal' ? 'Personal mode' : 'Fleet mode' }),
+      el('span', { class: 'muted small' }, `/ws/${name} · `, this.countEl = el('span', { text: '0 vehicles', 'data-count': '0' })));
+    this.countEl.id = `count-${name}`;
+    const thead = el('tr');
+    this.ths = COLUMNS.map((c) => {
+      const btn = el('button', { type: 'button', text: c.label, title: `Sort by ${c.title || c.label}` });
+      btn.addEventListener('click', () => this.sortBy(c.key));
+      const th = el('th', { scope: 'col', class: c.opt ? 'opt' : '' }, btn);
+      thead.append(th);
+      return th;
+    });
+    this.tbody = el('tbody');
+    this.table = el('table', { class: 'vehicles', id: `table-${name}`, 'aria-label': `${name} vehicles` }, el('thead', {}, thead), this.tbody);
+    this.more = el('p', { class: 'more muted small' });
+    this.empty = el('p', { class: 'more muted', text: `waiting for ${name}-mode telemetry…` });
+    root.append(head, el('div', { class: 'pool-body' }, this.table, this.empty, this.more));
+    this.updateSortHeaders();
+    this.client = track(name, new TelebridgeClient(`/ws/${name}`));
+    this.client.on('telemetry_update', (f) => this.onTelemetry(f));
+    this.client.connect();
+  }
+
+  onTelemetry(f) {
+    const d = f.data;
+    if (!d || typeof d !== 'object') return;
+    const id = d.vehicle_id || (f.topic || '').split('/')[1];
+    if (!id) return;
+    let r = this.vehicles.get(id);
+    if (!r) {
+      r = { id };
+      this.vehicles.set(id, r);
+      knownVehicles.add(id);
+      this.needsOrder = true;
+    }
+    r.mode = d.simulation_mode;
+    r.speed = d.speed;
+    r.temp = get(d, 'engine_metrics.temperature');
+    r.battery = get(d, 'battery_metrics.level');
+    r.fuel = get(d, 'fuel_metrics.level');
+    r.seenAt = Date.now();
+    r.ts = d.ts_ms;
+    this.dirty.add(id);
+    schedule(this.renderDirty);
+  }
+
+  sortBy(key) {
+    if (this.sortKey === key) this.sortDir = -this.sortDir;
+    else { this.sortKey = key; this.sortDir = 1; }
+    this.updateSortHeaders();
+    this.reorder();
+  }
+
+  updateSortHeaders() {
+    COLUMNS.forEach((c, i) => {
+      if (c.key === this.sortKey) this.ths[i].setAttribute('aria-sort', this.sortDir > 0 ? 'ascending' : 'descending');
+      else this.ths[i].removeAttribute('aria-sort');
+    });
+  }
+
+  matches(r) {
+    if (filter.text && !r.id.toLowerCase().includes(filter.text)) return false;
+    switch (filter.show) {
+      case 'online': return isOnline(r);
+      case 'offline': return !isOnline(r);
+      case 'alerts': return alertCount(r.id) > 0;
+      default: return true;
+    }
+  }
+
+  /** Filter + sort + (re)build the row order; called on the 1 s tick and on user input. */
+  reorder() {
+    const col = COLUMNS.find((c) => c.key === this.sortKey);
+    const list = [...this.vehicles.values()].filter((r) => this.matches(r));
+    list.sort((a, b) => {
+      const x = col.sort(a), y = col.sort(b);
+      const c = x < y ? -1 : x > y ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+      return c * this.sortDir;
+    });
+    const shown = list.slice(0, MAX_ROWS);
+    const ids = shown.map((r) => r.id);
+    const same = ids.length === this.order.length && ids.every((id, i) => id === this.order[i]);
+    if (!same) {
+      const frag = document.createDocumentFragment();
+      for (const r of shown) frag.append(this.row(r).tr);
+      this.tbody.textContent = '';
+      this.tbody.append(frag);
+      this.order = ids;
+    }
+    for (const r of shown) this.fill(r);
+    this.dirty.clear();
+    this.needsOrder = false;
+    this.countEl.textContent = `${this.vehicles.size} vehicle${this.vehicles.size === 1 ? '' : 's'}`;
+    this.countEl.dataset.count = String(this.vehicles.size);
+    this.empty.hidden = this.vehicles.size > 0;
+    this.more.textContent = list.length > MAX_ROWS ? `showing ${MAX_ROWS} of ${list.length}; use the filter to narrow` :
+      (list.length < this.vehicles.size ? `${this.vehicles.size - list.length} hidden by the filter` : '');
+  }
+
+  renderDirty = () => {
+    if (this.needsOrder) { this.reorder(); return; }
+    for (const id of this.dirty) {
+      const row = this.rows.get(id);
+      if (row && row.tr.isConnected) this.fill(this.vehicles.get(id));
+    }
+    this.dirty.clear();
+  };
+
+  row(r) {
+    let row = this.rows.get(r.id);
+    if (row) return row;
+    const tr = el('tr', { 'data-vehicle': r.id });
+    const cells = {};
+    for (const c of COLUMNS) {
+      const td = el('td', { 'data-col': c.key, class: c.opt ? 'opt' : '' });
+      if (c.key === 'id') {
+        td.append(el('a', { href: `#/vehicle/${encodeURIComponent(r.id)}`, text: r.id }));
+      }
+      cells[c.key] = td;
+      tr.append(td);
+    }
+    row = { tr, cells, last: {} };
+    this.rows.set(r.id, row);
+    return row;
+  }
+
+  fill(r) {
+    const row = this.row(r);
+    const online = isOnline(r);
+    const n = alertCount(r.id);
+    const set = (key, text, cls) => {
+      if (row.last[key] === text && row.last[key + '.c'] === cls) return;
+      row.last[key] = text;
+      row.last[key + '.c'] = cls;
+      const td = row.cells[key];
+      if (key === 'online') {
+        td.textContent = '';
+        td.append(el('span', { class: `dot ${online ? 'on' : ''}`, 'aria-hidden': 'true' }), text);
+      } else if (key === 'alerts') {
+        td.textContent = '';
+        td.append(el('span', { class: `badge ${n ? '' : 'zero'}`, text }));
+      } else td.textContent = text;
+      td.className = (cls || '') + (COLUMNS.find((c) => c.key === key).opt ? ' opt' : '');
+    };
+    set('online', online ? 'online' : 'offline');
+    set('speed', num(r.speed));
+    set('temp', num(r.temp), r.temp > 110 ? 'hot' : '');
+    set('battery', num(r.battery), r.battery < 15 ? 'low' : '');
+    set('fuel', num(r.fuel), r.fuel < 10 ? 'low' : '');
+    set('seen', r.seenAt ? ageText(Date.now() - r.seenAt) : '–');
+    set('alerts', String(n));
+    row.tr.classList.toggle('offline', !online);
+  }
+}
+
+const knownVehicles = new Set();
+const pools = {};
+
+function renderFleetSummary() {
+  let total = 0, online = 0;
+  for (const p of Object.values(pools)) {
+    for (const r of p.vehicles.values()) { total++; if (isOnline(r)) online++; }
+  }
+  $('fleet-summary').textContent = `${online} of ${total} online`;
+  const dl = $('vehicle-ids');
+  if (dl.childElementCount !== knownVehicles.size && knownVehicles.size <= 2000) {
+    dl.textContent = '';
+    for (const id of [...knownVehicles].sort()) dl.append(el('option', { value: id }));
+  }
+}
+
+// ---- alerts -------------------------------------------------------------------------------
+
+const alerts = new Map();   // id -> {data, el, fading}
+const alertHistory = [];    // every alert event seen, newest last (for the vehicle view)
+let alertsClient = null;
+
+function alertKey(a) { return a.key ?? a.vehicle_id ?? a.vehicle ?? ''; }
+function alertCount(vehicleId) {
+  let n = 0;
+  for (const a of alerts.values()) if (!a.fading && alertKey(a.data) === vehicleId) n++;
+  return n;
+}
+function activeAlertOf(vehicleId, rule) {
+  for (const a of alerts.values()) if (!a.fading && alertKey(a.data) === vehicleId && (a.data.rule || a.data.type) === rule) return true;
+  return false;
+}
+
+function alertIdOf(f) {
+  return (f.data && (f.data.id ?? f.data.alert_id)) ?? f.alert_id ?? f.id;
+}
+
+function onAlert(f) {
+  const d = f.data || {};
+  if (d.id == null) return;
+  const prev = alerts.get(d.id);
+  const isNew = !prev || prev.fading;
+  if (d.state === 'cleared') { onAlertCleared(f); return; }
+  alerts.set(d.id, { data: { ...(prev && prev.data), ...d }, el: prev && prev.el, fading: false });
+  alertHistory.push({ at: Date.now(), event: 'raised', data: d });
+  if (isNew && d.severity === 'critical' && !d.acknowledged) cue();
+  alertsChanged();
+}
+
+function onAlertCleared(f) {
+  const id = alertIdOf(f);
+  const a = alerts.get(id);
+  alertHistory.push({ at: Date.now(), event: 'cleared', data: { ...(a && a.data), ...(f.data || {}) } });
+  if (!a || a.fading) return;
+  a.fading = true;
+  a.data = { ...a.data, ...(f.data || {}), state: 'cleared' };
+  alertsChanged();
+  // Let the CSS transition run, then drop it.
+  setTimeout(() => { if (alerts.get(id) === a && a.fading) { alerts.delete(id); alertsChanged(); } }, 1600);
+}
+
+function onAlertAcknowledged(f) {
+  const id = alertIdOf(f);
+  const a = alerts.get(id);
+  alertHistory.push({ at: Date.now(), event: 'acknowledged', data: { ...(a && a.data), ...(f.data || {}) } });
+  if (!a) return;
+  a.data = { ...a.data, ...(f.data || {}), acknowledged: true };
+  alertsChanged();
+}
+
+function alertsChanged() {
+  schedule(renderAlerts);
+  for (const p of Object.values(pools)) { for (const r of p.vehicles.values()) p.dirty.add(r.id); schedule(p.renderDirty); }
+  if (vehicleView) schedule(vehicleView.renderAlerts);
+}
+
+const groups = {};
+function renderAlerts() {
+  const list = $('alert-list');
+  if (!groups.critical) {
+    for (const s of SEVERITIES) {
+      groups[s] = { box: el('section', { class: `sev-group ${s}`, 'aria-label': `${s} alerts` }, el('h3', { text: s })), items: null };
+      groups[s].items = el('div');
+      groups[s].box.append(groups[s].items);
+      list.append(groups[s].box);
+    }
+  }
+  const bySev = { critical: [], warning: [], info: [] };
+  for (const a of alerts.values()) (bySev[a.data.severity] || bySev.info).push(a);
+  let active = 0, critOpen = 0;
+  for (const s of SEVERITIES) {
+    const items = bySev[s].sort((x, y) => (y.data.raised_at ?? 0) - (x.data.raised_at ?? 0) || String(x.data.id).localeCompare(String(y.data.id)));
+    for (const a of items) {
+      if (!a.fading) { active++; if (s === 'critical' && !a.data.acknowledged) critOpen++; }
+      groups[s].items.append(alertCard(a));
+    }
+    groups[s].box.hidden = items.length === 0;
+  }
+  for (const a of alerts.values()) a.el && (a.el.dataset.seen = '1');
+  // Remove cards whose alert is gone.
+  for (const card of list.querySelectorAll('.alert')) if (!alerts.has(card.dataset.alertId)) card.remove();
+  $('alert-count').textContent = String(active);
+  $('alert-empty').hidden = alerts.size > 0;
+  const banner = $('critical-banner');
+  banner.hidden = critOpen === 0;
+  banner.textContent = critOpen ? `${critOpen} critical alert${critOpen > 1 ? 's' : ''} unacknowledged` : '';
+}
+
+function alertCard(a) {
+  const d = a.data;
+  if (!a.el) {
+    a.el = el('article', { class: 'alert', 'data-alert-id': String(d.id) });
+    a.msg = el('div', { class: 'msg' });
+    a.who = el('a');
+    a.when = el('span');
+    a.btn = el('button', { type: 'button', class: 'ack', text: 'Acknowledge' });
+    a.btn.addEventListener('click', () => acknowledge(a));
+    a.ackedLabel = el('span', { class: 'acked-label', text: '✓ acknowledged' });
+    a.el.append(a.msg, el('div', { class: 'meta' }, a.who, a.when, a.btn, a.ackedLabel));
+  }
+  const key = alertKey(d);
+  a.el.className = `alert ${d.severity || 'info'}${d.acknowledged ? ' acked' : ''}${a.fading ? ' cleared' : ''}`;
+  a.el.dataset.severity = d.severity || 'info';
+  a.el.dataset.acknowledged = d.acknowledged ? 'true' : 'false';
+  a.el.dataset.state = a.fading ? 'cleared' : (d.state || 'active');
+  a.msg.textContent = d.message || d.rule || d.type || 'alert';
+  a.who.textContent = key;
+  a.who.href = `#/vehicle/${encodeURIComponent(key)}`;
+  const t = d.raised_at ? new Date(d.raised_at) : null;
+  a.when.textContent = t && !isNaN(t) ? t.toLocaleTimeString() : '';
+  a.btn.hidden = !!d.acknowledged || a.fading;
+  a.btn.setAttribute('aria-label', `Acknowledge: ${a.msg.textContent}`);
+  a.ackedLabel.hidden = !d.acknowledged;
+  return a.el;
+}
+
+async function acknowledge(a) {
+  a.btn.disabled = true;
+  try {
+    await alertsClient.ackAlert(a.data.id);
+  } catch (e) {
+    if (e.code !== 'timeout') {   // replies are optional; the broadcast is what counts
+      a.btn.title = `could not acknowledge: ${e.message}`;
+      a.btn.disabled = false;
+    }
+  }
+}
+
+let audio = null;
+function cue() {
+  // Visual cue is the banner + glowing card; sound only when the user opted in.
+  if (!$('alert-sound').checked) return;
+  try {
+    audio = audio || new AudioContext();
+    const o = audio.createOscillator(), g = audio.createGain();
+    o.frequency.value = 880; g.gain.value = 0.08;
+    o.connect(g).connect(audio.destination);
+    o.start(); o.stop(audio.currentTime + 0.25);
+  } catch { /* no audio */ }
+}
+
+function startAlerts() {
+  alertsClient = track('alerts', new TelebridgeClient(`/ws/alerts/${encodeURIComponent(userId)}`));
+  alertsClient.on('welcome', () => {
+    // The bridge sends the room's active alerts on join: start from that set.
+    for (const [id, a] of alerts) if (!a.fading) alerts.delete(id);
+    alertsChanged();
+  });
+  alertsClient.on('alert', onAlert);
+  alertsClient.on('alert_cleared', onAlertCleared);
+  alertsClient.on('alert_acknowledged', onAlertAcknowledged);
+  alertsClient.connect();
+  setInterval(() => { if (alertsClient.state === 'open') alertsClient.ping().catch(() => {}); }, 5000);
+}
+
+// ---- vehicle and session views -------------------------------------------------------------
+
+function kvFill(dl, obj, prefix = '') {
+  dl.textContent = '';
+  const walk = (o, p) => {
+    for (const [k, v] of Object.entries(o)) {
+      if (v && typeof v === 'object' && !Array.isArray(v)) walk(v, `${p}${k}.`);
+      else dl.append(el('dt', { text: p + k }), el('dd', { text: typeof v === 'number' ? String(v) : String(v ?? '') }));
+    }
+  };
+  walk(obj, prefix);
+}
+
+const LIVE_FIELDS = [
+  ['speed', 'speed', 'km/h'], ['engine_metrics.rpm', 'rpm', ''], ['engine_metrics.temperature', 'engine temp', '°C'],
+  ['engine_metrics.oil_pressure', 'oil pressure', 'bar'], ['battery_metrics.level', 'battery', '%'],
+  ['battery_metrics.voltage', 'voltage', 'V'], ['fuel_metrics.level', 'fuel', '%'], ['gear', 'gear', ''],
+  ['acceleration', 'acceleration', 'm/s²'], ['odometer', 'odometer', 'km'], ['timestamp', 'timestamp', ''],
+];
+
+function liveFill(dl, d) {
+  dl.textContent = '';
+  for (const [path, label, unit] of LIVE_FIELDS) {
+    const v = get(d, path);
+    if (v === undefined) continue;
+    dl.append(el('dt', { text: label }), el('dd', { 'data-field': path, text: typeof v === 'number' ? `${v} ${unit}` : String(v) }));
+  }
+}
+
+function makeCharts(box) {
+  box.textContent = '';
+  return {
+    speed: new LineChart(box, { label: 'Speed', unit: 'km/h', color: '#5cb8ff', min: 0 }),
+    rpm: new LineChart(box, { label: 'RPM', unit: 'rpm', color: '#b48cff', min: 0, digits: 0 }),
+    temp: new LineChart(box, { label: 'Engine temperature', unit: '°C', color: '#ff8a5c' }),
+    battery: new LineChart(box, { label: 'Battery level', unit: '%', color: '#3fd07a', min: 0, max: 100 }),
+  };
+}
+
+function pushCharts(charts, d) {
+  const t = Date.now();
+  charts.speed.push(t, d.speed);
+  charts.rpm.push(t, get(d, 'engine_metrics.rpm'));
+  charts.temp.push(t, get(d, 'engine_metrics.temperature'));
+  charts.battery.push(t, get(d, 'battery_metrics.level'));
+}
+
+let vehicleView = null;
+
+class VehicleView {
+  constructor(id) {
+    this.id = id;
+    $('vehicle-title').textContent = id;
+    $('vehicle-id').value = id;
+    $('vehicle-setup').textContent = '';
+    $('vehicle-setup').append(el('dd', { class: 'muted', text: 'waiting for setup…' }));
+    $('vehicle-now').textContent = '';
+    this.charts = makeCharts($('vehicle-charts'));
+    this.track = new Track($('vehicle-track'));
+    this.client = track('vehicle', new TelebridgeClient(`/ws/telemetry/${encodeURIComponent(id)}`));
+    this.client.on('state', (e) => this.setState(e.state));
+    this.client.on('setup_update', (f) => { if (f.data && typeof f.data === 'object') kvFill($('vehicle-setup'), f.data); });
+    this.client.on('status_update', (f) => { this.status = typeof f.data === 'string' ? f.data : f.data && f.data.status; this.setState(this.client.state); });
+    this.client.on('telemetry_update', (f) => this.onTelemetry(f.data));
+    this.client.on('alert', onAlert);
+    this.client.on('alert_cleared', onAlertCleared);
+    this.client.on('alert_acknowledged', onAlertAcknowledged);
+    this.client.connect();
+    this.renderAlerts();
+    this.timer = setInterval(() => schedule(this.draw), 1000);
+  }
+
+  setState(s) {
+    const p = $('vehicle-state');
+    p.textContent = this.status ? `${s} · vehicle ${this.status}` : s;
+    p.className = `pill ${s}`;
+  }
+
+  onTelemetry(d) {
+    if (!d || typeof d !== 'object') return;
+    this.last = d;
+    pushCharts(this.charts, d);
+    const loc = d.location || {};
+    this.track.push(loc.latitude, loc.longitude, loc.heading);
+    schedule(this.draw);
+  }
+
+  draw = () => {
+    if (vehicleView !== this) return;
+    const now = Date.now();
+    for (const c of Object.values(this.charts)) c.draw(now);
+    this.track.draw();
+    if (this.last) {
+      liveFill($('vehicle-now'), this.last);
+      const l = this.last.location || {};
+      $('vehicle-pos').textContent = l.latitude != null ? `${num(l.latitude, 5)}, ${num(l.longitude, 5)} heading ${num(l.heading, 0)}°` : '';
+    }
+  };
+
+  renderAlerts = () => {
+    if (vehicleView !== this) return;
+    const ol = $('vehicle-alerts');
+    ol.textContent = '';
+    const mine = alertHistory.filter((h) => alertKey(h.data) === this.id).slice(-50).reverse();
+    if (!mine.length) ol.append(el('li', { class: 'muted', text: 'no alerts' }));
+    for (const h of mine) {
+      ol.append(el('li', { text: `${new Date(h.at).toLocaleTimeString()} ${h.event}: ${h.data.severity || ''} ${h.data.message || h.data.rule || ''}` }));
+    }
+  };
+
+  close() {
+    clearInterval(this.timer);
+    untrack('vehicle');
+  }
+}
+
+let sessionView = null;
+
+class SessionView {
+  constructor(sid) {
+    this.sid = sid;
+    $('session-id').value = sid;
+    $('session-setup').textContent = '';
+    $('session-setup').append(el('dd', { class: 'muted', text: 'waiting for the session setup…' }));
+    $('session-now').textContent = '';
+    this.charts = makeCharts($('session-charts'));
+    this.times = [];
+    this.client = track('session', new TelebridgeClient(`/ws/session/${encodeURIComponent(sid)}`));
+    this.client.on('state', (e) => this.setState(e.state));
+    this.client.on('error', (f) => { this.note = f.message || f.code; this.setState(this.client.state); });
+    this.client.on('setup_update', (f) => {
+      this.gotSetup = true;
+      if (f.data && typeof f.data === 'object') kvFill($('session-setup'), f.data);
+      this.setState(this.client.state);
+    });
+    this.client.on('telemetry_update', (f) => {
+      if (!f.data || typeof f.data !== 'object') return;
+      this.last = f.data;
+      this.times.push(Date.now());
+      pushCharts(this.charts, f.data);
+      schedule(this.draw);
+    });
+    this.client.connect();
+    this.timer = setInterval(() => { schedule(this.draw); this.setState(this.client.state); }, 1000);
+    this.started = Date.now();
+  }
+
+  setState(s) {
+    const p = $('session-state');
+    let text = s;
+    if (s === 'open') {
+      if (this.note) text = this.note;
+      else if (!this.gotSetup) text = Date.now() - this.started > 5000 ? 'no data: unknown session or monitor idle' : 'joined, waiting for setup';
+      else text = this.last ? 'live' : 'setup received, waiting for telemetry';
+    }
+    p.textContent = text;
+    p.className = `pill ${s}`;
+    p.dataset.state = text;
+  }
+
+  draw = () => {
+    if (sessionView !== this) return;
+    const now = Date.now();
+    this.times = this.times.filter((t) => now - t < 5000);
+    $('session-rate').textContent = this.times.length ? `(${(this.times.length / 5).toFixed(1)} Hz)` : '';
+    for (const c of Object.values(this.charts)) c.draw(now);
+    if (this.last) liveFill($('session-now'), this.last);
+  };
+
+  close() {
+    clearInterval(this.timer);
+    untrack('session');
+  }
+}
+
+// ---- routing between views ---------------------------------------------------------------
+
+function route() {
+  const [, view = 'fleet', arg = ''] = location.hash.split('/');
+  const id = decodeURIComponent(arg);
+  for (const v of ['fleet', 'vehicle', 'session']) {
+    $(`view-${v}`).hidden = v !== view;
+    document.querySelector(`nav a[data-view="${v}"]`).toggleAttribute('aria-current', v === view);
+    if (v === view) document.querySelector(`nav a[data-view="${v}"]`).setAttribute('aria-current', 'page');
+  }
+  if (view !== 'vehicle' || (vehicleView && vehicleView.id !== id)) { vehicleView && vehicleView.close(); vehicleView = null; }
+  if (view !== 'session' || (sessionView && sessionView.sid !== id)) { sessionView && sessionView.close(); sessionView = null; }
+  if (view === 'vehicle' && id && !vehicleView) vehicleView = new VehicleView(id);
+  if (view === 'session' && id && !sessionView) sessionView = new SessionView(id);
+  if (view === 'vehicle' && !id) $('vehicle-title').textContent = '';
+}
+
+function init() {
+  pools.personal = new Pool('personal', $('pool-personal'));
+  pools.fleet = new Pool('fleet', $('pool-fleet'));
+  startAlerts();
+  $('fleet-filter').addEventListener('input', (e) => { filter.text = e.target.value.trim().toLowerCase(); for (const p of Object.values(pools)) p.reorder(); });
+  $('fleet-show').addEventListener('change', (e) => { filter.show = e.target.value; for (const p of Object.values(pools)) p.reorder(); });
+  $('vehicle-form').addEventListener('submit', (e) => { e.preventDefault(); location.hash = `#/vehicle/${encodeURIComponent($('vehicle-id').value.trim())}`; });
+  $('session-form').addEventListener('submit', (e) => { e.preventDefault(); location.hash = `#/session/${encodeURIComponent($('session-id').value.trim())}`; });
+  window.addEventListener('hashchange', route);
+  route();
+  setInterval(() => {
+    let total = 0;
+    for (const c of clients.values()) total += c.stats.messages;
+    rate = rate * 0.5 + Math.max(0, total - lastCount) * 0.5;
+    lastCount = total;
+    for (const p of Object.values(pools)) p.reorder();
+    renderFleetSummary();
+    renderStatus();
+  }, 1000);
+  // For tests and the curious: the live state, read-only by convention.
+  window.telebridge = { clients, pools, alerts, broker };
+}
+
+init();
