@@ -294,7 +294,7 @@ static int make_vehicles(struct run *r)
         else
             snprintf(id, sizeof id, "%s%05ld", r->o.id_prefix, i + 1);
         vehicle_init(&r->veh[i], r->o.seed, (uint32_t)i, id, mode, group, &r->cfg);
-        if (r->o.anomaly_forced && !r->o.anomaly_rate) {
+        if (r->o.anomaly_forced) {
             enum vm_anomaly a = VM_ANOMALY_NONE;
             for (int b = 1; b < VM_ANOMALY_COUNT && a == VM_ANOMALY_NONE; b++)
                 if (r->o.anomaly_mask & (1u << b))

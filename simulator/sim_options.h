@@ -31,7 +31,7 @@ struct sim_options {
     char id_prefix[24];
     double anomaly_rate;    /* per vehicle per second */
     unsigned anomaly_mask;  /* 1u << enum vm_anomaly; from --anomaly */
-    bool anomaly_forced;    /* --anomaly given: each vehicle starts one at once */
+    bool anomaly_forced;    /* --anomaly given: each vehicle starts the first one at once */
     long connections;
     bool session;
     long fleet_groups;

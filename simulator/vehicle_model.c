@@ -438,7 +438,7 @@ static void run_anomaly(struct vehicle *v, double dt, double prev_temp)
         normal = v->engine_temp_c;
         v->engine_temp_c = prev_temp;
         anomaly_signal(v, &v->engine_temp_c,
-                       fmax(1.5, (v->anomaly_level - prev_temp) / 20.0), normal, 0.8, 0.4, dt);
+                       fmax(2.0, (v->anomaly_level - prev_temp) / 10.0), normal, 0.8, 0.4, dt);
         break;
     case VM_ANOMALY_LOW_BATTERY:
         anomaly_signal(v, &v->batt_level, 2.0, v->batt_level_before, 1.5, 0.2, dt);
