@@ -11,6 +11,9 @@
 #include "protocol.h"
 #include "reload.h"
 #include "router.h"
+#include "session.h"
+#include "shape.h"
+#include "subscribe.h"
 
 void bridge_room_maybe_release(struct bridge *br, struct room *room)
 {
@@ -41,16 +44,31 @@ static struct tb_msg *build_envelope(struct bridge *br, const char *type, const 
     return msg_new(b->data, b->len);
 }
 
+/* Finds or creates a room; a new room is offered to the clients' patterns. */
+static struct room *get_room(struct bridge *br, const char *name)
+{
+    struct room *room = room_find(br->rooms, name);
+    if (room)
+        return room;
+    if ((room = room_get(br->rooms, name)))
+        subscribe_on_room_created(br, room);
+    return room;
+}
+
 void bridge_deliver(struct bridge *br, const char *room_name, const char *type, const char *topic,
                     const char *data, size_t data_len, const struct cfg_route *route)
 {
     bool keep = route->keep_last || route->history;
     struct room *room = room_find(br->rooms, room_name);
     if (!room) {
-        if (!keep)
+        if (!keep && !subscribe_have_patterns(br))
             return; /* nobody listens and nothing to remember: no work at all */
-        if (!(room = room_get(br->rooms, room_name)))
+        if (!(room = get_room(br, room_name)))
             return;
+        if (!room->members && !keep) {
+            bridge_room_maybe_release(br, room);
+            return;
+        }
     } else if (!room->members && !keep) {
         return;
     }
@@ -62,18 +80,26 @@ void bridge_deliver(struct bridge *br, const char *room_name, const char *type, 
     }
     uint64_t now = tb_now_ms();
     if (route->keep_last)
-        room_set_last(room, m, now);
+        room_set_last_typed(room, type, m, seq, now);
     if (route->history) {
         if (room->hist_cap < route->history)
             room_set_history_cap(room, route->history);
+        room->hist_ttl_ms = route->history_ttl_ms;
         room_history_push(room, m, seq, now);
     }
     br->st.routed++;
     bool conflate = route->slow_client == CFG_SLOW_CONFLATE;
+    /* Shaped subscriptions share one projection per field list (shape_cache). */
+    struct shape_cache sc;
+    shape_cache_init(&sc, m);
     for (struct sub *s = room->members, *next; s; s = next) {
         next = s->room_next; /* a disconnect policy may not unlink, but stay safe */
-        conn_enqueue(s->conn, m, s, conflate);
+        if (s->shape)
+            subscribe_deliver(br, s, m, conflate, &sc, now);
+        else
+            conn_enqueue(s->conn, m, s, conflate);
     }
+    shape_cache_clear(&sc);
     msg_unref(m);
 }
 
@@ -173,16 +199,17 @@ struct sub *bridge_join(struct bridge *br, struct conn *c, const char *name)
     struct sub *s = conn_find_sub(c, name);
     if (s)
         return s;
-    struct room *room = room_get(br->rooms, name);
-    if (!room || !(s = conn_subscribe(c, room)))
+    struct room *room = get_room(br, name);
+    if (!room)
         return NULL;
-    return s;
+    if ((s = conn_find_sub(c, name)))
+        return s; /* the new room matched one of c's patterns */
+    return conn_subscribe(c, room);
 }
 
 void bridge_send_room_state(struct bridge *br, struct conn *c, struct sub *s)
 {
-    if (s->room->last)
-        conn_enqueue(c, s->room->last, s, true);
+    subscribe_send_last_values(br, c, s);
     alert_runtime_send_room_state(br, c, s->room->name);
 }
 
@@ -268,6 +295,11 @@ void bridge_process_mqtt(struct bridge *br)
         if (ev->kind == MQTT_EV_MESSAGE) {
             br->st.received++;
             struct inbound in;
+            if (session_on_mqtt(br, ev)) {
+                mqtt_event_free(ev);
+                ev = next;
+                continue;
+            }
             inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
             router_route(br, br->cfg, &in);
             alert_runtime_on_message(br, &in, ev->retain);

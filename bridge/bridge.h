@@ -57,6 +57,7 @@ struct bridge {
     struct sbuf scratch;            /* envelope building */
     uint64_t next_heartbeat_ms;
     void *alerts;                   /* alert runtime, when configured */
+    void *protocol;                 /* struct protocol_state (protocol.h): patterns, sessions */
     void *reload;                   /* reload watcher and last result (reload.c) */
 };
 

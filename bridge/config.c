@@ -91,6 +91,7 @@ static const struct cfg_field server_fields[] = {
     { .name = "static_dir", .type = CT_PATH, .off = S(static_dir) },
     { .name = "send_queue_frames", .type = CT_COUNT, .off = S(send_queue_frames), .min = 1, .max = 1000000, .def = "256" },
     { .name = "send_queue_bytes", .type = CT_SIZE, .off = S(send_queue_bytes), .min = 1024, .max = 1LL << 30, .def = "1MiB" },
+    { .name = "max_rooms_per_connection", .type = CT_COUNT, .off = S(max_rooms_per_connection), .min = 1, .max = 100000, .def = "100" },
 };
 #undef S
 static const struct cfg_schema server_schema = { "server", server_fields, COUNT(server_fields) };
@@ -247,6 +248,7 @@ static const struct cfg_field endpoint_fields[] = {
     { .name = "same_as", .type = CT_NODE, .off = E(same_as) },
     { .name = "client_subscriptions", .type = CT_BOOL, .off = E(e.client_subscriptions), .def = "false" },
     { .name = "max_connections", .type = CT_INT, .off = E(e.max_connections), .min = 0, .max = 10000000, .def = "0" },
+    { .name = "allow_subscribe", .type = CT_STRLIST, .off = E(e.allow_subscribe), .off_n = E(e.n_allow_subscribe) },
 };
 #undef E
 static const struct cfg_schema endpoint_schema = { "endpoint", endpoint_fields, COUNT(endpoint_fields) };
@@ -334,6 +336,15 @@ static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_no
             e->rooms[e->n_rooms++] = r;
     }
     e->client_subscriptions |= t->client_subscriptions;
+    if (!e->n_allow_subscribe && t->n_allow_subscribe) {
+        if (!(e->allow_subscribe = calloc(t->n_allow_subscribe + 1, sizeof(*e->allow_subscribe))))
+            return -1;
+        for (size_t i = 0; i < t->n_allow_subscribe; i++) {
+            if (!(e->allow_subscribe[i] = strdup(t->allow_subscribe[i])))
+                return -1;
+            e->n_allow_subscribe++;
+        }
+    }
     return rc;
 }
 
@@ -591,6 +602,31 @@ static int section_alerts(struct loader *l, const yaml_node_t *n, void *base)
     return rc;
 }
 
+/* ---- sessions ----------------------------------------------------------------------- */
+
+#define SS(f) offsetof(struct cfg_sessions, f)
+static const struct cfg_field sessions_fields[] = {
+    { .name = "enabled", .type = CT_BOOL, .off = SS(enabled), .def = "true" },
+    { .name = "request_topic", .type = CT_STR, .off = SS(request_topic), .def = "session/request" },
+    { .name = "room_prefix", .type = CT_STR, .off = SS(room_prefix), .def = "session:" },
+    { .name = "max_sessions", .type = CT_COUNT, .off = SS(max_sessions), .min = 1, .max = 10000000, .def = "10000" },
+};
+#undef SS
+static const struct cfg_schema sessions_schema = { "sessions", sessions_fields, COUNT(sessions_fields) };
+
+/* Absent section: sessions are off (no request topic is subscribed). */
+static int section_sessions(struct loader *l, const yaml_node_t *n, void *base)
+{
+    struct cfg_sessions *s = &((struct tb_config *)base)->sessions;
+    int rc = cfg_apply(l, n, &sessions_schema, s);
+    if (!n)
+        s->enabled = false;
+    if (n && s->request_topic && strpbrk(s->request_topic, "+#"))
+        rc = cfg_error(l, n, 0, "sessions: request_topic '%s' must be a topic name, not a filter",
+                       s->request_topic);
+    return rc;
+}
+
 /* ---- top level ---------------------------------------------------------------------- */
 
 static const struct cfg_field top_fields[] = {
@@ -600,12 +636,12 @@ static const struct cfg_field top_fields[] = {
     { .name = "routes", .type = CT_SECTION, .section = section_routes },
     { .name = "alerts", .type = CT_SECTION, .section = section_alerts },
     { .name = "heartbeat", .type = CT_SECTION, .section = section_heartbeat },
+    { .name = "sessions", .type = CT_SECTION, .section = section_sessions },
 };
 static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };
 
-static int add_filter(struct tb_config *c, const struct topic_pattern *p)
+static int add_filter_str(struct tb_config *c, const char *f)
 {
-    const char *f = topic_pattern_filter(p);
     for (size_t i = 0; i < c->n_filters; i++) {
         if (!strcmp(c->filters[i], f))
             return 0;
@@ -615,6 +651,11 @@ static int add_filter(struct tb_config *c, const struct topic_pattern *p)
         return -1;
     c->filters = grown;
     return (c->filters[c->n_filters] = strdup(f)) ? (int)(++c->n_filters, 0) : -1;
+}
+
+static int add_filter(struct tb_config *c, const struct topic_pattern *p)
+{
+    return add_filter_str(c, topic_pattern_filter(p));
 }
 
 static int collect_filters(struct tb_config *c)
@@ -627,6 +668,8 @@ static int collect_filters(struct tb_config *c)
         if (c->alerts[i].match && add_filter(c, c->alerts[i].match))
             return -1;
     }
+    if (c->sessions.enabled && add_filter_str(c, c->sessions.request_topic))
+        return -1;
     return 0;
 }
 
@@ -655,6 +698,9 @@ static void free_endpoint(struct cfg_endpoint *e)
     topic_pattern_free(e->pattern);
     free_rooms(e->rooms, e->n_rooms);
     free(e->same_as);
+    for (size_t i = 0; i < e->n_allow_subscribe; i++)
+        free(e->allow_subscribe[i]);
+    free(e->allow_subscribe);
 }
 
 static void free_route(struct cfg_route *r)
@@ -690,6 +736,7 @@ static void free_config(struct tb_config *c)
     free(c->server.allowed_origins);
     free(c->server.listen_host);
     free(c->server.static_dir);
+    free(c->sessions.request_topic), free(c->sessions.room_prefix);
     for (size_t i = 0; i < c->n_endpoints; i++)
         free_endpoint(&c->endpoints[i]);
     for (size_t i = 0; i < c->n_routes; i++)

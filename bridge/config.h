@@ -49,6 +49,7 @@ struct cfg_server {
     char *static_dir;           /* absolute or relative to the config file; NULL = none */
     size_t send_queue_frames;   /* per-connection bound, default 256 */
     size_t send_queue_bytes;    /* per-connection bound, default 1 MiB */
+    size_t max_rooms_per_connection; /* client subscriptions (rooms + patterns), default 100 */
 };
 
 struct cfg_endpoint {
@@ -58,6 +59,9 @@ struct cfg_endpoint {
     size_t n_rooms;
     char *same_as;                   /* alias target as written, or NULL; rooms are resolved */
     bool client_subscriptions;       /* may send subscribe / unsubscribe */
+    char **allow_subscribe;          /* room globs ('*' = any run of characters) a client may
+                                        subscribe to; empty = any room */
+    size_t n_allow_subscribe;
     int max_connections;             /* 0 = only the server-wide limit */
     int line, col;
 };
@@ -101,6 +105,14 @@ struct cfg_heartbeat {
     uint64_t idle_timeout_ms;        /* default 60 s; 0 = off */
 };
 
+/* Race sessions (session.c): ids handed out over MQTT request/response. */
+struct cfg_sessions {
+    bool enabled;                    /* true when the 'sessions' section is present */
+    char *request_topic;             /* default "session/request" */
+    char *room_prefix;               /* room of session <sid> is <room_prefix><sid>, default "session:" */
+    size_t max_sessions;             /* ids remembered, oldest forgotten first, default 10000 */
+};
+
 struct tb_config {
     char *path;                      /* file it was loaded from */
     char *dir;                       /* directory of 'path', for relative paths */
@@ -114,6 +126,7 @@ struct tb_config {
     struct cfg_alert *alerts;
     size_t n_alerts;
     struct cfg_heartbeat heartbeat;
+    struct cfg_sessions sessions;
     char **filters;                  /* distinct MQTT subscription filters the routes and alerts need */
     size_t n_filters;
     int refcount;                    /* atomic; use config_ref / config_unref */

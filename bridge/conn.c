@@ -6,6 +6,7 @@
 
 #include "bridge.h"
 #include "log.h"
+#include "shape.h"
 
 #define WRITE_BATCH_BYTES (64 * 1024)
 
@@ -52,6 +53,8 @@ void conn_unsubscribe(struct conn *c, struct sub *s)
         *pp = s->conn_next;
     struct room *room = s->room;
     room_leave(s);
+    msg_unref(s->held);
+    shape_unref(s->shape);
     free(s);
     bridge_room_maybe_release(c->br, room);
 }

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "mqtt_client.h"
+#include "protocol.h"
 #include "reload.h"
 #include "router.h"
 #include "ws_server.h"
@@ -185,6 +186,7 @@ out:
     ws_server_destroy(br);       /* closes remaining connections (frees their state) */
     mqtt_client_free(br->mqtt);  /* clean DISCONNECT, joins the network thread */
     room_registry_free(br->rooms);
+    protocol_shutdown(br);       /* after the connections: session registry, pattern list */
     sbuf_free(&br->scratch);
     config_unref(br->cfg);
     LOG_INFO("main", "stopped");

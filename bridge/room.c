@@ -35,6 +35,11 @@ struct room_registry *room_registry_new(void)
 static void room_free(struct room *room)
 {
     msg_unref(room->last);
+    for (size_t i = 0; i < room->n_lasts; i++) {
+        free(room->lasts[i].type);
+        msg_unref(room->lasts[i].msg);
+    }
+    free(room->lasts);
     for (size_t i = 0; i < room->hist_len; i++)
         msg_unref(room->hist[(room->hist_head + i) % room->hist_cap]);
     free(room->hist);
@@ -130,6 +135,34 @@ void room_set_last(struct room *room, struct tb_msg *m, uint64_t now_ms)
     msg_unref(room->last);
     room->last = m;
     room->last_at_ms = now_ms;
+}
+
+int room_set_last_typed(struct room *room, const char *type, struct tb_msg *m, uint64_t seq,
+                        uint64_t now_ms)
+{
+    room_set_last(room, m, now_ms);
+    size_t i = 0;
+    while (i < room->n_lasts && strcmp(room->lasts[i].type, type) != 0)
+        i++;
+    struct room_last cur;
+    if (i < room->n_lasts) {
+        cur = room->lasts[i];
+        msg_unref(cur.msg);
+        memmove(&room->lasts[i], &room->lasts[i + 1], (room->n_lasts - i - 1) * sizeof cur);
+        room->n_lasts--;
+    } else {
+        struct room_last *grown = realloc(room->lasts, (room->n_lasts + 1) * sizeof *grown);
+        if (!grown)
+            return -1;
+        room->lasts = grown;
+        if (!(cur.type = strdup(type)))
+            return -1;
+    }
+    /* The newest goes to the end, so the array stays ordered by seq. */
+    cur.msg = msg_ref(m);
+    cur.seq = seq;
+    room->lasts[room->n_lasts++] = cur;
+    return 0;
 }
 
 int room_set_history_cap(struct room *room, size_t cap)

@@ -16,6 +16,14 @@
 
 struct conn;
 struct room;
+struct sub_shape;
+
+/* Client-made reasons a connection is in a room (struct sub 'how'), besides the
+ * endpoint's own rooms ('auto_joined'); the room is left when none is left. */
+enum {
+    SUB_BY_CLIENT = 1,     /* an explicit subscribe or join_session */
+    SUB_BY_PATTERN = 2,    /* a subscribed pattern such as "vehicle:*" matches the room */
+};
 
 struct sub {
     struct conn *conn;
@@ -26,6 +34,18 @@ struct sub {
     struct sub *pending_next;            /* the connection's list of subs with 'pending' */
     bool conflate;                       /* policy of the route that set 'pending' */
     bool auto_joined;                    /* joined because of the endpoint (recomputed on reload) */
+    unsigned how;                        /* SUB_BY_* bits (subscribe.c) */
+    struct sub_shape *shape;             /* per-client shaping (max_rate, fields), or NULL */
+    struct tb_msg *held;                 /* max_rate: newest message waiting for its slot */
+    uint64_t next_ms;                    /* max_rate: earliest time of the next send */
+};
+
+/* The newest keep_last message of one message type in a room: a session room keeps
+ * its setup and its latest telemetry side by side. */
+struct room_last {
+    char *type;
+    struct tb_msg *msg;
+    uint64_t seq;
 };
 
 struct room {
@@ -33,6 +53,9 @@ struct room {
     uint64_t seq;                /* of the last message routed here */
     struct tb_msg *last;         /* keep_last value, or NULL */
     uint64_t last_at_ms;
+    struct room_last *lasts;     /* keep_last value per message type, oldest seq first */
+    size_t n_lasts;
+    uint64_t hist_ttl_ms;        /* history entries older than this do not count; 0 = no limit */
     struct tb_msg **hist;        /* ring of the newest hist_cap messages */
     uint64_t *hist_seq;
     uint64_t *hist_at;
@@ -56,6 +79,9 @@ void room_release_if_idle(struct room_registry *r, struct room *room);
 
 /* Sets the last value (takes a new reference; drops the old one). */
 void room_set_last(struct room *room, struct tb_msg *m, uint64_t now_ms);
+/* Sets the last value of message type 'type' (and 'last'); -1 when out of memory. */
+int room_set_last_typed(struct room *room, const char *type, struct tb_msg *m, uint64_t seq,
+                        uint64_t now_ms);
 /* Grows or shrinks the history ring to 'cap' entries (keeps the newest). */
 int room_set_history_cap(struct room *room, size_t cap);
 void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64_t now_ms);

@@ -546,3 +546,26 @@ class Publisher:
             self.c.disconnect()
         finally:
             self.c.loop_stop()
+
+
+# Protocol tests (test_protocol*, test_session*, test_resume*): CORE_CONFIG plus a
+# subscription endpoint with an allow list, a second one that takes any room, race
+# sessions, and history on the session telemetry.
+PROTO_CONFIG = CORE_CONFIG.replace(
+    "  /ws/strict/{x}:             {rooms: [\"strict:{x}\"]}\n",
+    "  /ws/strict/{x}:             {rooms: [\"strict:{x}\"]}\n"
+    "  /ws/connect:\n"
+    "    rooms: []\n"
+    "    client_subscriptions: true\n"
+    "    allow_subscribe: [\"vehicle:*\", personal, fleet, \"session:*\", \"nk:*\"]\n"
+    "  /ws/any:                    {rooms: [], client_subscriptions: true}\n"
+).replace(
+    "  - match: session/{sid}/telemetry\n    rooms: [\"session:{sid}\"]\n"
+    "    type: telemetry_update\n    keep_last: true\n",
+    "  - match: session/{sid}/telemetry\n    rooms: [\"session:{sid}\"]\n"
+    "    type: telemetry_update\n    keep_last: true\n    history: 200\n"
+).replace(
+    "heartbeat: {interval: 1s, ws_ping: 0, idle_timeout: 0}\n",
+    "sessions: {request_topic: session/request}\n"
+    "heartbeat: {interval: 1s, ws_ping: 0, idle_timeout: 0}\n"
+).replace("  max_message_bytes: 64k\n", "  max_message_bytes: 64k\n  max_rooms_per_connection: 8\n")

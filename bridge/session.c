@@ -1,0 +1,192 @@
+/* session: session id request/response and the registry of issued ids (see
+ * session.h). Service thread only; replies are published through mqtt_client, which
+ * is thread-safe.
+ *
+ * The registry is a FIFO ring of ids plus a linear lookup: sessions are few (races,
+ * not vehicles) and lookups happen on join_session only, so simplicity wins. */
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "bridge.h"
+#include "log.h"
+#include "mqtt_client.h"
+#include "protocol.h"
+#include "sbuf.h"
+
+#define REPLY_TOPIC_MAX 256
+#define CORRELATION_MAX 256
+
+struct session_registry {
+    char (*ids)[SESSION_ID_MAX + 1];
+    size_t cap, head, len;
+};
+
+static struct session_registry *registry(struct bridge *br)
+{
+    struct protocol_state *ps = protocol_state(br);
+    if (!ps)
+        return NULL;
+    size_t cap = br->cfg->sessions.max_sessions ? br->cfg->sessions.max_sessions : 10000;
+    if (!ps->sessions) {
+        struct session_registry *r = calloc(1, sizeof *r);
+        if (!r || !(r->ids = calloc(cap, sizeof *r->ids))) {
+            free(r);
+            return NULL;
+        }
+        r->cap = cap;
+        ps->sessions = r;
+    }
+    return ps->sessions;
+}
+
+void session_registry_free(struct bridge *br)
+{
+    struct protocol_state *ps = br->protocol;
+    if (!ps || !ps->sessions)
+        return;
+    free(ps->sessions->ids);
+    free(ps->sessions);
+    ps->sessions = NULL;
+}
+
+static void remember(struct bridge *br, const char *sid)
+{
+    struct session_registry *r = registry(br);
+    if (!r)
+        return;
+    size_t k;
+    if (r->len == r->cap) {
+        k = r->head; /* forget the oldest */
+        r->head = (r->head + 1) % r->cap;
+    } else {
+        k = (r->head + r->len++) % r->cap;
+    }
+    snprintf(r->ids[k], sizeof r->ids[k], "%s", sid);
+}
+
+bool session_id_valid(const char *sid)
+{
+    size_t n = strlen(sid);
+    return n > 0 && n <= SESSION_ID_MAX &&
+           strspn(sid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+}
+
+bool session_room(const struct bridge *br, const char *sid, char *out, size_t outlen)
+{
+    const char *prefix = br->cfg->sessions.room_prefix ? br->cfg->sessions.room_prefix : "session:";
+    int n = snprintf(out, outlen, "%s%s", prefix, sid);
+    return n > 0 && (size_t)n < outlen;
+}
+
+const char *session_of_room(const struct bridge *br, const char *room)
+{
+    const char *prefix = br->cfg->sessions.room_prefix ? br->cfg->sessions.room_prefix : "session:";
+    size_t n = strlen(prefix);
+    return strncmp(room, prefix, n) == 0 && room[n] ? room + n : NULL;
+}
+
+bool session_known(struct bridge *br, const char *sid)
+{
+    struct protocol_state *ps = br->protocol;
+    struct session_registry *r = ps ? ps->sessions : NULL;
+    for (size_t i = 0; r && i < r->len; i++)
+        if (strcmp(r->ids[(r->head + i) % r->cap], sid) == 0)
+            return true;
+    char name[SESSION_ID_MAX + 128];
+    if (!session_room(br, sid, name, sizeof name))
+        return false;
+    struct room *room = room_find(br->rooms, name);
+    return room && (room->n_lasts || room->hist_len || room->last);
+}
+
+void session_uuid4(char out[37])
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        /* no entropy syscall: mix the clock (ids only need to be unique, not secret) */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        for (size_t i = 0; i < sizeof b; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            b[i] = (unsigned char)(x >> 56);
+        }
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
+}
+
+static bool reply_topic_ok(const char *t)
+{
+    size_t n = strlen(t);
+    return n > 0 && n <= REPLY_TOPIC_MAX && !strpbrk(t, "+#") && utf8_valid(t, n);
+}
+
+static void answer(struct bridge *br, const char *reply_to, const void *corr, size_t corr_len);
+
+bool session_on_mqtt(struct bridge *br, const struct mqtt_event *ev)
+{
+    const struct cfg_sessions *cs = &br->cfg->sessions;
+    if (!cs->enabled || !cs->request_topic || strcmp(ev->topic, cs->request_topic) != 0)
+        return false;
+    if (ev->retain)
+        return true; /* a stale retained request must not mint ids on every restart */
+    cJSON *j = cJSON_ParseWithLength(ev->payload, ev->payload_len);
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(j, "reply_to");
+    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(j, "correlation");
+    const char *reply_to = ev->response_topic ? ev->response_topic
+                           : cJSON_IsString(rt) ? rt->valuestring : NULL;
+    const void *corr = ev->correlation;
+    size_t corr_len = ev->correlation_len;
+    if (!corr && cJSON_IsString(cj)) {
+        corr = cj->valuestring;
+        corr_len = strlen(cj->valuestring);
+    }
+    if (!reply_to || !reply_topic_ok(reply_to)) {
+        if (log_ratelimit_allow_capped("session-request", ev->topic, 60000, 20))
+            LOG_WARN("session", "%s: request without a usable reply topic (MQTT 5 response topic "
+                     "or JSON \"reply_to\"); ignored", ev->topic);
+    } else if (corr_len > CORRELATION_MAX) {
+        LOG_WARN("session", "%s: correlation longer than %d bytes; ignored", ev->topic, CORRELATION_MAX);
+    } else {
+        answer(br, reply_to, corr, corr_len);
+    }
+    cJSON_Delete(j);
+    return true;
+}
+
+static void answer(struct bridge *br, const char *reply_to, const void *corr, size_t corr_len)
+{
+    char sid[37], room[SESSION_ID_MAX + 128];
+    session_uuid4(sid);
+    remember(br, sid);
+    session_room(br, sid, room, sizeof room);
+    struct sbuf b;
+    sbuf_init(&b);
+    sbuf_puts(&b, "{\"session_id\":\"");
+    sbuf_puts(&b, sid);
+    sbuf_puts(&b, "\",\"room\":");
+    sbuf_json_string(&b, room, strlen(room));
+    if (corr && corr_len && utf8_valid(corr, corr_len) && !memchr(corr, 0, corr_len)) {
+        sbuf_puts(&b, ",\"correlation\":");
+        sbuf_json_string(&b, corr, corr_len);
+    }
+    sbuf_puts(&b, "}");
+    if (!sbuf_failed(&b) &&
+        mqtt_client_publish_response(br->mqtt, reply_to, b.data, b.len, corr_len ? corr : NULL,
+                                     corr_len) == 0)
+        LOG_INFO("session", "issued session %s (reply to %s)", sid, reply_to);
+    else
+        LOG_WARN("session", "could not publish the session reply to %s", reply_to);
+    sbuf_free(&b);
+}
