@@ -9,6 +9,7 @@
 # processes it started, by PID, and nothing is left running.
 #
 # usage: scripts/demo.sh [--duration S] [--web-port P] [--vehicles N] [--no-install]
+#                        [--build-dir DIR] [--no-build]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +21,8 @@ INSTALL=1
 PACKAGES=(build-essential cmake pkg-config libmosquitto-dev libwebsockets-dev libcjson-dev
           libyaml-dev libcmocka-dev mosquitto mosquitto-clients)
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+BUILD_STEP=1
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "demo: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
@@ -29,6 +31,8 @@ while [ $# -gt 0 ]; do
     --web-port) WEB_PORT=${2:?--web-port needs a port}; shift 2 ;;
     --vehicles) VEHICLES=${2:?--vehicles needs a number}; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
+    --build-dir) BUILD=${2:?--build-dir needs a directory}; shift 2 ;;
+    --no-build) BUILD_STEP=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "demo: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -61,12 +65,15 @@ else
 fi
 
 # ---- 2. build ------------------------------------------------------------------------------
-echo "demo: building into $BUILD"
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target telebridge telesim >/dev/null ||
-    die "build failed (run: cmake --build $BUILD)"
+if [ "$BUILD_STEP" = 1 ]; then
+    echo "demo: building into $BUILD"
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$BUILD" -j"$(nproc)" --target telebridge telesim >/dev/null ||
+        die "build failed (run: cmake --build $BUILD)"
+fi
 TELEBRIDGE="$BUILD/bridge/telebridge"
 TELESIM="$BUILD/simulator/telesim"
+[ -x "$TELEBRIDGE" ] && [ -x "$TELESIM" ] || die "no binaries in $BUILD (build first)"
 
 # ---- helpers: ports, processes -------------------------------------------------------------
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -95,6 +102,7 @@ start() { # name command... ; output goes to $LOGDIR/name.log
     "$@" >"$LOGDIR/$name.log" 2>&1 &
     PIDS+=($!)
     NAMES+=("$name")
+    echo "demo: started $name (pid $!)"
 }
 
 STOPPING=0
