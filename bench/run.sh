@@ -165,7 +165,7 @@ measure() {
   local rss_before; rss_before=$(status_kb "$BRIDGE_PID" VmRSS)
   for spec in "${specs[@]}"; do
     # shellcheck disable=SC2086
-    "$WSLOAD" --port "$WS_PORT" --label "$tag-$i" $spec > "$dir/$tag-ws$i.json" 2> "$dir/$tag-ws$i.err" &
+    "$WSLOAD" --port "$WS_PORT" --duration 900 --label "$tag-$i" $spec > "$dir/$tag-ws$i.json" 2> "$dir/$tag-ws$i.err" &
     wpids+=($!); track $!; wouts+=("$dir/$tag-ws$i.json"); i=$((i + 1))
   done
   local t=0 ready
@@ -265,17 +265,20 @@ scenario_idle() {
 }
 
 # The same fleet load with and without 10% clients that stop reading, each on a fresh
-# bridge: the fast clients' latency and the bridge's RSS should not move.
+# bridge: the fast clients' latency and the bridge's RSS should not move.  The fleet room
+# carries 500 messages/s of 1,500 bytes (750 KB/s per client), so a stalled connection
+# overflows the kernel's socket buffers (tcp_wmem max 4 MB) within seconds and the
+# bridge's own queueing policy has to act.
 scenario_slow() {
-  local dur per; dur=$(q 15 3); per=$(q 100 10)
-  local n=$((20 * dur)) f
+  local dur per; dur=$(q 15 3); per=$(q 30 10)
+  local n=$((50 * dur)) f
   for f in 0 0.1; do
     local name=slow; [ "$f" = 0 ] && name=slow-base
     if [ "$f" != 0 ]; then stop_stack; start_stack "$BRIDGE" "$OUT/$REP-slow-$BRIDGE-b" || { stack_failed slow; return; }; fi
     local fast=$(( per - per / 10 )); [ "$f" = 0 ] && fast=$per
     measure "$name" 0 $((fast * 10 * n)) 3 \
       "--paths /ws/fleet --clients-per-path $per --slow-fraction $f --expect-seq $n --vehicles 10 --threads 2" \
-      --vehicles 10 --rate 20 --duration "$dur"
+      --vehicles 10 --rate 50 --duration "$dur" --payload-bytes 1500
   done
 }
 

@@ -16,7 +16,8 @@
  * and every complete frame in it is parsed; a partial tail is kept per connection.  Fields
  * are found with memmem, not a JSON parser.  Ping is answered with a masked pong, close
  * with a close; fragmented messages are reassembled.  "Slow" connections stop reading
- * after the handshake (their kernel buffers fill, then the bridge's queue policy acts).
+ * after the handshake, with a small SO_RCVBUF (--slow-rcvbuf) so that the kernel buffers
+ * fill within seconds and the bridge's own queue policy has to act.
  *
  * Output: a READY line on stderr once every connection is open or has failed, then (after
  * --duration seconds or SIGINT/SIGTERM) one JSON summary line on stdout.
@@ -95,6 +96,7 @@ struct opts {
     struct in_addr src[WL_MAX_SRC];
     int nsrc;
     double slow_fraction;
+    int slow_rcvbuf;
     int idle;
     uint32_t expect_seq;
     int vehicles, vehicle_base;
@@ -312,6 +314,8 @@ static int conn_start(struct worker *w, struct conn *c, int global_index)
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (c->slow && g_opt.slow_rcvbuf > 0) /* a stalled reader on a thin link: small window */
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &g_opt.slow_rcvbuf, sizeof g_opt.slow_rcvbuf);
     if (g_opt.nsrc > 0) {
         struct sockaddr_in sa = {.sin_family = AF_INET,
                                  .sin_addr = g_opt.src[global_index % g_opt.nsrc]};
@@ -780,7 +784,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: tb-wsload [--host H] [--port P]\n"
             "         --paths FMT [--ids LO-HI] [--clients-per-path N]   (repeatable group)\n"
-            "         [--duration S] [--source-addrs A,B,...] [--slow-fraction F] [--idle]\n"
+            "         [--duration S] [--source-addrs A,B,...] [--slow-fraction F] [--slow-rcvbuf B]\n"
+            "         [--idle]\n"
             "         [--expect-seq N] [--vehicles V] [--vehicle-base B] [--expect-rate R]\n"
             "         [--threads T] [--concurrency C] [--connect-timeout S] [--label L]\n"
             "Each --paths starts a group; --ids/--clients-per-path apply to the last group.\n"
@@ -800,6 +805,7 @@ static int parse_opts(int argc, char **argv)
         {"duration", required_argument, NULL, 'd'},
         {"source-addrs", required_argument, NULL, 'S'},
         {"slow-fraction", required_argument, NULL, 'f'},
+        {"slow-rcvbuf", required_argument, NULL, 'R'},
         {"idle", no_argument, NULL, 'i'},
         {"expect-seq", required_argument, NULL, 'e'},
         {"vehicles", required_argument, NULL, 'v'},
@@ -837,6 +843,7 @@ static int parse_opts(int argc, char **argv)
                 return -1;
             break;
         case 'f': g_opt.slow_fraction = atof(optarg); break;
+        case 'R': g_opt.slow_rcvbuf = atoi(optarg); break;
         case 'i': g_opt.idle = 1; break;
         case 'e': g_opt.expect_seq = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'v': g_opt.vehicles = atoi(optarg); break;
@@ -1055,7 +1062,8 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     g_opt = (struct opts){.host = "127.0.0.1", .port = 8080, .duration = 10.0, .threads = 1,
-                          .concurrency = 256, .connect_timeout = 15.0, .vehicles = 0};
+                          .concurrency = 256, .connect_timeout = 15.0, .vehicles = 0,
+                          .slow_rcvbuf = 4096};
     if (parse_opts(argc, argv) != 0) {
         usage();
         return 2;
