@@ -129,6 +129,15 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
 {
     if (c->closing)
         return CONN_DROPPED;
+    if (s && s->pending && !conflate) {
+        /* A message of a 'disconnect' route behind a conflated value: it can neither take
+         * the pending slot (the next conflated value would silently replace it) nor jump
+         * ahead of the pending value (per-room order). The client must resync. */
+        c->dropped++;
+        bridge_count_dropped(c->br, 1);
+        conn_close(c, TB_CLOSE_SLOW_CONSUMER, "slow consumer: send queue full, resync");
+        return CONN_DROPPED;
+    }
     if (s && s->pending) {
         /* Older pending value of this room is superseded: keeps per-room order. */
         msg_unref(s->pending);
