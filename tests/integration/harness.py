@@ -348,18 +348,39 @@ class WS:
             assert self.welcome["type"] == "welcome", f"first frame is not welcome: {self.welcome}"
 
     def recv_raw(self, timeout=10.0):
-        """(opcode, bytes) of the next data or close frame."""
+        """(opcode, bytes) of the next data message (fragments joined); raises WSClosed on
+        the server's close frame (whose echo may fail harmlessly if the server is gone)."""
         websocket = _ws_module()
+        ABNF = websocket.ABNF
         self.ws.settimeout(timeout)
         while True:
-            op, frame = self.ws.recv_data_frame(True)
-            if op == websocket.ABNF.OPCODE_CLOSE:
+            frame = self.ws.recv_frame()
+            op = frame.opcode
+            if op == ABNF.OPCODE_CLOSE:
                 data = frame.data or b""
                 code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                try:
+                    self.ws.send_close()
+                except Exception:
+                    pass
                 raise WSClosed(code, data[2:].decode(errors="replace"))
-            if op in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                return op, frame.data
-            # ping / pong: the library answers pings itself
+            if op == ABNF.OPCODE_PING:
+                try:
+                    self.ws.pong(frame.data)
+                except Exception:
+                    pass
+                continue
+            if op == ABNF.OPCODE_PONG:
+                continue
+            if op in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
+                self._frag_op, self._frag = op, [frame.data]
+            elif op == ABNF.OPCODE_CONT and getattr(self, "_frag", None) is not None:
+                self._frag.append(frame.data)
+            else:
+                raise AssertionError(f"unexpected frame opcode {op} on {self.url}")
+            if frame.fin:
+                data, self._frag = b"".join(self._frag), None
+                return self._frag_op, data
 
     def recv(self, timeout=10.0, heartbeats=False):
         deadline = time.monotonic() + timeout

@@ -8,7 +8,7 @@ socket with a tiny receive buffer that completes the handshake and then never re
 import time
 
 import harness
-from harness import RawStuckClient, wait_for
+from harness import RawStuckClient, WSClosed, wait_for
 
 
 def json_frames(frames):
@@ -94,21 +94,40 @@ def test_slow_client_on_disconnect_route_closed_with_4008(broker, bridges, clien
     assert br.alive()
 
 
-def test_burst_across_vehicles_reaches_a_reading_fleet_client(broker, bridges, clients, publisher):
-    """1000 vehicles publish at once to the fleet room. A client that reads promptly is not
-    a slow client: it must see every vehicle's update (conflation, if it ever applies, may
-    only replace an older value of the same vehicle/topic, never another vehicle's)."""
-    br = bridges(broker.port)
-    fleet = clients(br.url("/ws/fleet"))
-    n = 1000
-    publisher.publish_many([(f"vehicle/{i}/telemetry", {"simulation_mode": "fleet", "v": i}) for i in range(n)])
-    wait_for(lambda: br.counter("received") >= n, what=f"{n} messages received")
-    seen = set()
+MIXED_CONFIG = STRICT_CONFIG.replace("  /ws/strict/{x}:", "  /ws/mix/{x}:                {rooms: [\"mix:{x}\"]}\n  /ws/strict/{x}:") \
+    .replace("routes:\n", "routes:\n  - match: mixc/{x}\n    rooms: [\"mix:{x}\"]\n    type: conflatable\n"
+             "    slow_client: conflate\n  - match: mixd/{x}\n    rooms: [\"mix:{x}\"]\n    type: must_deliver\n"
+             "    slow_client: disconnect\n", 1)
+
+
+def test_disconnect_route_message_never_silently_conflated(broker, bridges, clients, publisher):
+    """A room fed by a conflate route (telemetry) and a disconnect route (e.g. alerts): when
+    a slow client already has a conflated value pending, a message of the disconnect route
+    must not take its place (a later telemetry value would then silently replace it). It is
+    delivered, or the client is closed with 4008 to resync."""
+    br = bridges(broker.port, config=MIXED_CONFIG)
+    fast = clients(br.url("/ws/mix/a"))
+    stuck = clients(br.url("/ws/mix/a"), rcvbuf=4096)
+    pad, batch, n = "c" * 7000, 8, 0
+    while br.counter("conflated") == 0:
+        assert n < 5000, "the stuck client never overflowed its send queue"
+        publisher.publish_many([("mixc/a", '{"n":%d,"pad":"%s"}' % (n + i, pad)) for i in range(batch)])
+        for i in range(batch):
+            assert fast.recv_type("conflatable", 10)["data"]["n"] == n + i
+        n += batch
+    publisher.publish("mixd/a", {"alert": "overheat"}, wait=True)
+    publisher.publish("mixc/a", {"n": n, "pad": pad}, wait=True)
+    assert fast.recv_type("must_deliver")["data"] == {"alert": "overheat"}
+    assert fast.recv_type("conflatable")["data"]["n"] == n
+    # Drain the stuck client: it must see the alert or a 4008 close.
+    types = []
     try:
-        while len(seen) < n:
-            seen.add(fleet.recv_type("telemetry_update", 3)["data"]["v"])
+        while True:
+            types.append(stuck.recv(2)["type"])
+    except WSClosed as e:
+        assert e.code == 4008, e
+        return
     except TimeoutError:
         pass
-    missing = sorted(set(range(n)) - seen)
-    assert not missing, (f"a reading /ws/fleet client never got the update of {len(missing)} of {n} "
-                         f"vehicles (e.g. {missing[:5]}); {br.health()['messages']}")
+    assert "must_deliver" in types, "the disconnect-route message was silently conflated away"
+
