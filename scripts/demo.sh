@@ -97,32 +97,36 @@ wait_port() { # port seconds name
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/telebridge-demo.XXXXXX")
 PIDS=()
 NAMES=()
+# Each child runs in its own session (setsid), so a Ctrl-C in the terminal reaches only
+# this script, which then stops the children in order: simulators first (they publish
+# "offline" while the broker is still up), the broker last.
 start() { # name command... ; output goes to $LOGDIR/name.log
     local name=$1; shift
-    "$@" >"$LOGDIR/$name.log" 2>&1 &
+    setsid "$@" >"$LOGDIR/$name.log" 2>&1 &
     PIDS+=($!)
     NAMES+=("$name")
     echo "demo: started $name (pid $!)"
 }
+
+# A child that exited stays a zombie until reaped, so kill -0 alone would call it alive.
+alive() { [ -e "/proc/$1" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 STOPPING=0
 cleanup() {
     [ "$STOPPING" = 1 ] && return
     STOPPING=1
     trap '' INT TERM
-    local i pid alive
-    # reverse order: simulators first (they publish "offline"), the broker last
+    local i n
+    # reverse start order, one at a time: simulators (they publish "offline" while the
+    # broker is still up), then the bridge, the broker last; KILL after 5 s
     for (( i=${#PIDS[@]}-1; i>=0; i-- )); do
-        kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-        [ "${NAMES[$i]}" = telebridge ] && sleep 0.2
+        kill -TERM "${PIDS[$i]}" 2>/dev/null || continue
+        for n in $(seq 1 50); do
+            alive "${PIDS[$i]}" || break
+            sleep 0.1
+        done
+        alive "${PIDS[$i]}" && kill -KILL "${PIDS[$i]}" 2>/dev/null
     done
-    for i in $(seq 1 50); do
-        alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo "demo: stopped everything it started; logs in $LOGDIR"
 }
@@ -190,7 +194,7 @@ fi
 SECONDS=0
 while [ "$DURATION" -eq 0 ] || [ "$SECONDS" -lt "$DURATION" ]; do
     for i in "${!PIDS[@]}"; do
-        if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
+        if ! alive "${PIDS[$i]}"; then
             echo "demo: ${NAMES[$i]} exited unexpectedly; last lines of its log:" >&2
             tail -20 "$LOGDIR/${NAMES[$i]}.log" >&2
             exit 1

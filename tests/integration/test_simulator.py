@@ -34,7 +34,7 @@ SCHEMA = {
 }
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-SUMMARY = re.compile(r"sent (\d+) telemetry messages from (\d+) vehicles in ([\d.]+) s: "
+SUMMARY = re.compile(r"sent (\d+) telemetry messages from (\d+) vehicles? in ([\d.]+) s: "
                      r"([\d.]+) msg/s \(target ([\d.]+), ([-+][\d.]+)%\), errors (\d+)")
 
 
