@@ -115,7 +115,8 @@ struct conn *conn_new(const char *client_id, const char *will_topic,
     if (mosquitto_will_set(c->mosq, c->will_topic, 7, "offline", 1, true) != 0)
         goto fail;
     mosquitto_max_inflight_messages_set(c->mosq, 1000);
-    mosquitto_reconnect_delay_set(c->mosq, 1, 10, true);
+    /* a steady 1 s retry: a restarted broker is picked up at once */
+    mosquitto_reconnect_delay_set(c->mosq, 1, 1, false);
     mosquitto_connect_v5_callback_set(c->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(c->mosq, on_disconnect);
     mosquitto_publish_v5_callback_set(c->mosq, on_publish);
