@@ -276,3 +276,41 @@ def test_nothing_reaches_other_clients(bridge, clients):
     for frame in ["{", "[]", '{"type":"x"}', '{"type":"subscribe","rooms":["*"]}']:
         bad.send_text(frame)
     bystander.expect_silence(0.5)
+
+
+def test_frames_match_the_json_schema(bridge, clients, publisher):
+    """Every request sent and every frame received here validates against
+    docs/protocol.schema.json (skipped when python3-jsonschema is not installed)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    import os
+    from harness import SOURCE_DIR
+    with open(os.path.join(SOURCE_DIR, "docs", "protocol.schema.json")) as f:
+        schema = json.load(f)
+    client_v = jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/client_message"})
+    server_v = jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/server_message"})
+    publisher.publish("vehicle/j/telemetry", TELEMETRY, wait=True)
+    ws = clients(bridge.url("/ws/connect"))
+    frames = [ws.welcome]
+    epoch = ws.welcome["data"]["epoch"]
+    requests = [
+        {"type": "ping", "id": 1},
+        {"type": "subscribe", "rooms": ["vehicle:j", "vehicle:*", "alerts"], "fields": ["speed"], "id": "s"},
+        {"type": "subscribe", "rooms": ["vehicle:j"], "since": {"vehicle:j": 0}, "epoch": epoch},
+        {"type": "unsubscribe", "rooms": ["vehicle:*", "nope"]},
+        {"type": "join_session", "session_id": "nope"},
+        {"type": "leave_session", "session_id": "nope"},
+        {"type": "bogus"},
+    ]
+    for r in requests:
+        if r["type"] != "bogus":
+            client_v.validate(r)
+        ws.send_json(r)
+    try:
+        while True:
+            frames.append(ws.recv(0.5, heartbeats=True))
+    except TimeoutError:
+        pass
+    assert {f["type"] for f in frames} >= {"welcome", "pong", "subscribed", "unsubscribed",
+                                           "error", "telemetry_update"}
+    for f in frames:
+        server_v.validate(f)
