@@ -11,6 +11,7 @@
 #include "protocol.h"
 #include "reload.h"
 #include "router.h"
+#include "ws_server.h"
 #include "session.h"
 #include "shape.h"
 #include "subscribe.h"
@@ -41,7 +42,10 @@ static struct tb_msg *build_envelope(struct bridge *br, const char *type, const 
     sbuf_puts(b, "}");
     if (sbuf_failed(b))
         return NULL;
-    return msg_new(b->data, b->len);
+    struct tb_msg *m = msg_new(b->data, b->len);
+    if (m)
+        m->key = msg_topic_key(topic);
+    return m;
 }
 
 /* Finds or creates a room; a new room is offered to the clients' patterns. */
@@ -287,28 +291,47 @@ static void on_broker_state(struct bridge *br, bool up, int rc)
     }
 }
 
+static void handle_event(struct bridge *br, struct mqtt_event *ev)
+{
+    if (ev->kind != MQTT_EV_MESSAGE) {
+        on_broker_state(br, ev->kind == MQTT_EV_CONNECTED, ev->rc);
+        return;
+    }
+    br->st.received++;
+    if (session_on_mqtt(br, ev))
+        return;
+    struct inbound in;
+    inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
+    router_route(br, br->cfg, &in);
+    alert_runtime_on_message(br, &in, ev->retain);
+    inbound_free(&in);
+}
+
+/* At most this many MQTT events per wake-up: between batches the loop writes to the
+ * sockets, so a burst larger than a send queue reaches clients that keep up instead of
+ * being conflated for them. */
+#define MQTT_BATCH 256
+
 void bridge_process_mqtt(struct bridge *br)
 {
-    struct mqtt_event *ev = mqtt_client_drain(br->mqtt);
-    while (ev) {
-        struct mqtt_event *next = ev->next;
-        if (ev->kind == MQTT_EV_MESSAGE) {
-            br->st.received++;
-            struct inbound in;
-            if (session_on_mqtt(br, ev)) {
-                mqtt_event_free(ev);
-                ev = next;
-                continue;
-            }
-            inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
-            router_route(br, br->cfg, &in);
-            alert_runtime_on_message(br, &in, ev->retain);
-            inbound_free(&in);
-        } else {
-            on_broker_state(br, ev->kind == MQTT_EV_CONNECTED, ev->rc);
-        }
+    if (!br->backlog)
+        br->backlog = mqtt_client_drain(br->mqtt);
+    for (int n = 0; br->backlog && n < MQTT_BATCH; n++) {
+        struct mqtt_event *ev = br->backlog;
+        br->backlog = ev->next;
+        handle_event(br, ev);
         mqtt_event_free(ev);
-        ev = next;
+    }
+    if (br->backlog)
+        ws_server_wake(br); /* come back after this round of writes */
+}
+
+void bridge_free_backlog(struct bridge *br)
+{
+    while (br->backlog) {
+        struct mqtt_event *ev = br->backlog;
+        br->backlog = ev->next;
+        mqtt_event_free(ev);
     }
 }
 

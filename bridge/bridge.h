@@ -24,6 +24,7 @@
 #include "sbuf.h"
 
 struct mqtt_client;
+struct mqtt_event;
 struct lws_context;
 
 struct bridge_stats {
@@ -56,6 +57,7 @@ struct bridge {
     bool stopping;
     struct sbuf scratch;            /* envelope building */
     uint64_t next_heartbeat_ms;
+    struct mqtt_event *backlog;     /* drained MQTT events not processed yet (batches) */
     void *alerts;                   /* alert runtime, when configured */
     void *protocol;                 /* struct protocol_state (protocol.h): patterns, sessions */
     void *reload;                   /* reload watcher and last result (reload.c) */
@@ -107,6 +109,8 @@ void bridge_tick(struct bridge *br, uint64_t now_ms);
 
 /* Drains the MQTT queue; called on every wake-up of the service loop. */
 void bridge_process_mqtt(struct bridge *br);
+
+void bridge_free_backlog(struct bridge *br);
 
 /* Counts of connections per endpoint index (array of cfg->n_endpoints). */
 void bridge_endpoint_counts(const struct bridge *br, size_t *counts);

@@ -26,26 +26,122 @@ struct conn *conn_new(struct bridge *br, struct lws *wsi, uint64_t id, size_t ma
     return c;
 }
 
-static void unlink_pending(struct conn *c, struct sub *s)
+/* A conflated message waiting for queue space: the newest of its (sub, topic). */
+struct pending {
+    struct sub *sub;
+    uint64_t key;
+    struct tb_msg *msg;
+    struct pending *next;     /* FIFO order */
+    struct pending *hnext;    /* index chain */
+};
+
+static size_t pending_slot(const struct conn *c, const struct sub *s, uint64_t key)
 {
-    struct sub **pp = &c->pending_head;
-    struct sub *prev = NULL;
-    while (*pp && *pp != s) {
-        prev = *pp;
-        pp = &(*pp)->pending_next;
+    uint64_t h = key ^ ((uint64_t)(uintptr_t)s * 0x9E3779B97F4A7C15ull);
+    return (size_t)(h ^ (h >> 29)) & (c->pending_buckets - 1);
+}
+
+static struct pending *pending_find(const struct conn *c, const struct sub *s, uint64_t key)
+{
+    if (!s->n_pending || !c->pending_buckets)
+        return NULL;
+    struct pending *p = c->pending_index[pending_slot(c, s, key)];
+    while (p && !(p->sub == s && p->key == key))
+        p = p->hnext;
+    return p;
+}
+
+static void pending_index_remove(struct conn *c, struct pending *p)
+{
+    struct pending **pp = &c->pending_index[pending_slot(c, p->sub, p->key)];
+    while (*pp && *pp != p)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = p->hnext;
+}
+
+static bool pending_index_grow(struct conn *c)
+{
+    size_t n = c->pending_buckets ? c->pending_buckets * 2 : 16;
+    struct pending **idx = calloc(n, sizeof *idx);
+    if (!idx)
+        return false;
+    free(c->pending_index);
+    c->pending_index = idx;
+    c->pending_buckets = n;
+    for (struct pending *p = c->pending_head; p; p = p->next) {
+        size_t k = pending_slot(c, p->sub, p->key);
+        p->hnext = idx[k];
+        idx[k] = p;
     }
-    if (!*pp)
-        return;
-    *pp = s->pending_next;
-    if (c->pending_tail == s)
-        c->pending_tail = prev;
-    s->pending_next = NULL;
+    return true;
+}
+
+static bool pending_add(struct conn *c, struct sub *s, struct tb_msg *m)
+{
+    if (c->pending_count >= c->pending_buckets && !pending_index_grow(c))
+        return false;
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return false;
+    p->sub = s;
+    p->key = m->key;
+    p->msg = msg_ref(m);
+    size_t k = pending_slot(c, s, p->key);
+    p->hnext = c->pending_index[k];
+    c->pending_index[k] = p;
+    if (c->pending_tail)
+        c->pending_tail->next = p;
+    else
+        c->pending_head = p;
+    c->pending_tail = p;
+    c->pending_count++;
+    s->n_pending++;
+    return true;
+}
+
+/* Unlinks the FIFO head (the caller owns its message reference afterwards). */
+static struct tb_msg *pending_pop(struct conn *c)
+{
+    struct pending *p = c->pending_head;
+    struct tb_msg *m = p->msg;
+    pending_index_remove(c, p);
+    c->pending_head = p->next;
+    if (!c->pending_head)
+        c->pending_tail = NULL;
+    c->pending_count--;
+    p->sub->n_pending--;
+    free(p);
+    return m;
+}
+
+/* Drops every pending message of one subscription (it is going away). */
+static void pending_drop_sub(struct conn *c, struct sub *s)
+{
+    struct pending **pp = &c->pending_head;
+    struct pending *prev = NULL;
+    while (*pp && s->n_pending) {
+        struct pending *p = *pp;
+        if (p->sub != s) {
+            prev = p;
+            pp = &p->next;
+            continue;
+        }
+        pending_index_remove(c, p);
+        *pp = p->next;
+        if (c->pending_tail == p)
+            c->pending_tail = prev;
+        c->pending_count--;
+        s->n_pending--;
+        msg_unref(p->msg);
+        free(p);
+    }
 }
 
 void conn_unsubscribe(struct conn *c, struct sub *s)
 {
-    if (s->pending)
-        unlink_pending(c, s);
+    if (s->n_pending)
+        pending_drop_sub(c, s);
     struct sub **pp = &c->subs;
     while (*pp && *pp != s)
         pp = &(*pp)->conn_next;
@@ -86,6 +182,7 @@ void conn_free(struct conn *c)
     for (size_t i = 0; i < c->q_len; i++)
         msg_unref(c->q[(c->q_head + i) % c->q_cap]);
     free(c->q);
+    free(c->pending_index);
     free(c->path);
     free(c);
 }
@@ -129,33 +226,27 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
 {
     if (c->closing)
         return CONN_DROPPED;
-    if (s && s->pending && !conflate) {
-        /* A message of a 'disconnect' route behind a conflated value: it can neither take
-         * the pending slot (the next conflated value would silently replace it) nor jump
-         * ahead of the pending value (per-room order). The client must resync. */
+    struct pending *p = s && m->key ? pending_find(c, s, m->key) : NULL;
+    if (p && !conflate) {
+        /* A message of a 'disconnect' route behind a conflated value of the same topic:
+         * it can neither take the pending slot (the next conflated value would silently
+         * replace it) nor jump ahead of it (order). The client must resync. */
         c->dropped++;
         bridge_count_dropped(c->br, 1);
         conn_close(c, TB_CLOSE_SLOW_CONSUMER, "slow consumer: send queue full, resync");
         return CONN_DROPPED;
     }
-    if (s && s->pending) {
-        /* Older pending value of this room is superseded: keeps per-room order. */
-        msg_unref(s->pending);
-        s->pending = msg_ref(m);
+    if (p) {
+        /* The older waiting value of this topic is superseded, in place: order kept. */
+        msg_unref(p->msg);
+        p->msg = msg_ref(m);
         c->conflated++;
         bridge_count_conflated(c->br, 1);
         return CONN_CONFLATED;
     }
     if (!queue_full(c, m->len) && queue_push(c, m))
         return CONN_QUEUED;
-    if (s && conflate) {
-        s->pending = msg_ref(m);
-        s->conflate = true;
-        if (c->pending_tail)
-            c->pending_tail->pending_next = s;
-        else
-            c->pending_head = s;
-        c->pending_tail = s;
+    if (s && conflate && m->key && pending_add(c, s, m)) {
         c->conflated++;
         bridge_count_conflated(c->br, 1);
         return CONN_CONFLATED;
@@ -191,17 +282,12 @@ void conn_close(struct conn *c, int code, const char *reason)
 /* Moves pending (conflated) messages into the ring while there is room. */
 static void admit_pending(struct conn *c)
 {
-    while (c->pending_head && !queue_full(c, c->pending_head->pending->len)) {
-        struct sub *s = c->pending_head;
-        struct tb_msg *m = s->pending;
-        if (!queue_push(c, m))
+    while (c->pending_head && !queue_full(c, c->pending_head->msg->len)) {
+        if (c->q_len == c->q_cap && !queue_grow(c))
             return;
+        struct tb_msg *m = pending_pop(c);
+        queue_push(c, m);
         msg_unref(m);
-        s->pending = NULL;
-        c->pending_head = s->pending_next;
-        if (!c->pending_head)
-            c->pending_tail = NULL;
-        s->pending_next = NULL;
     }
 }
 

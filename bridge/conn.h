@@ -3,9 +3,10 @@
  * Outgoing frames are references to shared messages (msg.h) in a ring that grows on
  * demand up to the configured frame and byte bounds, so an idle connection holds
  * almost nothing. When the ring is full, the route's policy decides:
- *   conflate   - the subscription keeps only its newest message ('pending'); pending
- *                messages enter the ring, in arrival order, as space frees up, so a slow
- *                client always ends with the newest value and memory stays bounded;
+ *   conflate   - only the newest message per (room, topic) is kept waiting ('pending');
+ *                pending messages enter the ring, in arrival order, as space frees up, so
+ *                a slow client ends with the newest value of every vehicle in a shared
+ *                room, and memory stays bounded (one pointer per topic of its rooms);
  *   disconnect - the connection is closed with TB_CLOSE_SLOW_CONSUMER (resync needed).
  * On a writable event every queued frame that fits is coalesced into one write while
  * the socket is not choked. Service thread only. */
@@ -34,6 +35,7 @@ enum {
 enum conn_enqueue_result { CONN_QUEUED, CONN_CONFLATED, CONN_DROPPED };
 
 struct bridge;
+struct pending;
 
 struct conn {
     struct lws *wsi;
@@ -45,7 +47,9 @@ struct conn {
     struct tb_msg **q;            /* ring of queued frames */
     size_t q_cap, q_head, q_len, q_bytes;
     size_t max_frames, max_bytes;
-    struct sub *pending_head, *pending_tail;
+    struct pending *pending_head, *pending_tail;   /* FIFO of conflated messages */
+    struct pending **pending_index;               /* hash of (sub, topic key) -> entry */
+    size_t pending_buckets, pending_count;
     bool closing;
     int close_code;
     char close_reason[96];

@@ -185,6 +185,7 @@ out:
     reload_watch_stop(br);
     ws_server_destroy(br);       /* closes remaining connections (frees their state) */
     mqtt_client_free(br->mqtt);  /* clean DISCONNECT, joins the network thread */
+    bridge_free_backlog(br);
     room_registry_free(br->rooms);
     protocol_shutdown(br);       /* after the connections: session registry, pattern list */
     sbuf_free(&br->scratch);

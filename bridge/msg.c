@@ -15,6 +15,7 @@ struct tb_msg *msg_new(const void *data, size_t len)
         return NULL;
     m->refs = 1;
     m->len = (uint32_t)len;
+    m->key = 0;
     memcpy(m->buf + LWS_PRE, data, len);
     m->buf[LWS_PRE + len] = '\0';
     /* RFC 6455 header, FIN + text opcode, server frames are not masked. */
@@ -41,4 +42,12 @@ void msg_unref(struct tb_msg *m)
 {
     if (m && --m->refs == 0)
         free(m);
+}
+
+uint64_t msg_topic_key(const char *topic)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h ? h : 1;
 }

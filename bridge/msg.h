@@ -17,6 +17,7 @@ struct tb_msg {
     uint32_t refs;
     uint32_t len;       /* payload bytes */
     uint8_t hdr_len;    /* bytes of the precomputed frame header before the payload */
+    uint64_t key;       /* conflation key within a room: hash of the MQTT topic (0 = none) */
     unsigned char buf[]; /* LWS_PRE headroom, payload, NUL */
 };
 
@@ -24,6 +25,9 @@ struct tb_msg {
 struct tb_msg *msg_new(const void *data, size_t len);
 static inline struct tb_msg *msg_ref(struct tb_msg *m) { m->refs++; return m; }
 void msg_unref(struct tb_msg *m);   /* NULL is harmless */
+
+/* Conflation key of a topic: messages of one topic in one room replace each other. */
+uint64_t msg_topic_key(const char *topic);
 
 static inline unsigned char *msg_payload(struct tb_msg *m) { return m->buf + LWS_PRE; }
 /* The whole unmasked server-to-client text frame: header + payload. */

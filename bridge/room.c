@@ -250,8 +250,6 @@ void room_leave(struct sub *s)
         s->room_next->room_prev = s->room_prev;
     room->n_members--;
     s->room_prev = s->room_next = NULL;
-    msg_unref(s->pending);
-    s->pending = NULL;
 }
 
 void room_foreach(struct room_registry *r, void (*fn)(struct room *, void *), void *ud)

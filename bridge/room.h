@@ -30,9 +30,7 @@ struct sub {
     struct room *room;
     struct sub *room_prev, *room_next;   /* the room's members */
     struct sub *conn_next;               /* the connection's subscriptions */
-    struct tb_msg *pending;              /* newest conflated message waiting for queue space */
-    struct sub *pending_next;            /* the connection's list of subs with 'pending' */
-    bool conflate;                       /* policy of the route that set 'pending' */
+    unsigned n_pending;                  /* conflated messages waiting for queue space (conn.c) */
     bool auto_joined;                    /* joined because of the endpoint (recomputed on reload) */
     unsigned how;                        /* SUB_BY_* bits (subscribe.c) */
     struct sub_shape *shape;             /* per-client shaping (max_rate, fields), or NULL */
@@ -89,7 +87,7 @@ void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64
 /* Links a new subscription of 'c' to 'room'; NULL when out of memory. The caller
  * links it into the connection's list. */
 struct sub *room_join(struct room *room, struct conn *c);
-/* Unlinks from the room and frees 'pending'; the caller frees the sub. */
+/* Unlinks from the room; the caller frees the sub. */
 void room_leave(struct sub *s);
 
 void room_foreach(struct room_registry *r, void (*fn)(struct room *, void *), void *ud);

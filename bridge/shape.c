@@ -141,6 +141,8 @@ struct tb_msg *shape_project(const struct sub_shape *sh, struct tb_msg *m)
     char *text = cJSON_PrintUnformatted(env);
     if (text) {
         out = msg_new(text, strlen(text));
+        if (out)
+            out->key = m->key; /* conflates like the original */
         free(text);
     }
 done:
