@@ -175,6 +175,8 @@ def print_table(rows):
         notes = []
         if r.get("max_pass_fps") is not None:
             notes.append(f"max passing {r['max_pass_fps']:.0f} frames/s")
+        elif scen == "saturate":
+            notes.append("no step passed (figures: best failing step)")
         if scen == "idle" and r.get("rss_per_conn_b") is not None:
             notes.append(f"{r['rss_per_conn_b']:.0f} B RSS/conn, "
                          f"{fmt(r['conns_receiving'])}/{fmt(r['conns_target'])} receiving")

@@ -235,14 +235,16 @@ scenario_fanout() {
 # Steps the rate of one vehicle seen by 200 clients until loss > 0 or p99 > 50 ms, then
 # tries the geometric middle between the last passing and the first failing step.
 scenario_saturate() {
-  local per dur rates; per=$(q 200 5); dur=$(q 4 2)
-  rates=$(q "100 200 400 800 1600 3200 6400 12800" "50 100")
+  local per dur rates; per=$(q 200 5); dur=$(q 5 2)
+  rates=$(q "25 50 100 200 400 800 1600 3200 6400 12800" "50 100")
   local pass=0 fail=0 rate
   for rate in $rates; do
     saturate_step "$rate" "$per" "$dur" && pass=$rate || { fail=$rate; break; }
   done
   if [ "$QUICK" = 0 ] && [ "$pass" -gt 0 ] && [ "$fail" -gt 0 ]; then
-    sleep 3
+    # a fresh bridge: the failed step may have left seconds of backlog behind
+    stop_stack
+    start_stack "$BRIDGE" "$OUT/$REP-saturate-$BRIDGE-b" || { stack_failed saturate; return; }
     saturate_step $(( (pass * 141) / 100 )) "$per" "$dur" || true
   fi
 }
