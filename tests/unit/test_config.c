@@ -480,7 +480,7 @@ static void test_example_config(void **state)
     assert_int_equal(c->n_endpoints, 7);
     assert_int_equal(c->n_routes, 6);
     assert_int_equal(c->n_alerts, 6);
-    assert_int_equal(c->n_filters, 6);
+    assert_int_equal(c->n_filters, 7); /* 6 route and alert filters + sessions.request_topic */
 
     struct topic_match m;
     const struct cfg_endpoint *e = config_find_endpoint(c, "/ws", &m);
