@@ -238,7 +238,10 @@ static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *ol
         bool keep = false;
         for (size_t i = 0; i < n && !keep; i++)
             keep = strcmp(names[i], s->room->name) == 0;
-        if (!keep)
+        if (keep)
+            continue;
+        s->auto_joined = false;
+        if (!s->how) /* no client subscription or pattern holds it either */
             conn_unsubscribe(c, s);
     }
     for (size_t i = 0; i < n; i++) {
