@@ -49,6 +49,8 @@ struct rule_state {
     const struct cfg_alert *cfg;    /* borrowed from the caller's config snapshot */
     char *name;                     /* own copies: compared after the old config is gone */
     char *match_src;
+    bool same_match_as_prev;        /* same pattern as the rule before: reuse its match */
+    bool same_key_as_prev;          /* ... and the same key template: reuse its key too */
     struct key_state **buckets;
     size_t nbuckets, n;
 };
@@ -231,8 +233,8 @@ fail:
 
 static struct key_state *table_find(const struct rule_state *r, const char *key)
 {
-    if (!r->nbuckets)
-        return NULL;
+    if (!r->n)
+        return NULL;    /* the common case for condition rules: skip hashing the key */
     uint64_t h = hash_str(key);
     for (struct key_state *k = r->buckets[h % r->nbuckets]; k; k = k->next)
         if (k->hash == h && strcmp(k->key, key) == 0)
@@ -617,6 +619,15 @@ int alert_engine_set_rules(struct alert_engine *e, const struct cfg_alert *rules
             return -1;
         }
     }
+    /* Consecutive rules on the same pattern (the usual layout: many rules on
+     * vehicle/{id}/telemetry) share one match per message, and with the same key template
+     * one key render (same template, same message: same key). */
+    for (size_t i = 1; i < n; i++) {
+        const struct tmpl *k0 = rules[i - 1].key, *k1 = rules[i].key;
+        nr[i].same_match_as_prev = rules[i].match && strcmp(nr[i].match_src, nr[i - 1].match_src) == 0;
+        nr[i].same_key_as_prev = nr[i].same_match_as_prev &&
+                                 (k0 && k1 ? strcmp(tmpl_source(k0), tmpl_source(k1)) == 0 : k0 == k1);
+    }
     /* Move the tables of surviving rules over, then clear what is left. */
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < e->n_rules; j++) {
@@ -646,22 +657,30 @@ int alert_engine_set_rules(struct alert_engine *e, const struct cfg_alert *rules
 void alert_engine_on_message(struct alert_engine *e, const char *topic, const cJSON *payload,
                              uint64_t now_ms, struct alert_events *out)
 {
+    struct topic_match m;
+    char key[KEY_MAX];
+    bool matched = false, have_key = false;
     for (size_t i = 0; i < e->n_rules; i++) {
         struct rule_state *r = &e->rules[i];
-        struct topic_match m;
-        if (!r->cfg->match || !topic_pattern_match(r->cfg->match, topic, &m))
+        if (!r->same_match_as_prev)
+            matched = r->cfg->match && topic_pattern_match(r->cfg->match, topic, &m);
+        if (!r->same_key_as_prev)
+            have_key = false;
+        if (!matched)
             continue;
         /* A condition rule learns nothing from a message that is not JSON: it neither
          * resets a 'for' timer nor clears an alert. It still counts as activity. */
         if (!is_inactivity(r) && (!r->cfg->when || !payload))
             continue;
         struct tmpl_ctx ctx = {.topic = topic, .match = &m, .payload = payload};
-        char key[KEY_MAX];
-        if (render_key(r, &ctx, key, sizeof(key)) < 0) {
-            if (warn_allowed("key", r))
-                LOG_WARN("alert", "rule %s: no key for a message on %s (missing field or too long)",
-                         r->name, topic);
-            continue;
+        if (!have_key) {
+            if (render_key(r, &ctx, key, sizeof(key)) < 0) {
+                if (warn_allowed("key", r))
+                    LOG_WARN("alert", "rule %s: no key for a message on %s (missing field or too long)",
+                             r->name, topic);
+                continue;
+            }
+            have_key = true;
         }
         if (is_inactivity(r))
             on_activity(e, r, key, &ctx, now_ms, out);
