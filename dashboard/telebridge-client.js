@@ -30,6 +30,7 @@ const DEFAULTS = {
   requestTimeout: 5000,   // ms before request() rejects with code "timeout"
   heartbeatMisses: 2.5,   // link is dead after this many heartbeat intervals of silence
   heartbeatTimeout: null, // ms; overrides the value derived from the welcome; 0 disables
+  heartbeatMinTimeout: 1000, // floor of the derived value
   connectTimeout: 10000,  // ms for the WebSocket handshake + welcome
   resume: true,           // resubscribe with since/epoch after a reconnect
   dedupe: true,           // drop routed frames whose seq was already seen (same epoch)
@@ -77,7 +78,7 @@ export class TelebridgeClient {
   // ---- events ---------------------------------------------------------------------------
 
   /** Registers fn for a frame type ("alert", "telemetry_update", ...) or a client event
-   *  ("state", "open", "close", "resync", "gap", "dead", "message", "frame_error").
+   *  ("state", "open", "close", "reconnect", "resync", "gap", "dead", "message", "frame_error").
    *  Returns a function that unregisters it. */
   on(type, fn) {
     if (!this.handlers.has(type)) this.handlers.set(type, new Set());
@@ -182,6 +183,7 @@ export class TelebridgeClient {
     const delay = this.backoffDelay(this.attempt);
     this.attempt++;
     this.setState('reconnecting', { delay, code, reason });
+    this.emit('reconnect', { attempt: this.attempt, delay, code, reason });
     this.armTimer('reconnect', delay, () => { this.stats.reconnects++; this.connect(); });
   }
 
@@ -297,7 +299,7 @@ export class TelebridgeClient {
     if (this.opts.heartbeatTimeout != null) return this.opts.heartbeatTimeout;
     const iv = this.welcome && this.welcome.heartbeat_interval_ms;
     if (!iv) return 0;
-    return Math.max(1000, iv * this.opts.heartbeatMisses);
+    return Math.max(this.opts.heartbeatMinTimeout, iv * this.opts.heartbeatMisses);
   }
 
   armWatchdog() {
