@@ -12,9 +12,11 @@
  * extra filters are subscribed (they go before the route filters, so restores normally
  * precede telemetry). Only messages with the retain flag restore: our own publishes come
  * back to us live (retain flag clear) and are ignored. A restored alert is not announced
- * again: it was announced when it was raised, and joiners get it from the engine. */
+ * again as a raise (nothing is published); clients already in its rooms (they joined
+ * before the broker sent it back) get it as an "alert" frame, like joiners do. */
 #include "alert_runtime.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -319,17 +321,41 @@ int alert_runtime_apply_config(struct bridge *br, const struct tb_config *new_cf
 
 /* ---- inputs ------------------------------------------------------------------------ */
 
-static void restore(struct alert_runtime *rt, const struct inbound *in)
+/* The id an alert's retained JSON stands for ("<rule>:<key>"), or "" when it has none. */
+static void restored_id(const cJSON *j, char *out, size_t outlen)
+{
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(j, "rule");
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(j, "key");
+    out[0] = '\0';
+    if (cJSON_IsString(rule) && cJSON_IsString(key))
+        snprintf(out, outlen, "%s:%s", rule->valuestring, key->valuestring);
+}
+
+/* A retained alert read back from the broker. Newly restored alerts are not announced as
+ * raises (nothing is published), but clients that joined their rooms before the broker
+ * sent them back (just after a start) get them now, as a joiner would. */
+static void restore(struct bridge *br, struct alert_runtime *rt, const struct inbound *in)
 {
     if (!in->raw_len)
         return;    /* an empty retained message: no alert there */
+    char id[1024] = "";
+    if (in->json)
+        restored_id(in->json, id, sizeof id);
+    bool known = id[0] && alert_engine_find(rt->engine, id);
     if (!in->json || alert_engine_restore(rt->engine, in->json) < 0) {
         if (log_ratelimit_allow_capped("alert-restore", in->topic, 60000, 20))
             LOG_WARN("alert", "retained message on %s is not an active alert of a current rule; ignored",
                      in->topic);
         return;
     }
+    const struct alert *a = known ? NULL : alert_engine_find(rt->engine, id);
+    if (!a)
+        return;
     rt->restored++;
+    cJSON *data = alert_to_json(a);
+    if (data)
+        fan_out(br, rt, alert_event_kind_name(ALERT_EV_RAISED), a, data);
+    cJSON_Delete(data);
 }
 
 static bool payload_is_offline(const struct inbound *in)
@@ -347,7 +373,7 @@ void alert_runtime_on_message(struct bridge *br, const struct inbound *in, bool 
         return;
     if (is_alert_topic(rt, in->topic)) {
         if (retained)
-            restore(rt, in);
+            restore(br, rt, in);
         return;    /* live: our own (or another bridge's) publish coming back */
     }
     uint64_t now = tb_now_ms();
