@@ -315,3 +315,23 @@ def test_bridge_killed_leaves_offline_by_last_will(broker, bridges):
     br.kill()
     assert harness.wait_for(lambda: retained(broker.port, topic, 1) == b"offline", timeout=5,
                             what="will published")
+
+
+def test_reload_removing_a_rule_clears_its_alerts(broker, bridges, clients, publisher):
+    br = bridges(broker.port, config=config())
+    ws = clients(br.url("/ws/alerts/ops"))
+    alert_id = raise_overheat(publisher, ws)["data"]["id"]
+    text = open(br.config_path).read()
+    start = text.index("  - name: engine_overheat")
+    end = text.index("  - name: vehicle_offline")
+    tmp = br.config_path + ".new"
+    with open(tmp, "w") as f:
+        f.write(text[:start] + text[end:])
+    os.rename(tmp, br.config_path)   # an atomic replace, as editors do
+    c = next_of(ws, "alert_cleared", timeout=10)["data"]
+    assert c["id"] == alert_id and c["reason"] == "rule removed"
+    assert harness.wait_for(lambda: retained(broker.port, "alerts/v1/engine_overheat", 1) is None,
+                            timeout=5, what="retained alert cleared")
+    # the rule is gone: more heat raises nothing
+    hold_overheat(publisher, 1.5)
+    assert frames(ws, 0.5, {"alert"}) == []
