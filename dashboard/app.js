@@ -123,6 +123,7 @@ const COLUMNS = [
   { key: 'alerts', label: 'Alerts', title: 'active alerts', sort: (r) => alertCount(r.id) },
 ];
 
+const OPTIONAL = new Set(COLUMNS.filter((c) => c.opt).map((c) => c.key));
 const filter = { text: '', show: 'all' };
 
 function isOnline(r) {
@@ -156,7 +157,19 @@ class Pool {
     this.table = el('table', { class: 'vehicles', id: `table-${name}`, 'aria-label': `${name} vehicles` }, el('thead', {}, thead), this.tbody);
     this.more = el('p', { class: 'more muted small' });
     this.empty = el('p', { class: 'more muted', text: `waiting for ${name}-mode telemetry…` });
-    root.append(head, el('div', { class: 'pool-body' }, this.table, this.empty, this.more));
+    this.body = el('div', { class: 'pool-body' }, this.table, this.empty, this.more);
+    root.append(head, this.body);
+    // Only rows on screen are written to; the others are marked stale and filled when they
+    // scroll into view. With 1,000 vehicles that is a few dozen rows per frame, not 1,000.
+    this.visible = new Set();
+    this.stale = new Set();
+    this.io = typeof IntersectionObserver === 'function' ? new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        const id = e.target.dataset.vehicle;
+        if (e.isIntersecting) { this.visible.add(id); if (this.stale.has(id)) { this.stale.delete(id); this.dirty.add(id); schedule(this.renderDirty); } }
+        else this.visible.delete(id);
+      }
+    }, { root: this.body, rootMargin: '200px 0px' }) : null;
     this.updateSortHeaders();
     this.client = track(name, new TelebridgeClient(`/ws/${name}`));
     this.client.on('telemetry_update', (f) => this.onTelemetry(f));
@@ -229,7 +242,7 @@ class Pool {
       this.tbody.append(frag);
       this.order = ids;
     }
-    for (const r of shown) this.fill(r);
+    for (const r of shown) this.fillIfVisible(r.id);
     this.dirty.clear();
     this.needsOrder = false;
     this.countEl.textContent = `${this.vehicles.size} vehicle${this.vehicles.size === 1 ? '' : 's'}`;
@@ -241,12 +254,17 @@ class Pool {
 
   renderDirty = () => {
     if (this.needsOrder) { this.reorder(); return; }
-    for (const id of this.dirty) {
-      const row = this.rows.get(id);
-      if (row && row.tr.isConnected) this.fill(this.vehicles.get(id));
-    }
+    for (const id of this.dirty) this.fillIfVisible(id);
     this.dirty.clear();
   };
+
+  fillIfVisible(id) {
+    const row = this.rows.get(id);
+    if (!row || !row.tr.isConnected) return;
+    if (this.io && !this.visible.has(id) && row.filled) { this.stale.add(id); return; }
+    row.filled = true;
+    this.fill(this.vehicles.get(id));
+  }
 
   row(r) {
     let row = this.rows.get(r.id);
@@ -261,8 +279,9 @@ class Pool {
       cells[c.key] = td;
       tr.append(td);
     }
-    row = { tr, cells, last: {} };
+    row = { tr, cells, last: {}, filled: false };
     this.rows.set(r.id, row);
+    if (this.io) this.io.observe(tr);
     return row;
   }
 
@@ -282,7 +301,7 @@ class Pool {
         td.textContent = '';
         td.append(el('span', { class: `badge ${n ? '' : 'zero'}`, text }));
       } else td.textContent = text;
-      td.className = (cls || '') + (COLUMNS.find((c) => c.key === key).opt ? ' opt' : '');
+      td.className = (cls || '') + (OPTIONAL.has(key) ? ' opt' : '');
     };
     set('online', online ? 'online' : 'offline');
     set('speed', num(r.speed));
@@ -538,7 +557,7 @@ class VehicleView {
     this.client.on('alert_cleared', onAlertCleared);
     this.client.on('alert_acknowledged', onAlertAcknowledged);
     this.client.connect();
-    this.renderAlerts();
+    schedule(this.renderAlerts);   // runs once this view is the current one
     this.timer = setInterval(() => schedule(this.draw), 1000);
   }
 
@@ -621,7 +640,7 @@ class SessionView {
     const p = $('session-state');
     let text = s;
     if (s === 'open') {
-      if (this.note) text = this.note;
+      if (this.note && !this.gotSetup && !this.last) text = this.note;
       else if (!this.gotSetup) text = Date.now() - this.started > 5000 ? 'no data: unknown session or monitor idle' : 'joined, waiting for setup';
       else text = this.last ? 'live' : 'setup received, waiting for telemetry';
     }

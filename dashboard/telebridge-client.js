@@ -65,6 +65,7 @@ export class TelebridgeClient {
     this.epoch = null;
     this.seqs = new Map();      // room -> newest seq seen
     this.subscriptions = new Map(); // room -> options ({max_rate, fields}) asked by us
+    this.sessions = new Map();  // session id -> {options, room} joined with joinSession()
     this.attempt = 0;           // failed attempts since the last stable connection
     this.handlers = new Map();
     this.pending = new Map();   // request id -> {resolve, reject, timer}
@@ -221,7 +222,7 @@ export class TelebridgeClient {
     if (f.type === 'welcome') return this.onWelcome(f);
     if (f.type === 'heartbeat') this.lastHeartbeat = f.data || {};
     if (f.type === 'resync') this.onResync(f);
-    if (typeof f.seq === 'number' && typeof f.room === 'string' && !this.trackSeq(f)) return;
+    else if (typeof f.seq === 'number' && typeof f.room === 'string' && !this.trackSeq(f)) return;
     if (f.id != null && this.pending.has(String(f.id))) this.settle(f);
     this.emit('message', f);
     this.emit(f.type, f);
@@ -238,7 +239,8 @@ export class TelebridgeClient {
   }
 
   onResync(f) {
-    // A resync frame carries the current value; older seqs of the room are meaningless now.
+    // Resume was impossible for this room (f.reason); the room's current state follows,
+    // with seqs up to f.seq: forget ours so that state is accepted, not dropped.
     if (typeof f.room === 'string') this.seqs.delete(f.room);
   }
 
@@ -265,6 +267,10 @@ export class TelebridgeClient {
 
   /** After (re)connecting: subscribe again to our rooms, asking for what we missed. */
   resubscribe(w) {
+    for (const [sid, s] of this.sessions) {
+      this.request(this.withSince({ type: 'join_session', session_id: sid, ...s.options }, s.room ? [s.room] : []))
+        .catch((e) => this.emit('frame_error', { error: e.message, code: e.code }));
+    }
     const rooms = [...this.subscriptions.keys()];
     if (!rooms.length || !w.client_subscriptions) return;
     // Rooms with the same options go in one request.
@@ -281,7 +287,11 @@ export class TelebridgeClient {
   }
 
   subscribeFrame(rooms, o = {}) {
-    const req = { type: 'subscribe', rooms, ...o };
+    return this.withSince({ type: 'subscribe', rooms, ...o }, rooms);
+  }
+
+  /** Adds since/epoch for the rooms we have seqs of (resume, docs/protocol.md). */
+  withSince(req, rooms) {
     if (this.opts.resume) {
       const since = {};
       for (const r of rooms) if (this.seqs.has(r)) since[r] = this.seqs.get(r);
@@ -389,8 +399,28 @@ export class TelebridgeClient {
     return this.request({ type: 'unsubscribe', rooms });
   }
 
-  joinSession(sessionId, opts) {
-    return this.request({ type: 'join_session', session_id: sessionId }, opts);
+  /** Joins a race session (any endpoint): resolves with session_joined; the session's setup
+   *  and latest telemetry follow. Remembered and re-joined (with since) after reconnects. */
+  async joinSession(sessionId, options = {}, opts) {
+    const s = { options, room: this.sessions.get(sessionId)?.room };
+    this.sessions.set(sessionId, s);
+    if (this.state !== 'open') return null;
+    try {
+      const r = await this.request(this.withSince({ type: 'join_session', session_id: sessionId, ...options }, s.room ? [s.room] : []), opts);
+      if (r.room) s.room = r.room;
+      return r;
+    } catch (e) {
+      if (e.code !== 'timeout' && e.code !== 'disconnected') this.sessions.delete(sessionId);
+      throw e;
+    }
+  }
+
+  leaveSession(sessionId, opts) {
+    const s = this.sessions.get(sessionId);
+    this.sessions.delete(sessionId);
+    if (s && s.room) this.seqs.delete(s.room);
+    if (this.state !== 'open') return Promise.resolve(null);
+    return this.request({ type: 'leave_session', session_id: sessionId }, opts);
   }
 
   ackAlert(alertId, opts) {

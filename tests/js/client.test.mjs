@@ -156,7 +156,9 @@ test('resume: resubscribes with since/epoch after a reconnect; duplicates droppe
       if (n === 1) {
         send(5);           // a duplicate (e.g. keep_last) is dropped
         send(6); send(9);  // 7 and 8 missing: a gap
-        sock.send(JSON.stringify({ type: 'resync', ts: Date.now(), room: 'vehicle:a', seq: 20, data: { seq: 20 } }));
+        // history no longer reaches back: resync, then the room's current state (seq 20)
+        sock.send(JSON.stringify({ type: 'resync', ts: Date.now(), room: 'vehicle:a', reason: 'history_gap', seq: 20 }));
+        send(20);
       }
     });
   });
@@ -180,9 +182,11 @@ test('resume: resubscribes with since/epoch after a reconnect; duplicates droppe
   assert.deepEqual(again.since, { 'vehicle:a': 5 });
   assert.equal(again.epoch, 'E1');
   assert.equal(again.max_rate, 2, 'options kept');
-  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 9], 'duplicate seq 5 dropped');
+  await waitFor(() => seen.length === 8, 2000, 'state after resync');
+  assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 9, 20], 'duplicate seq 5 dropped; state after the resync kept');
   assert.deepEqual(gaps, [{ room: 'vehicle:a', from: 6, to: 9, missed: 2 }]);
   assert.equal(resyncs[0].type, 'resync');
+  assert.equal(resyncs[0].reason, 'history_gap');
   assert.equal(c.seqs.get('vehicle:a'), 20, 'resync restarts the room at its seq');
 
   // The bridge restarted (new epoch): the client reports a resync itself.
@@ -192,6 +196,37 @@ test('resume: resubscribes with since/epoch after a reconnect; duplicates droppe
   await waitFor(() => srv.frames.some((x) => x.n === 2), 2000, 'third subscribe');
   const third = srv.frames.find((x) => x.n === 2).f;
   assert.equal(third.since, undefined, 'no since across epochs');
+  c.close();
+  await srv.close();
+});
+
+test('join_session: reply, then re-joined with since after a reconnect; unknown session rejects', async () => {
+  const srv = await fakeBridge((sock, n) => {
+    welcome(sock, { client_subscriptions: false, rooms: ['personal'] });
+    sock.on('frame', (f) => {
+      if (f.type !== 'join_session') return;
+      if (f.session_id === 'nope') { sock.send(JSON.stringify({ type: 'error', ts: Date.now(), code: 'unknown_session', message: 'no such session', id: f.id })); return; }
+      const room = `session:${f.session_id}`;
+      sock.send(JSON.stringify({ type: 'session_joined', ts: Date.now(), id: f.id, session_id: f.session_id, room }));
+      const from = f.since ? f.since[room] + 1 : 1;
+      for (let seq = from; seq < from + 3; seq++) sock.send(JSON.stringify({ type: seq === 1 ? 'setup_update' : 'telemetry_update', room, topic: 't', seq, ts: Date.now(), data: {} }));
+    });
+  });
+  const c = client(srv.url);
+  const seqs = [];
+  c.on('message', (f) => { if (f.room === 'session:s1' && f.seq != null) seqs.push(f.seq); });
+  c.connect();
+  await c.once('open', () => true, 2000);
+  const r = await c.joinSession('s1');
+  assert.equal(r.type, 'session_joined');
+  await assert.rejects(c.joinSession('nope'), (e) => e.code === 'unknown_session');
+  assert.deepEqual([...c.sessions.keys()], ['s1']);
+  await waitFor(() => seqs.length === 3, 2000, 'session frames');
+  srv.sockets[0].terminate();
+  await waitFor(() => seqs.length === 6, 3000, 'resumed session frames');
+  const rejoin = srv.frames.filter((x) => x.n === 1).map((x) => x.f);
+  assert.deepEqual(rejoin.map((f) => [f.type, f.session_id, f.since, f.epoch]), [['join_session', 's1', { 'session:s1': 3 }, 'e1']]);
+  assert.deepEqual(seqs, [1, 2, 3, 4, 5, 6]);
   c.close();
   await srv.close();
 });
