@@ -146,6 +146,7 @@ try {
   const tabbed = new Set();
   for (let i = 0; i < 12; i++) { await A.keyboard.press('Tab'); tabbed.add(await A.evaluate(() => document.activeElement.tagName + (document.activeElement.id ? '#' + document.activeElement.id : ''))); }
   assert.ok(tabbed.has('INPUT#fleet-filter') && [...tabbed].some((t) => t.startsWith('BUTTON')) && tabbed.has('A'), `keyboard reaches filter, links and sort buttons: ${[...tabbed]}`);
+  await A.evaluate(() => document.activeElement.blur());
   await shot(A, 'fleet');
 
   // 2. Alerts: an injected overheat raises a critical alert on two open pages; an ack on one
