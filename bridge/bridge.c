@@ -323,7 +323,7 @@ void bridge_process_mqtt(struct bridge *br)
         mqtt_event_free(ev);
     }
     if (br->backlog)
-        ws_server_wake(br); /* come back after this round of writes */
+        ws_server_continue_soon(br); /* come back after this round of writes */
 }
 
 void bridge_free_backlog(struct bridge *br)

@@ -30,6 +30,20 @@ struct pss {
 
 static struct lws_context *g_ctx; /* for ws_server_wake from signal handlers */
 static lws_sorted_usec_list_t tick_sul;
+static lws_sorted_usec_list_t backlog_sul;
+
+static void on_backlog(lws_sorted_usec_list_t *sul)
+{
+    (void)sul;
+    bridge_process_mqtt(lws_context_user(g_ctx));
+}
+
+void ws_server_continue_soon(struct bridge *br)
+{
+    (void)br;
+    if (g_ctx)
+        lws_sul_schedule(g_ctx, 0, &backlog_sul, on_backlog, 1);
+}
 
 /* Periodic work on the service thread: timers of the bridge and the shutdown deadline. */
 static void on_tick(lws_sorted_usec_list_t *sul)
@@ -365,6 +379,7 @@ void ws_server_destroy(struct bridge *br)
     if (!br->ctx)
         return;
     lws_sul_cancel(&tick_sul);
+    lws_sul_cancel(&backlog_sul);
     g_ctx = NULL;
     lws_context_destroy(br->ctx);
     br->ctx = NULL;
