@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "alert_runtime.h"
 #include "bridge.h"
 #include "log.h"
 #include "mqtt_client.h"
@@ -52,6 +53,14 @@ static cJSON *health_json(struct bridge *br)
     double up = (double)(tb_now_ms() - br->started_ms) / 1000.0;
     cJSON_AddNumberToObject(m, "received_per_s_avg", up > 0 ? (double)br->st.received / up : 0);
     cJSON_AddNumberToObject(h, "rooms", (double)room_registry_count(br->rooms));
+    struct alert_runtime_stats as;
+    alert_runtime_stats(br, &as);
+    cJSON *a = cJSON_AddObjectToObject(h, "alerts");
+    cJSON_AddNumberToObject(a, "active", (double)as.active);
+    cJSON_AddNumberToObject(a, "raised", (double)as.raised);
+    cJSON_AddNumberToObject(a, "cleared", (double)as.cleared);
+    cJSON_AddNumberToObject(a, "acknowledged", (double)as.acknowledged);
+    cJSON_AddNumberToObject(a, "restored", (double)as.restored);
     cJSON *cfg = cJSON_AddObjectToObject(h, "config");
     cJSON_AddStringToObject(cfg, "path", br->cfg->path);
     char ver[24];
@@ -77,6 +86,10 @@ static void render_metrics(struct bridge *br, struct sbuf *out)
     metric(out, "telebridge_non_json_total", "Payloads that were not JSON", "counter", (double)br->st.non_json);
     metric(out, "telebridge_connections", "Open WebSocket connections", "gauge", (double)br->n_conns);
     metric(out, "telebridge_rooms", "Rooms in memory", "gauge", (double)room_registry_count(br->rooms));
+    struct alert_runtime_stats as;
+    alert_runtime_stats(br, &as);
+    metric(out, "telebridge_alerts_active", "Active alerts", "gauge", (double)as.active);
+    metric(out, "telebridge_alerts_raised_total", "Alerts raised", "counter", (double)as.raised);
     metric(out, "telebridge_broker_connected", "1 when connected to the broker", "gauge", br->broker_connected);
 }
 

@@ -141,6 +141,9 @@ def test_overheat_held_raises_exactly_one_alert_and_clears_below_threshold(broke
     assert [m["data"]["id"] for m in frames(room_vehicle, 0.3, {"alert"})] == ["engine_overheat:v1"]
     assert [m["data"]["id"] for m in frames(both, 0.3, {"alert"})] == ["engine_overheat:v1"]
 
+    h = br.health()["alerts"]
+    assert h["active"] == 1 and h["raised"] == 1, h
+
     # published retained for other systems
     ret = json.loads(retained(broker.port, "alerts/v1/engine_overheat"))
     assert ret["id"] == "engine_overheat:v1" and ret["state"] == "active"
@@ -156,6 +159,8 @@ def test_overheat_held_raises_exactly_one_alert_and_clears_below_threshold(broke
         assert frames(ws, 0.2, {"alert_cleared"}) == []
     assert harness.wait_for(lambda: retained(broker.port, "alerts/v1/engine_overheat", 1) is None,
                             timeout=5, what="retained alert cleared")
+    h = br.health()["alerts"]
+    assert h["active"] == 0 and h["cleared"] == 1, h
 
 
 def test_late_joiner_gets_the_active_alert(broker, bridges, clients, publisher):
