@@ -38,7 +38,6 @@ struct alert_runtime {
     struct topic_pattern **alert_pats;  /* the alert-topic filters, compiled for matching */
     struct topic_pattern *status_pat;   /* ALERT_STATUS_PATTERN */
     struct alert_events ev;
-    struct sbuf buf;
     uint64_t raised, cleared, acknowledged, restored;
 };
 
@@ -154,25 +153,6 @@ static bool is_alert_topic(const struct alert_runtime *rt, const char *topic)
 
 /* ---- fan-out ----------------------------------------------------------------------- */
 
-/* {"type":T,"ts":MS,"data":<alert>}; NULL when out of memory. */
-static struct tb_msg *build_frame(struct alert_runtime *rt, const char *type, const cJSON *data)
-{
-    char *text = cJSON_PrintUnformatted(data);
-    if (!text)
-        return NULL;
-    struct sbuf *b = &rt->buf;
-    sbuf_reset(b);
-    sbuf_puts(b, "{\"type\":");
-    sbuf_json_string(b, type, strlen(type));
-    sbuf_puts(b, ",\"ts\":");
-    sbuf_u64(b, tb_wall_ms());
-    sbuf_puts(b, ",\"data\":");
-    sbuf_puts(b, text);
-    sbuf_puts(b, "}");
-    free(text);
-    return sbuf_failed(b) ? NULL : msg_new(b->data, b->len);
-}
-
 /* True when c is a member of one of the alert's rooms before index i: c then gets the
  * alert through that room, and only once. */
 static bool has_earlier_room(struct conn *c, const struct alert *a, size_t i)
@@ -191,7 +171,7 @@ static void send_alert_frame(struct conn *c, struct tb_msg *m)
         conn_close(c, TB_CLOSE_SLOW_CONSUMER, "slow consumer: alert not delivered, resync");
 }
 
-static void fan_out(struct bridge *br, struct alert_runtime *rt, const char *type, const struct alert *a,
+static void fan_out(struct bridge *br, const char *type, const struct alert *a,
                     const cJSON *data)
 {
     struct tb_msg *m = NULL;
@@ -199,7 +179,7 @@ static void fan_out(struct bridge *br, struct alert_runtime *rt, const char *typ
         struct room *room = room_find(br->rooms, a->rooms[i]);
         if (!room || !room->members)
             continue;
-        if (!m && !(m = build_frame(rt, type, data))) {
+        if (!m && !(m = bridge_build_control(br, type, NULL, data))) {
             LOG_ERROR("alert", "out of memory: %s of %s not sent", type, a->id);
             return;
         }
@@ -237,7 +217,7 @@ static void flush_events(struct bridge *br, struct alert_runtime *rt)
             LOG_ERROR("alert", "out of memory: event of %s lost", e->alert.id);
             continue;
         }
-        fan_out(br, rt, alert_event_kind_name(e->kind), &e->alert, data);
+        fan_out(br, alert_event_kind_name(e->kind), &e->alert, data);
         publish_state(br, &e->alert, data, e->kind != ALERT_EV_CLEARED);
         switch (e->kind) {
         case ALERT_EV_RAISED: rt->raised++; break;
@@ -259,7 +239,6 @@ static void runtime_free(struct alert_runtime *rt)
     alert_events_free(&rt->ev);
     free_filters(rt);
     topic_pattern_free(rt->status_pat);
-    sbuf_free(&rt->buf);
     config_unref(rt->cfg);
     free(rt);
 }
@@ -269,7 +248,6 @@ int alert_runtime_start(struct bridge *br)
     struct alert_runtime *rt = calloc(1, sizeof *rt);
     if (!rt)
         goto fail;
-    sbuf_init(&rt->buf);
     char err[128];
     int col;
     rt->status_pat = topic_pattern_compile(ALERT_STATUS_PATTERN, err, sizeof err, &col);
@@ -354,7 +332,7 @@ static void restore(struct bridge *br, struct alert_runtime *rt, const struct in
     rt->restored++;
     cJSON *data = alert_to_json(a);
     if (data)
-        fan_out(br, rt, alert_event_kind_name(ALERT_EV_RAISED), a, data);
+        fan_out(br, alert_event_kind_name(ALERT_EV_RAISED), a, data);
     cJSON_Delete(data);
 }
 

@@ -108,7 +108,7 @@ void bridge_deliver(struct bridge *br, const char *room_name, const char *type, 
 }
 
 /* {"type":T,"ts":MS[,<fields of top>][,"data":D]} */
-static struct tb_msg *build_control(struct bridge *br, const char *type, const cJSON *top,
+struct tb_msg *bridge_build_control(struct bridge *br, const char *type, const cJSON *top,
                                     const cJSON *data)
 {
     struct sbuf *b = &br->scratch;
@@ -142,7 +142,7 @@ static struct tb_msg *build_control(struct bridge *br, const char *type, const c
 void bridge_send_frame(struct bridge *br, struct conn *c, const char *type, const cJSON *top,
                        const cJSON *data)
 {
-    struct tb_msg *m = build_control(br, type, top, data);
+    struct tb_msg *m = bridge_build_control(br, type, top, data);
     if (!m)
         return;
     conn_enqueue(c, m, NULL, false);
@@ -159,7 +159,7 @@ void bridge_broadcast_room(struct bridge *br, const char *room_name, const char 
     struct room *room = room_find(br->rooms, room_name);
     if (!room || !room->members)
         return;
-    struct tb_msg *m = build_control(br, type, NULL, data);
+    struct tb_msg *m = bridge_build_control(br, type, NULL, data);
     if (!m)
         return;
     for (struct sub *s = room->members; s; s = s->room_next)
@@ -343,7 +343,7 @@ static void send_heartbeats(struct bridge *br)
     cJSON_AddStringToObject(d, "broker", br->broker_connected ? "connected" : "disconnected");
     cJSON_AddNumberToObject(d, "connections", (double)br->n_conns);
     cJSON_AddNumberToObject(d, "uptime_s", (double)(tb_now_ms() - br->started_ms) / 1000.0);
-    struct tb_msg *m = build_control(br, "heartbeat", NULL, d); /* built once, shared */
+    struct tb_msg *m = bridge_build_control(br, "heartbeat", NULL, d); /* built once, shared */
     for (struct conn *c = br->conns; m && c; c = c->next)
         conn_enqueue(c, m, NULL, false);
     msg_unref(m);

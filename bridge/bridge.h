@@ -78,6 +78,10 @@ void bridge_deliver(struct bridge *br, const char *room_name, const char *type, 
 /* Sends a server frame {"type":T,"ts":..,"data":<data>} to one connection or to every
  * member of a room. 'data' is a cJSON object (not consumed) or NULL. */
 void bridge_send_control(struct bridge *br, struct conn *c, const char *type, const cJSON *data);
+/* Builds {"type":T,"ts":..,<members of top>,"data":D} once, for sending to many
+ * connections; NULL when out of memory. The caller drops its reference. */
+struct tb_msg *bridge_build_control(struct bridge *br, const char *type, const cJSON *top,
+                                    const cJSON *data);
 /* Same, with the members of 'top' (may be NULL) as extra top-level fields (id, code, ...). */
 void bridge_send_frame(struct bridge *br, struct conn *c, const char *type, const cJSON *top,
                        const cJSON *data);

@@ -55,13 +55,20 @@ static void usage(FILE *f)
             "  -V, --version         print the version\n");
 }
 
-static int check_config(const char *path)
+/* Loads a config for a one-shot command, printing every error to stderr. */
+static struct tb_config *load_for_command(const char *path)
 {
     struct config_diag diag = {0};
     struct tb_config *cfg = config_load(path, &diag);
     for (size_t i = 0; i < diag.n; i++)
         fprintf(stderr, "%s\n", diag.msgs[i]);
     config_diag_free(&diag);
+    return cfg;
+}
+
+static int check_config(const char *path)
+{
+    struct tb_config *cfg = load_for_command(path);
     if (!cfg)
         return 1;
     printf("%s: OK (%zu endpoints, %zu routes, %zu alert rules, %zu MQTT filters)\n", path,
@@ -88,11 +95,7 @@ static void explain_room(size_t route, const char *room, void *ud)
 /* --explain: which routes, rooms and alert rules would a topic (and payload) hit? */
 static int explain(const char *path, const char *topic, const char *payload)
 {
-    struct config_diag diag = {0};
-    struct tb_config *cfg = config_load(path, &diag);
-    for (size_t i = 0; i < diag.n; i++)
-        fprintf(stderr, "%s\n", diag.msgs[i]);
-    config_diag_free(&diag);
+    struct tb_config *cfg = load_for_command(path);
     if (!cfg)
         return 1;
     struct inbound in;
