@@ -32,6 +32,8 @@ struct mqtt_client {
     size_t n_filters;
     char **extra;                /* extra filters (alert runtime), under lock; subscribed first */
     size_t n_extra;
+    int suback_wait[2];          /* initial subscriptions not acknowledged yet (network thread) */
+    size_t n_suback_wait;
     char *status_topic;          /* telebridge/<client_id>/status: "online" / will "offline" */
     int acked_mid;               /* atomic: mid of the last PUBACK'ed publish */
     int connected;               /* atomic */
@@ -83,16 +85,50 @@ struct mqtt_event *mqtt_client_drain(struct mqtt_client *m)
     return list;
 }
 
+/* Subscribes a set; the message id is remembered so the connection is reported up
+ * only once the broker has acknowledged every initial subscription (network thread). */
 static void subscribe_set(struct mqtt_client *m, char **set, size_t n)
 {
     if (!n)
         return;
-    int rc = mosquitto_subscribe_multiple(m->mosq, NULL, (int)n, set, m->qos, 0, NULL);
-    if (rc != MOSQ_ERR_SUCCESS)
+    int mid = 0;
+    int rc = mosquitto_subscribe_multiple(m->mosq, &mid, (int)n, set, m->qos, 0, NULL);
+    if (rc != MOSQ_ERR_SUCCESS) {
         LOG_ERROR("mqtt", "subscribe failed: %s", mosquitto_strerror(rc));
-    else
-        for (size_t i = 0; i < n; i++)
-            LOG_DEBUG("mqtt", "subscribed %s (qos %d)", set[i], m->qos);
+        return;
+    }
+    if (m->n_suback_wait < sizeof m->suback_wait / sizeof m->suback_wait[0])
+        m->suback_wait[m->n_suback_wait++] = mid;
+    for (size_t i = 0; i < n; i++)
+        LOG_DEBUG("mqtt", "subscribing %s (qos %d)", set[i], m->qos);
+}
+
+static void push_state(struct mqtt_client *m, enum mqtt_event_kind kind, int rc)
+{
+    struct mqtt_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return;
+    ev->kind = kind;
+    ev->rc = rc;
+    push_event(m, ev);
+}
+
+static void on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n, const int *granted,
+                         const mosquitto_property *props)
+{
+    (void)mosq; (void)props;
+    struct mqtt_client *m = ud;
+    for (int i = 0; i < n; i++)
+        if (granted[i] >= 0x80)
+            LOG_ERROR("mqtt", "the broker refused a subscription (reason 0x%02x)", granted[i]);
+    size_t k = 0;
+    while (k < m->n_suback_wait && m->suback_wait[k] != mid)
+        k++;
+    if (k == m->n_suback_wait)
+        return; /* a later subscription (reload): nothing waits for it */
+    m->suback_wait[k] = m->suback_wait[--m->n_suback_wait];
+    if (!m->n_suback_wait)
+        push_state(m, MQTT_EV_CONNECTED, 0);
 }
 
 /* The extra filters go first: the broker then sends their retained messages (the alert
@@ -109,18 +145,18 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags, cons
 {
     (void)mosq; (void)flags; (void)props;
     struct mqtt_client *m = ud;
-    struct mqtt_event *ev = calloc(1, sizeof *ev);
-    if (rc == 0) {
-        __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
-        __atomic_add_fetch(&m->connects, 1, __ATOMIC_RELAXED);
-        mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);
-        subscribe_all(m);
-    }
-    if (!ev)
+    if (rc != 0) {
+        push_state(m, MQTT_EV_DISCONNECTED, rc);
         return;
-    ev->kind = rc == 0 ? MQTT_EV_CONNECTED : MQTT_EV_DISCONNECTED;
-    ev->rc = rc;
-    push_event(m, ev);
+    }
+    __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&m->connects, 1, __ATOMIC_RELAXED);
+    mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);
+    m->n_suback_wait = 0;
+    subscribe_all(m);
+    /* Reported up once subscribed: from then on, what is published gets routed. */
+    if (!m->n_suback_wait)
+        push_state(m, MQTT_EV_CONNECTED, 0);
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *ud, int rc, const mosquitto_property *props)
@@ -234,6 +270,7 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     }
     mosquitto_connect_v5_callback_set(m->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(m->mosq, on_disconnect);
+    mosquitto_subscribe_v5_callback_set(m->mosq, on_subscribe);
     mosquitto_message_v5_callback_set(m->mosq, on_message);
     mosquitto_publish_v5_callback_set(m->mosq, on_publish);
     mosquitto_log_callback_set(m->mosq, on_log);

@@ -6,8 +6,9 @@
  * the whole queue per wake-up. Connection state changes travel through the same queue,
  * so the service thread sees them in order with the messages. libmosquitto reconnects
  * by itself with exponential backoff; on every (re)connect the callback resubscribes
- * the current filter set. mqtt_client_set_filters() (service thread) diffs the set:
- * new filters are subscribed, dropped ones unsubscribed, unchanged ones untouched.
+ * the current filter set, and the service thread is told "connected" only when the
+ * broker has acknowledged those subscriptions (so /health "connected" means routing).
+ * mqtt_client_set_filters() (service thread) diffs the set: new filters are subscribed, dropped ones unsubscribed, unchanged ones untouched.
  *
  * The queue is bounded (bytes); past the bound messages are dropped and counted.
  *
