@@ -80,7 +80,8 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
     local p i
     for i in $(seq 1 200); do
-        p=$(( 20000 + RANDOM % 40000 ))
+        # below the kernel's ephemeral range (32768+), where outgoing connections take ports
+        p=$(( 20000 + RANDOM % 12000 ))
         port_busy "$p" || { echo "$p"; return 0; }
     done
     die "no free port found"
@@ -134,16 +135,23 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 # ---- 3. broker, bridge, simulators ---------------------------------------------------------
-MQTT_PORT=$(free_port)
-cat >"$LOGDIR/mosquitto.conf" <<EOF
+# A port free a moment ago can be taken before mosquitto binds it: try a few.
+for attempt in 1 2 3 4 5; do
+    MQTT_PORT=$(free_port)
+    cat >"$LOGDIR/mosquitto.conf" <<EOF
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
 persistence false
 log_dest stdout
 max_queued_messages 100000
 EOF
-start mosquitto mosquitto -c "$LOGDIR/mosquitto.conf"
-wait_port "$MQTT_PORT" 10 || die "mosquitto did not start: $(cat "$LOGDIR/mosquitto.log")"
+    start mosquitto mosquitto -c "$LOGDIR/mosquitto.conf"
+    wait_port "$MQTT_PORT" 10 && alive "${PIDS[-1]}" && break
+    if [ "$attempt" -eq 5 ] || ! grep -q "Address already in use" "$LOGDIR/mosquitto.log"; then
+        die "mosquitto did not start: $(cat "$LOGDIR/mosquitto.log")"
+    fi
+    echo "demo: port $MQTT_PORT was taken, trying another"
+done
 
 if [ -z "$WEB_PORT" ]; then
     WEB_PORT=8080
