@@ -110,18 +110,30 @@ class Mosquitto(Proc):
     """A private Mosquitto broker on a free loopback port (restartable on the same port)."""
 
     def __init__(self, port=None, extra_conf=""):
-        self.port = port or free_port()
-        self.conf = tempfile.NamedTemporaryFile("w", prefix="tb-mosq-", suffix=".conf", delete=False)
-        self.conf.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                        "persistence false\nlog_dest stdout\nlog_type error\nlog_type warning\n"
-                        "log_type notice\nlog_type information\nmax_inflight_messages 1000\n"
-                        "max_queued_messages 100000\n" + extra_conf)
-        self.conf.flush()
-        self._start()
+        # A port free a moment ago may be taken (by another test's outgoing connection)
+        # before mosquitto binds it: with a port of our choosing, try a few.
+        for attempt in range(5):
+            self.port = port or free_port()
+            self.conf = tempfile.NamedTemporaryFile("w", prefix="tb-mosq-", suffix=".conf", delete=False)
+            self.conf.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                            "persistence false\nlog_dest stdout\nlog_type error\nlog_type warning\n"
+                            "log_type notice\nlog_type information\nmax_inflight_messages 1000\n"
+                            "max_queued_messages 100000\n" + extra_conf)
+            self.conf.flush()
+            try:
+                self._start()
+                return
+            except TimeoutError:
+                if port or attempt == 4 or "Address already in use" not in self.log():
+                    raise
 
     def _start(self):
         super().__init__("mosquitto", ["mosquitto", "-c", self.conf.name])
-        wait_port(self.port)
+        try:
+            wait_port(self.port, timeout=5 if self.alive() else 0.5)
+        except TimeoutError:
+            self.stop()
+            raise
 
     def restart(self):
         self.stop()
