@@ -229,6 +229,9 @@ static void put(struct out *o, const char *s, size_t n)
     if (o->len + n >= o->cap) {
         o->overflow = true;
         n = o->cap > o->len + 1 ? o->cap - o->len - 1 : 0;
+        /* never cut a UTF-8 sequence in two: the result may end up in a text frame */
+        while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
     }
     memcpy(o->buf + o->len, s, n);
     o->len += n;

@@ -131,6 +131,12 @@ static void test_overflow(void **state)
     assert_int_equal(tmpl_render(t, NULL, out, sizeof(out)), -2);
     assert_string_equal(out, "0123");
     tmpl_free(t);
+    /* a cut never splits a UTF-8 sequence: "\xc3\xa9" is one character */
+    t = compile_ok("\xc3\xa9\xc3\xa9\xc3\xa9", 0);
+    char out2[6];
+    assert_int_equal(tmpl_render(t, NULL, out2, sizeof(out2)), -2);
+    assert_string_equal(out2, "\xc3\xa9\xc3\xa9");
+    tmpl_free(t);
 }
 
 static void test_errors(void **state)
