@@ -2,6 +2,7 @@
 #ifndef TB_JSON_UTIL_H
 #define TB_JSON_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
@@ -13,5 +14,11 @@ const cJSON *json_path_get(const cJSON *root, const char *path, size_t len);
 /* Formats a number the way templates and messages show it: integers without a
  * fraction, others with up to 15 significant digits. Returns snprintf's result. */
 int json_format_number(double v, char *out, size_t outlen);
+
+/* True when text[0..len) is exactly one RFC 8259 JSON value (surrounding whitespace
+ * allowed). Stricter than cJSON, which accepts leading zeros ("007"), "1.", and raw
+ * control bytes inside strings: text that passes can be embedded in a frame as is.
+ * Nesting deeper than 512 levels is rejected. UTF-8 is checked separately. */
+bool json_strict_valid(const char *text, size_t len);
 
 #endif

@@ -1,11 +1,13 @@
 /* router: route matching, 'when' filters, room rendering and delivery. Service thread. */
 #include "router.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "bridge.h"
 #include "config.h"
 #include "expr.h"
+#include "json_util.h"
 #include "log.h"
 #include "template.h"
 #include "topic.h"
@@ -36,9 +38,18 @@ void inbound_init(struct inbound *in, const char *topic, const char *payload, si
             in->json = NULL;
         }
     }
-    if (in->json) {
-        in->data = payload;
+    if (in->json && json_strict_valid(payload, len)) {
+        in->data = payload; /* embedded as is: no re-printing on the hot path */
         in->data_len = len;
+    } else if (in->json) {
+        /* cJSON is lenient ("007", "1.", raw control bytes in strings): what it read is
+         * printed again as standard JSON, so every frame parses in a browser. */
+        char *text = cJSON_PrintUnformatted(in->json);
+        if (text)
+            sbuf_puts(&in->text, text);
+        free(text);
+        in->data = in->text.data ? in->text.data : "null";
+        in->data_len = in->text.data ? in->text.len : 4;
     } else {
         sbuf_json_string(&in->text, payload, len);
         in->data = in->text.data ? in->text.data : "\"\"";
