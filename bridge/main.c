@@ -186,8 +186,10 @@ static int run(const char *path)
 out:
     alert_runtime_stop(br);
     reload_watch_stop(br);
-    ws_server_destroy(br);       /* closes remaining connections (frees their state) */
+    /* The MQTT thread wakes the service loop: stop it before the loop's context goes. */
     mqtt_client_free(br->mqtt);  /* clean DISCONNECT, joins the network thread */
+    br->mqtt = NULL;
+    ws_server_destroy(br);       /* closes remaining connections (frees their state) */
     bridge_free_backlog(br);
     room_registry_free(br->rooms);
     protocol_shutdown(br);       /* after the connections: session registry, pattern list */
