@@ -239,9 +239,9 @@ void bridge_on_open(struct bridge *br, struct conn *c, const struct cfg_endpoint
     }
     send_welcome(br, c, ep);
     /* Room state after the welcome frame, in the order of the endpoint's rooms. */
-    struct sub *order[64];
+    struct sub *order[CFG_MAX_ROOMS];
     size_t n = 0;
-    for (struct sub *s = c->subs; s && n < 64; s = s->conn_next)
+    for (struct sub *s = c->subs; s && n < CFG_MAX_ROOMS; s = s->conn_next)
         order[n++] = s;
     while (n--)
         bridge_send_room_state(br, c, order[n]);

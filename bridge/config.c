@@ -200,6 +200,8 @@ static int compile_rooms(struct loader *l, const yaml_node_t *n, const struct to
         return cfg_error(l, n, 0, "rooms: expected a sequence of strings");
     bool seq = n->type == YAML_SEQUENCE_NODE;
     size_t cnt = seq ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start) : 1;
+    if (cnt > CFG_MAX_ROOMS)
+        return cfg_error(l, n, 0, "rooms: at most %d rooms (got %zu)", CFG_MAX_ROOMS, cnt);
     if (!(*out = calloc(cnt + 1, sizeof(**out))))
         return -1;
     int rc = 0;

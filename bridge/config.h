@@ -20,6 +20,9 @@
 #include "template.h"
 #include "topic.h"
 
+/* Room templates per endpoint, route or alert rule. */
+#define CFG_MAX_ROOMS 32
+
 enum cfg_slow_policy { CFG_SLOW_CONFLATE, CFG_SLOW_DISCONNECT };
 enum cfg_nonjson_policy { CFG_NONJSON_STRING, CFG_NONJSON_DROP };
 enum cfg_severity { CFG_SEV_INFO, CFG_SEV_WARNING, CFG_SEV_CRITICAL };

@@ -223,10 +223,10 @@ static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *ol
         return;
     }
     c->endpoint = (int)(ep - br->cfg->endpoints);
-    char names[64][256];
+    char names[CFG_MAX_ROOMS][256];
     size_t n = 0;
     struct tmpl_ctx ctx = {c->path, &m, NULL};
-    for (size_t i = 0; i < ep->n_rooms && n < 64; i++)
+    for (size_t i = 0; i < ep->n_rooms && n < CFG_MAX_ROOMS; i++)
         if (tmpl_render(ep->rooms[i], &ctx, names[n], sizeof names[n]) > 0 &&
             bridge_authorize_join(br, c, names[n]))
             n++;

@@ -13,7 +13,7 @@
 #include "topic.h"
 
 #define ROOM_NAME_MAX 256
-#define MAX_ROOMS_PER_ROUTE 32
+#define MAX_ROOMS_PER_ROUTE CFG_MAX_ROOMS
 
 static bool only_space(const char *p, const char *end)
 {

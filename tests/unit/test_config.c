@@ -196,6 +196,9 @@ static void test_inline_errors(void **state)
         { "mqtt: {host: \"${1BAD}\"}\n", "inline.yaml:1:15: bad environment variable name '1BAD'" },
         { "mqtt: {host: \"${OPEN\"}\n", "inline.yaml:1:15: unterminated '${'" },
         { "mqtt: {port: \"${TB_TEST_PORT_X:-abc}\"}\n", "inline.yaml:1:14: port: expected an integer" },
+        { "endpoints: {/a: {rooms: [r1,r2,r3,r4,r5,r6,r7,r8,r9,r10,r11,r12,r13,r14,r15,r16,r17,r18,"
+          "r19,r20,r21,r22,r23,r24,r25,r26,r27,r28,r29,r30,r31,r32,r33]}}\n",
+          "inline.yaml:1:25: rooms: at most 32 rooms (got 33)" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct config_diag d = { 0 };
