@@ -211,7 +211,7 @@ static int compile_rooms(struct loader *l, const yaml_node_t *n, const struct to
             rc = cfg_error(l, item, 0, "rooms: expected a sequence of strings");
             continue;
         }
-        struct tmpl *t = compile_tmpl(l, item, NULL, pat, 0, "room");
+        struct tmpl *t = compile_tmpl(l, item, NULL, pat, TMPL_PLAIN_FIELDS, "room");
         if (!t)
             rc = -1;
         else

@@ -31,6 +31,7 @@ struct tmpl {
     struct seg *segs;
     size_t nsegs;
     bool uses_payload;
+    bool plain_fields;  /* TMPL_PLAIN_FIELDS */
 };
 
 struct builder {
@@ -187,6 +188,7 @@ struct tmpl *tmpl_compile(const char *src, const struct topic_pattern *pattern, 
         fail(&b, 1, "%.*s", "out of memory", 13);
         goto fail;
     }
+    b.t->plain_fields = flags & TMPL_PLAIN_FIELDS;
     if (parse(&b))
         goto fail;
     free(b.lit);
@@ -253,7 +255,21 @@ static bool put_json(struct out *o, const cJSON *v)
 }
 
 /* Renders one non-literal segment; false when it has no value. */
-static bool put_value(struct out *o, const struct seg *s, const struct tmpl_ctx *ctx)
+/* A payload value that may stand in a room name: 1..64 of [A-Za-z0-9_.-]. Anything else
+ * (":", "/", spaces, ...) could name another room ("vehicle:42", "alerts"). */
+static bool plain_name(const char *v)
+{
+    size_t n = 0;
+    for (; v[n]; n++) {
+        char c = v[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.') || n >= 64)
+            return false;
+    }
+    return n > 0;
+}
+
+static bool put_value(struct out *o, const struct seg *s, const struct tmpl_ctx *ctx, bool plain)
 {
     const struct topic_match *m = ctx ? ctx->match : NULL;
     switch (s->kind) {
@@ -268,7 +284,14 @@ static bool put_value(struct out *o, const struct seg *s, const struct tmpl_ctx 
         put(o, ctx->topic, strlen(ctx->topic));
         return true;
     case SEG_FIELD:
-        return ctx && ctx->payload && put_json(o, json_path_get(ctx->payload, s->text, s->len));
+        if (!ctx || !ctx->payload)
+            return false;
+        if (plain) {
+            const cJSON *v = json_path_get(ctx->payload, s->text, s->len);
+            if (!cJSON_IsNumber(v) && !(cJSON_IsString(v) && plain_name(v->valuestring)))
+                return false;
+        }
+        return put_json(o, json_path_get(ctx->payload, s->text, s->len));
     default:
         put(o, s->text, s->len);
         return true;
@@ -281,7 +304,7 @@ int tmpl_render(const struct tmpl *t, const struct tmpl_ctx *ctx, char *out, siz
     struct out o = { .buf = outlen ? out : &dummy, .cap = outlen ? outlen : 1 };
     for (size_t i = 0; i < t->nsegs; i++) {
         const struct seg *s = &t->segs[i];
-        if (!put_value(&o, s, ctx)) {
+        if (!put_value(&o, s, ctx, t->plain_fields)) {
             if (!s->def) {
                 o.buf[0] = '\0';
                 return -1;

@@ -23,7 +23,11 @@
 
 #include "topic.h"
 
-enum { TMPL_BARE_FIELDS = 1 };
+/* TMPL_BARE_FIELDS: any dotted name is a payload field (alert messages).
+ * TMPL_PLAIN_FIELDS: a payload field renders only when its value is a number or a string
+ * of 1..64 [A-Za-z0-9_.-], else it counts as missing (the default applies): room names, so a
+ * publisher cannot steer a message into another room ("vehicle:42", "alerts"). */
+enum { TMPL_BARE_FIELDS = 1, TMPL_PLAIN_FIELDS = 2 };
 
 struct tmpl;
 

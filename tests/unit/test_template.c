@@ -139,6 +139,43 @@ static void test_overflow(void **state)
     tmpl_free(t);
 }
 
+static void test_plain_fields(void **state)
+{
+    (void)state;
+    struct topic_match m;
+    const char *topic = "vehicle/V7/telemetry";
+    assert_true(topic_pattern_match(pat, topic, &m));
+    struct tmpl *t = compile_ok("{payload.mode|personal}", TMPL_PLAIN_FIELDS);
+    static const struct { const char *payload, *want; } cases[] = {
+        {"{\"mode\":\"fleet\"}", "fleet"},
+        {"{\"mode\":\"fleet-2.b_c\"}", "fleet-2.b_c"},
+        {"{\"mode\":7}", "7"},
+        {"{\"mode\":\"vehicle:42\"}", "personal"},   /* would name another room */
+        {"{\"mode\":\"alerts x\"}", "personal"},
+        {"{\"mode\":\"\"}", "personal"},
+        {"{\"mode\":true}", "personal"},
+        {"{\"mode\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", "personal"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *p = cJSON_Parse(cases[i].payload);
+        struct tmpl_ctx ctx = { .topic = topic, .match = &m, .payload = p };
+        char out[128];
+        assert_true(tmpl_render(t, &ctx, out, sizeof out) > 0);
+        if (strcmp(out, cases[i].want) != 0)
+            fail_msg("payload %s: got '%s', want '%s'", cases[i].payload, out, cases[i].want);
+        cJSON_Delete(p);
+    }
+    tmpl_free(t);
+    /* without a default, a value that is not plain makes the render fail */
+    t = compile_ok("{payload.mode}", TMPL_PLAIN_FIELDS);
+    cJSON *p = cJSON_Parse("{\"mode\":\"a/b\"}");
+    struct tmpl_ctx ctx = { .topic = topic, .match = &m, .payload = p };
+    char out[64];
+    assert_int_equal(tmpl_render(t, &ctx, out, sizeof out), -1);
+    cJSON_Delete(p);
+    tmpl_free(t);
+}
+
 static void test_errors(void **state)
 {
     expect_error("room:{id", 0, 6, "unclosed");
@@ -163,6 +200,7 @@ int main(void)
         cmocka_unit_test(test_missing_context),
         cmocka_unit_test(test_overflow),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_plain_fields),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
