@@ -200,15 +200,12 @@ static void send_welcome(struct bridge *br, struct conn *c, const struct cfg_end
 /* Joins a room and queues its last value (the late joiner gets it at once). */
 struct sub *bridge_join(struct bridge *br, struct conn *c, const char *name)
 {
-    struct sub *s = conn_find_sub(c, name);
-    if (s)
-        return s;
     struct room *room = get_room(br, name);
     if (!room)
         return NULL;
-    if ((s = conn_find_sub(c, name)))
-        return s; /* the new room matched one of c's patterns */
-    return conn_subscribe(c, room);
+    /* already in (also when a new room matched one of c's patterns just now) */
+    struct sub *s = room_sub_of(room, c, c->subs);
+    return s ? s : conn_subscribe(c, room);
 }
 
 void bridge_send_room_state(struct bridge *br, struct conn *c, struct sub *s)

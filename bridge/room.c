@@ -252,6 +252,21 @@ void room_leave(struct sub *s)
     s->room_prev = s->room_next = NULL;
 }
 
+struct sub *room_sub_of(struct room *room, const struct conn *c, struct sub *conn_subs)
+{
+    struct sub *a = conn_subs, *b = room->members;
+    /* The sub, when it exists, is on both lists: the first list to end proves absence. */
+    while (a && b) {
+        if (a->room == room)
+            return a;
+        if (b->conn == c)
+            return b;
+        a = a->conn_next;
+        b = b->room_next;
+    }
+    return NULL;
+}
+
 void room_foreach(struct room_registry *r, void (*fn)(struct room *, void *), void *ud)
 {
     for (size_t i = 0; i < r->nbuckets; i++)

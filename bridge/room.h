@@ -90,6 +90,11 @@ struct sub *room_join(struct room *room, struct conn *c);
 /* Unlinks from the room; the caller frees the sub. */
 void room_leave(struct sub *s);
 
+/* The subscription linking connection c to 'room', or NULL. Walks the room's members
+ * and the connection's subscriptions ('conn_subs') in lockstep, so it costs the shorter
+ * of the two lists: a client holding 50,000 rooms joins one more in O(members). */
+struct sub *room_sub_of(struct room *room, const struct conn *c, struct sub *conn_subs);
+
 void room_foreach(struct room_registry *r, void (*fn)(struct room *, void *), void *ud);
 
 #endif

@@ -341,10 +341,9 @@ static struct sub *join_for(struct bridge *br, struct conn *c, struct room *exis
                             unsigned how, struct sub_shape *sh, const struct sub_opts *o,
                             struct plan *p)
 {
-    struct sub *s = conn_find_sub(c, name);
+    struct sub *s = existing ? room_sub_of(existing, c, c->subs) : conn_find_sub(c, name);
     bool fresh = !s;
     if (fresh) {
-        (void)existing;
         if (!(s = bridge_join(br, c, name)))
             return NULL;
         /* bridge_join may have joined through one of our patterns already (a new room) */
@@ -672,7 +671,7 @@ void subscribe_on_room_created(struct bridge *br, struct room *room)
             if (c->closing || !subscribe_glob_match(pat->glob, room->name) ||
                 !bridge_authorize_join(br, c, room->name))
                 continue;
-            struct sub *s = conn_find_sub(c, room->name);
+            struct sub *s = room_sub_of(room, c, c->subs);
             if (!s && !(s = conn_subscribe(c, room)))
                 break;
             if (!s->shape)
