@@ -527,6 +527,9 @@ static void resume_report(cJSON *top, const struct plan *p, const struct sub_opt
     }
 }
 
+/* Queue bytes set aside for the reply that precedes a replay. */
+#define REPLY_RESERVE_BYTES 1024
+
 void subscribe_handle_subscribe(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id)
 {
     const cJSON *rooms = rooms_field(br, c, req, id);
@@ -537,7 +540,8 @@ void subscribe_handle_subscribe(struct bridge *br, struct conn *c, const cJSON *
         subscribe_opts_free(&o);
         return;
     }
-    struct plan p = {0};
+    /* The reply is queued before any replay: keep a slot (and room for its text) for it. */
+    struct plan p = {.reserve_frames = 1, .reserve_bytes = REPLY_RESERVE_BYTES};
     cJSON *top = cJSON_CreateObject();
     cJSON *took = cJSON_AddArrayToObject(top, "rooms");
     cJSON *rejected = cJSON_AddArrayToObject(top, "rejected");
@@ -633,7 +637,7 @@ int subscribe_join_one(struct bridge *br, struct conn *c, const cJSON *id, const
                        struct sub_opts *o, const char *reply_type, cJSON *top)
 {
     const char *code = NULL;
-    struct plan p = {0};
+    struct plan p = {.reserve_frames = 1, .reserve_bytes = REPLY_RESERVE_BYTES};
     size_t cap = br->cfg->server.max_rooms_per_connection;
     struct sub *s = conn_find_sub(c, room);
     if (!pconn(c))
