@@ -54,6 +54,14 @@ static struct room *get_room(struct bridge *br, const char *name)
     struct room *room = room_find(br->rooms, name);
     if (room)
         return room;
+    if (room_registry_count(br->rooms) >= br->cfg->server.max_rooms) {
+        /* A publisher inventing topics must not grow memory without bound. */
+        br->st.rooms_refused++;
+        if (log_ratelimit_allow("max-rooms", 60000))
+            LOG_WARN("bridge", "room limit reached (server.max_rooms = %zu): room '%s' not created",
+                     br->cfg->server.max_rooms, name);
+        return NULL;
+    }
     if ((room = room_get(br->rooms, name)))
         subscribe_on_room_created(br, room);
     return room;

@@ -36,6 +36,7 @@ struct bridge_stats {
     uint64_t non_json;     /* payloads that were not JSON */
     uint64_t unrouted;     /* messages no route matched */
     uint64_t room_errors;  /* room templates that could not be rendered */
+    uint64_t rooms_refused; /* rooms not created because server.max_rooms was reached */
 };
 
 struct bridge {

@@ -53,6 +53,7 @@ struct cfg_server {
     size_t send_queue_frames;   /* per-connection bound, default 256 */
     size_t send_queue_bytes;    /* per-connection bound, default 1 MiB */
     size_t max_rooms_per_connection; /* client subscriptions (rooms + patterns), default 100 */
+    size_t max_rooms;                /* rooms in memory; beyond it no new room is created, default 200000 */
 };
 
 struct cfg_endpoint {

@@ -53,6 +53,7 @@ static cJSON *health_json(struct bridge *br)
     double up = (double)(tb_now_ms() - br->started_ms) / 1000.0;
     cJSON_AddNumberToObject(m, "received_per_s_avg", up > 0 ? (double)br->st.received / up : 0);
     cJSON_AddNumberToObject(h, "rooms", (double)room_registry_count(br->rooms));
+    cJSON_AddNumberToObject(h, "rooms_refused", (double)br->st.rooms_refused);
     struct alert_runtime_stats as;
     alert_runtime_stats(br, &as);
     cJSON *a = cJSON_AddObjectToObject(h, "alerts");
