@@ -9,6 +9,13 @@
 #include "shape.h"
 
 #define WRITE_BATCH_BYTES (64 * 1024)
+/* Writes per writable event before yielding to other connections. */
+#define WRITES_PER_EVENT 4
+
+/* Connections that got frames during the current MQTT batch (conn_batch_begin/end),
+ * in the order they got them. */
+static bool batching;
+static struct conn *flush_head, *flush_tail;
 
 struct conn *conn_new(struct bridge *br, struct lws *wsi, uint64_t id, size_t max_frames,
                       size_t max_bytes)
@@ -20,7 +27,7 @@ struct conn *conn_new(struct bridge *br, struct lws *wsi, uint64_t id, size_t ma
     c->wsi = wsi;
     c->id = id;
     c->endpoint = -1;
-    c->max_frames = max_frames ? max_frames : 1;
+    c->max_frames = max_frames ? (max_frames > UINT32_MAX ? UINT32_MAX : (uint32_t)max_frames) : 1;
     c->max_bytes = max_bytes;
     c->connected_ms = c->last_rx_ms = tb_now_ms();
     return c;
@@ -62,7 +69,7 @@ static void pending_index_remove(struct conn *c, struct pending *p)
 
 static bool pending_index_grow(struct conn *c)
 {
-    size_t n = c->pending_buckets ? c->pending_buckets * 2 : 16;
+    uint32_t n = c->pending_buckets ? c->pending_buckets * 2 : 16;
     struct pending **idx = calloc(n, sizeof *idx);
     if (!idx)
         return false;
@@ -173,16 +180,37 @@ struct sub *conn_find_sub(struct conn *c, const char *room)
     return NULL;
 }
 
+static void flush_list_remove(struct conn *c)
+{
+    struct conn *prev = NULL;
+    for (struct conn *it = flush_head; it; prev = it, it = it->flush_next) {
+        if (it != c)
+            continue;
+        if (prev)
+            prev->flush_next = c->flush_next;
+        else
+            flush_head = c->flush_next;
+        if (flush_tail == c)
+            flush_tail = prev;
+        break;
+    }
+    c->flush_next = NULL;
+    c->flush_queued = false;
+}
+
 void conn_free(struct conn *c)
 {
     if (!c)
         return;
+    if (c->flush_queued)
+        flush_list_remove(c);
     while (c->subs)
         conn_unsubscribe(c, c->subs);
-    for (size_t i = 0; i < c->q_len; i++)
+    for (uint32_t i = 0; i < c->q_len; i++)
         msg_unref(c->q[(c->q_head + i) % c->q_cap]);
     free(c->q);
     free(c->pending_index);
+    free(c->close_reason);
     free(c->path);
     free(c);
 }
@@ -195,19 +223,40 @@ static bool queue_full(const struct conn *c, size_t len)
 /* Grows the ring (doubling, up to max_frames); false when out of memory. */
 static bool queue_grow(struct conn *c)
 {
-    size_t cap = c->q_cap ? c->q_cap * 2 : 4;
+    uint32_t cap = c->q_cap ? (c->q_cap > UINT32_MAX / 2 ? UINT32_MAX : c->q_cap * 2) : 4;
     if (cap > c->max_frames)
         cap = c->max_frames;
     struct tb_msg **q = malloc(cap * sizeof *q);
     if (!q)
         return false;
-    for (size_t i = 0; i < c->q_len; i++)
+    for (uint32_t i = 0; i < c->q_len; i++)
         q[i] = c->q[(c->q_head + i) % c->q_cap];
     free(c->q);
     c->q = q;
     c->q_cap = cap;
     c->q_head = 0;
     return true;
+}
+
+/* The queue became non-empty: write at the end of the batch, or at the next writable
+ * event outside a batch. */
+static void want_write(struct conn *c)
+{
+    if (!c->wsi)
+        return;
+    if (!batching) {
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    if (c->flush_queued)
+        return;
+    c->flush_queued = true;
+    c->flush_next = NULL;
+    if (flush_tail)
+        flush_tail->flush_next = c;
+    else
+        flush_head = c;
+    flush_tail = c;
 }
 
 static bool queue_push(struct conn *c, struct tb_msg *m)
@@ -217,8 +266,8 @@ static bool queue_push(struct conn *c, struct tb_msg *m)
     c->q[(c->q_head + c->q_len) % c->q_cap] = msg_ref(m);
     c->q_len++;
     c->q_bytes += m->len;
-    if (c->q_len == 1 && c->wsi)
-        lws_callback_on_writable(c->wsi);
+    if (c->q_len == 1)
+        want_write(c);
     return true;
 }
 
@@ -274,7 +323,7 @@ void conn_close(struct conn *c, int code, const char *reason)
         return;
     c->closing = true;
     c->close_code = code;
-    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+    c->close_reason = strdup(reason ? reason : "");
     if (c->wsi)
         lws_callback_on_writable(c->wsi);
 }
@@ -300,11 +349,12 @@ static struct tb_msg *queue_pop(struct conn *c)
     return m;
 }
 
-/* Writes one frame on its own (frames too large to coalesce). */
+/* Writes one frame as it is (already framed in its headroom): no copy. */
 static int write_single(struct conn *c)
 {
     struct tb_msg *m = queue_pop(c);
-    int n = lws_write(c->wsi, msg_payload(m), m->len, LWS_WRITE_TEXT);
+    /* LWS_WRITE_HTTP sends the bytes unchanged: the frame carries its own header. */
+    int n = lws_write(c->wsi, msg_frame(m), msg_frame_len(m), LWS_WRITE_HTTP);
     msg_unref(m);
     if (n < 0)
         return -1;
@@ -313,26 +363,52 @@ static int write_single(struct conn *c)
     return 0;
 }
 
-/* Coalesces queued frames (already framed in their headroom) into one raw write. */
+/* Coalesces queued frames (already framed in their headroom) into one raw write. The copy
+ * (~0.1 us per 400-byte frame) is cheap next to the send() it saves. */
 static int write_batch(struct conn *c)
 {
-    static unsigned char scratch[LWS_PRE + WRITE_BATCH_BYTES];
+    static unsigned char scratch[WRITE_BATCH_BYTES];
     size_t used = 0, frames = 0;
     while (c->q_len) {
         struct tb_msg *m = c->q[c->q_head];
         size_t fl = msg_frame_len(m);
         if (used + fl > WRITE_BATCH_BYTES)
             break;
-        memcpy(scratch + LWS_PRE + used, msg_frame(m), fl);
+        memcpy(scratch + used, msg_frame(m), fl);
         used += fl;
         frames++;
         msg_unref(queue_pop(c));
     }
-    /* LWS_WRITE_HTTP sends the bytes as they are: the frames carry their own headers. */
-    if (lws_write(c->wsi, scratch + LWS_PRE, used, LWS_WRITE_HTTP) < 0)
+    if (lws_write(c->wsi, scratch, used, LWS_WRITE_HTTP) < 0)
         return -1;
     c->sent += frames;
     bridge_count_delivered(c->br, frames);
+    return 0;
+}
+
+/* One write: the head frame alone when it is the only one or large, else a batch. */
+static int write_some(struct conn *c)
+{
+    struct tb_msg *head = c->q[c->q_head];
+    return (c->q_len == 1 || msg_frame_len(head) > WRITE_BATCH_BYTES / 2) ? write_single(c)
+                                                                           : write_batch(c);
+}
+
+/* Writes while there is something queued and the socket is writable. The check
+ * (lws_send_pipe_choked: lws holds no unsent remainder and poll() says POLLOUT, i.e. at
+ * least a third of the socket's send buffer is free) costs a poll() of one descriptor,
+ * but it keeps a stalled client's socket from filling up completely, so a close frame
+ * (4008) still fits when its queue overflows. */
+static int write_queued(struct conn *c, int max_writes)
+{
+    admit_pending(c);
+    for (int i = 0; i < max_writes && c->q_len && !lws_send_pipe_choked(c->wsi); i++) {
+        if (write_some(c) < 0)
+            return -1;
+        admit_pending(c);
+    }
+    if (c->q_len || c->pending_head)
+        lws_callback_on_writable(c->wsi);
     return 0;
 }
 
@@ -340,19 +416,39 @@ int conn_on_writable(struct conn *c)
 {
     if (c->closing) {
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)c->close_reason, strlen(c->close_reason));
+                         (unsigned char *)(c->close_reason ? c->close_reason : ""),
+                         c->close_reason ? strlen(c->close_reason) : 0);
         return -1;
     }
-    admit_pending(c);
-    while (c->q_len && !lws_send_pipe_choked(c->wsi)) {
-        struct tb_msg *head = c->q[c->q_head];
-        int rc = (c->q_len == 1 || msg_frame_len(head) > WRITE_BATCH_BYTES / 2)
-                     ? write_single(c) : write_batch(c);
-        if (rc < 0)
-            return -1;
-        admit_pending(c);
+    if (c->peer_closed)
+        return 0;
+    return write_queued(c, WRITES_PER_EVENT);
+}
+
+void conn_batch_begin(void)
+{
+    batching = true;
+}
+
+void conn_batch_end(void)
+{
+    batching = false;
+    while (flush_head) {
+        struct conn *c = flush_head;
+        flush_head = c->flush_next;
+        if (!flush_head)
+            flush_tail = NULL;
+        c->flush_next = NULL;
+        c->flush_queued = false;
+        if (!c->wsi || c->peer_closed)
+            continue;
+        if (c->closing) {
+            lws_callback_on_writable(c->wsi);
+            continue;
+        }
+        if (write_queued(c, 1) < 0) {
+            /* The socket is unusable: lws closes the connection from the writable event. */
+            conn_close(c, TB_CLOSE_GOING_AWAY, "write failed");
+        }
     }
-    if (c->q_len)
-        lws_callback_on_writable(c->wsi);
-    return 0;
 }

@@ -8,8 +8,10 @@
  *                a slow client ends with the newest value of every vehicle in a shared
  *                room, and memory stays bounded (one pointer per topic of its rooms);
  *   disconnect - the connection is closed with TB_CLOSE_SLOW_CONSUMER (resync needed).
- * On a writable event every queued frame that fits is coalesced into one write while
- * the socket is not choked. Service thread only. */
+ * Queued frames are written coalesced (up to 64 KiB per write). Frames queued while an
+ * MQTT batch is processed (conn_batch_begin/end) are written directly at the end of the
+ * batch, without waiting for a writable event; anything that does not fit goes out on
+ * writable events. Service thread only. */
 #ifndef TB_CONN_H
 #define TB_CONN_H
 
@@ -45,14 +47,18 @@ struct conn {
     int endpoint;                 /* index in the current config's endpoints */
     struct sub *subs;             /* this connection's subscriptions */
     struct tb_msg **q;            /* ring of queued frames */
-    size_t q_cap, q_head, q_len, q_bytes;
-    size_t max_frames, max_bytes;
+    uint32_t q_cap, q_head, q_len;
+    uint32_t max_frames;
+    size_t q_bytes, max_bytes;
     struct pending *pending_head, *pending_tail;   /* FIFO of conflated messages */
     struct pending **pending_index;               /* hash of (sub, topic key) -> entry */
-    size_t pending_buckets, pending_count;
+    uint32_t pending_buckets, pending_count;
     bool closing;
+    bool peer_closed;             /* the client sent a close frame: write nothing more */
+    bool flush_queued;            /* on the end-of-batch write list */
     int close_code;
-    char close_reason[96];
+    char *close_reason;           /* allocated by conn_close */
+    struct conn *flush_next;      /* end-of-batch write list */
     struct conn *prev, *next;     /* the bridge's list of connections */
     uint64_t connected_ms, last_rx_ms;
     uint64_t sent, conflated, dropped;
@@ -76,6 +82,13 @@ void conn_close(struct conn *c, int code, const char *reason);
 
 /* LWS_CALLBACK_SERVER_WRITEABLE; returns -1 when lws should close the connection. */
 int conn_on_writable(struct conn *c);
+
+/* Between these two, a connection whose queue becomes non-empty is put on a list instead
+ * of asking lws for a writable event; conn_batch_end writes to every listed connection
+ * directly (one coalesced write each), so one MQTT batch costs one send() per connection
+ * and no poll() round. Service thread only; not nested. */
+void conn_batch_begin(void);
+void conn_batch_end(void);
 
 /* Subscription management (membership + the connection's own list). */
 struct sub *conn_subscribe(struct conn *c, struct room *room);

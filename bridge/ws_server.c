@@ -32,10 +32,18 @@ static struct lws_context *g_ctx; /* for ws_server_wake from signal handlers */
 static lws_sorted_usec_list_t tick_sul;
 static lws_sorted_usec_list_t backlog_sul;
 
+/* One MQTT batch; the frames it queues are written directly at its end (conn.h). */
+static void process_mqtt(struct bridge *br)
+{
+    conn_batch_begin();
+    bridge_process_mqtt(br);
+    conn_batch_end();
+}
+
 static void on_backlog(lws_sorted_usec_list_t *sul)
 {
     (void)sul;
-    bridge_process_mqtt(lws_context_user(g_ctx));
+    process_mqtt(lws_context_user(g_ctx));
 }
 
 void ws_server_continue_soon(struct bridge *br)
@@ -265,7 +273,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (!br)
             return 0;
-        bridge_process_mqtt(br);
+        process_mqtt(br);
         reload_poll(br, tb_now_ms());
         if (br->stop_requested && !br->stopping)
             begin_shutdown(br);
@@ -278,6 +286,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return on_receive(br, wsi, pss, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->conn ? conn_on_writable(pss->conn) : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* lws answers the close; nothing of ours may follow it (direct writes included). */
+        if (pss->conn)
+            pss->conn->peer_closed = true;
+        return 0;
     case LWS_CALLBACK_CLOSED:
         if (pss->conn) {
             bridge_on_close(br, pss->conn);
@@ -304,8 +317,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 }
 
+/* rx_buffer_size: lws allocates it (+LWS_PRE) for every connection, and client frames
+ * are reassembled by on_receive anyway, so it is small: 128 bytes still hold any control
+ * frame (<= 125). tx_packet_size: the most lws hands to one send() (it would otherwise
+ * be rx_buffer_size), so a 64 KiB coalesced batch goes out in one system call. */
+#define WS_RX_BUFFER 128
+#define WS_TX_PACKET (64 * 1024)
+
 static struct lws_protocols protocols[] = {
-    {"telebridge", callback, sizeof(struct pss), 1024, 0, NULL, 0},
+    {"telebridge", callback, sizeof(struct pss), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET},
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
