@@ -33,12 +33,16 @@ struct conn *conn_new(struct bridge *br, struct lws *wsi, uint64_t id, size_t ma
     return c;
 }
 
+/* Conflated messages a connection may hold, per frame of its queue bound: beyond this
+ * many distinct topics waiting, the client is closed (4008) rather than grow memory. */
+#define PENDING_PER_QUEUE_FRAME 16
+
 /* A conflated message waiting for queue space: the newest of its (sub, topic). */
 struct pending {
     struct sub *sub;
     uint64_t key;
     struct tb_msg *msg;
-    struct pending *next;     /* FIFO order */
+    struct pending *next, *prev; /* FIFO, in order of the last update (= room seq order) */
     struct pending *hnext;    /* index chain */
 };
 
@@ -84,6 +88,30 @@ static bool pending_index_grow(struct conn *c)
     return true;
 }
 
+static void fifo_append(struct conn *c, struct pending *p)
+{
+    p->next = NULL;
+    p->prev = c->pending_tail;
+    if (c->pending_tail)
+        c->pending_tail->next = p;
+    else
+        c->pending_head = p;
+    c->pending_tail = p;
+}
+
+static void fifo_unlink(struct conn *c, struct pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        c->pending_head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        c->pending_tail = p->prev;
+    p->next = p->prev = NULL;
+}
+
 static bool pending_add(struct conn *c, struct sub *s, struct tb_msg *m)
 {
     if (c->pending_count >= c->pending_buckets && !pending_index_grow(c))
@@ -97,11 +125,7 @@ static bool pending_add(struct conn *c, struct sub *s, struct tb_msg *m)
     size_t k = pending_slot(c, s, p->key);
     p->hnext = c->pending_index[k];
     c->pending_index[k] = p;
-    if (c->pending_tail)
-        c->pending_tail->next = p;
-    else
-        c->pending_head = p;
-    c->pending_tail = p;
+    fifo_append(c, p);
     c->pending_count++;
     s->n_pending++;
     return true;
@@ -113,9 +137,7 @@ static struct tb_msg *pending_pop(struct conn *c)
     struct pending *p = c->pending_head;
     struct tb_msg *m = p->msg;
     pending_index_remove(c, p);
-    c->pending_head = p->next;
-    if (!c->pending_head)
-        c->pending_tail = NULL;
+    fifo_unlink(c, p);
     c->pending_count--;
     p->sub->n_pending--;
     free(p);
@@ -125,19 +147,12 @@ static struct tb_msg *pending_pop(struct conn *c)
 /* Drops every pending message of one subscription (it is going away). */
 static void pending_drop_sub(struct conn *c, struct sub *s)
 {
-    struct pending **pp = &c->pending_head;
-    struct pending *prev = NULL;
-    while (*pp && s->n_pending) {
-        struct pending *p = *pp;
-        if (p->sub != s) {
-            prev = p;
-            pp = &p->next;
+    for (struct pending *p = c->pending_head, *next; p && s->n_pending; p = next) {
+        next = p->next;
+        if (p->sub != s)
             continue;
-        }
         pending_index_remove(c, p);
-        *pp = p->next;
-        if (c->pending_tail == p)
-            c->pending_tail = prev;
+        fifo_unlink(c, p);
         c->pending_count--;
         s->n_pending--;
         msg_unref(p->msg);
@@ -286,16 +301,23 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
         return CONN_DROPPED;
     }
     if (p) {
-        /* The older waiting value of this topic is superseded, in place: order kept. */
+        /* The older waiting value of this topic is superseded; the entry moves to the end
+         * of the line, so waiting messages stay in room seq order. */
         msg_unref(p->msg);
         p->msg = msg_ref(m);
+        fifo_unlink(c, p);
+        fifo_append(c, p);
         c->conflated++;
         bridge_count_conflated(c->br, 1);
         return CONN_CONFLATED;
     }
-    if (!queue_full(c, m->len) && queue_push(c, m))
+    /* While a room has messages waiting, its newer messages wait behind them (per-room
+     * order), even when a smaller one would fit in the queue. */
+    bool behind = s && s->n_pending;
+    if (!behind && !queue_full(c, m->len) && queue_push(c, m))
         return CONN_QUEUED;
-    if (s && conflate && m->key && pending_add(c, s, m)) {
+    if (s && conflate && m->key && c->pending_count < c->max_frames * PENDING_PER_QUEUE_FRAME &&
+        pending_add(c, s, m)) {
         c->conflated++;
         bridge_count_conflated(c->br, 1);
         return CONN_CONFLATED;

@@ -59,3 +59,36 @@ def test_burst_larger_than_queue_reaches_a_reading_client(broker, bridges, clien
         if m["type"] == "telemetry_update":
             seen.add(m["data"]["v"])
     assert len(seen) == vehicles, f"{vehicles - len(seen)} vehicles never reached the client"
+
+
+BYTE_BOUND = harness.CORE_CONFIG.replace("send_queue_frames: 256", "send_queue_frames: 64") \
+    .replace("send_queue_bytes: 1MiB", "send_queue_bytes: 4k")
+
+
+def test_room_order_kept_when_small_messages_would_fit(broker, bridges, clients, publisher):
+    """Large and small messages of different vehicles in one room, against a byte bound:
+    a small message must not overtake a larger one waiting for space (seq never goes back)."""
+    br = bridges(broker.port, config=BYTE_BOUND)
+    stuck = RawStuckClient(br.port, "/ws/fleet", rcvbuf=4096)
+    try:
+        wait_for(lambda: br.endpoint_counts()["/ws/fleet"] == 1, what="stuck client connected")
+        items = []
+        for r in range(20):
+            for v in range(10):
+                pad = "y" * (1500 if v % 2 else 10)
+                items.append((f"vehicle/{v}/telemetry",
+                              json.dumps({"simulation_mode": "fleet", "v": v, "round": r, "pad": pad})))
+        publisher.publish_many(items)
+        wait_for(lambda: br.counter("received") >= len(items), timeout=20, what="all routed")
+        seqs, last = [], {}
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and sorted(last.values()) != [19] * 10:
+            for op, payload in stuck.read_frames(timeout=1, until_close=False):
+                m = json.loads(payload.decode("utf-8"))
+                if m["type"] == "telemetry_update":
+                    seqs.append(m["seq"])
+                    last[m["data"]["v"]] = m["data"]["round"]
+        assert seqs == sorted(seqs), f"room seq went backwards: {seqs}"
+        assert sorted(last.values()) == [19] * 10, last
+    finally:
+        stuck.close()
