@@ -327,6 +327,8 @@ void bridge_process_mqtt(struct bridge *br)
         handle_event(br, ev);
         mqtt_event_free(ev);
     }
+    if (!br->backlog) /* events that arrived meanwhile: the MQTT thread wakes us only once */
+        br->backlog = mqtt_client_drain(br->mqtt);
     if (br->backlog)
         ws_server_continue_soon(br); /* come back after this round of writes */
 }

@@ -66,13 +66,17 @@ static void push_event(struct mqtt_client *m, struct mqtt_event *ev)
         return;
     }
     m->queued_bytes += sz;
+    bool was_empty = !m->head;
     if (m->tail)
         m->tail->next = ev;
     else
         m->head = ev;
     m->tail = ev;
     pthread_mutex_unlock(&m->lock);
-    m->wake(m->wake_ud);
+    /* One wake-up per batch: the service thread drains the whole queue, and looks again
+     * after each batch it processes, so events added to a non-empty queue are not missed. */
+    if (was_empty)
+        m->wake(m->wake_ud);
 }
 
 struct mqtt_event *mqtt_client_drain(struct mqtt_client *m)
