@@ -43,6 +43,14 @@ struct alert_runtime {
 
 static struct alert_runtime *rt_of(const struct bridge *br) { return br ? br->alerts : NULL; }
 
+static bool is_alert_topic(const struct alert_runtime *rt, const char *topic);
+
+bool alert_runtime_owns_topic(const struct bridge *br, const char *topic)
+{
+    const struct alert_runtime *rt = rt_of(br);
+    return rt && is_alert_topic(rt, topic);
+}
+
 /* ---- subscription filters ---------------------------------------------------------- */
 
 int alert_runtime_filter_for(const char *src, char *out, size_t outlen)

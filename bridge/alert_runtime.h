@@ -54,6 +54,10 @@ void alert_runtime_stop(struct bridge *br);     /* harmless when not started */
 void alert_runtime_on_message(struct bridge *br, const struct inbound *in, bool retained);
 
 /* Duration and inactivity timers; call about once a second or more often. */
+/* True when 'topic' is one of the runtime's retained alert-state topics (alerts/# by
+ * default): the bridge's own publishes come back there and are not telemetry. */
+bool alert_runtime_owns_topic(const struct bridge *br, const char *topic);
+
 void alert_runtime_tick(struct bridge *br, uint64_t now_ms);
 
 /* Sends the active alerts of 'room' to c (only those c has not had through one of the

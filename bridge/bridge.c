@@ -307,7 +307,10 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
         return;
     struct inbound in;
     inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
-    router_route(br, br->cfg, &in);
+    /* Alert state (our own retained publishes coming back) is routed only when a route
+     * asks for it, and is never counted as unrouted or non-JSON telemetry. */
+    if (!alert_runtime_owns_topic(br, ev->topic) || router_matches(br->cfg, ev->topic))
+        router_route(br, br->cfg, &in);
     alert_runtime_on_message(br, &in, ev->retain);
     inbound_free(&in);
 }

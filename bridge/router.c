@@ -140,6 +140,14 @@ size_t router_route(struct bridge *br, const struct tb_config *cfg, struct inbou
     return d.count;
 }
 
+bool router_matches(const struct tb_config *cfg, const char *topic)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (topic_pattern_match(cfg->routes[i].match, topic, NULL))
+            return true;
+    return false;
+}
+
 struct explain_ctx {
     void (*fn)(size_t, const char *, void *);
     void *ud;

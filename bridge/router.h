@@ -35,6 +35,9 @@ void inbound_free(struct inbound *in);
 /* Routes one message under the current config; returns the number of deliveries. */
 size_t router_route(struct bridge *br, const struct tb_config *cfg, struct inbound *in);
 
+/* True when some route's pattern matches 'topic'. */
+bool router_matches(const struct tb_config *cfg, const char *topic);
+
 /* Where would this message go? Calls fn for each (route index, room) without delivering. */
 void router_explain(const struct tb_config *cfg, struct inbound *in,
                     void (*fn)(size_t route, const char *room, void *ud), void *ud);

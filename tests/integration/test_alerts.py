@@ -161,6 +161,9 @@ def test_overheat_held_raises_exactly_one_alert_and_clears_below_threshold(broke
                             timeout=5, what="retained alert cleared")
     h = br.health()["alerts"]
     assert h["active"] == 0 and h["cleared"] == 1, h
+    # the alert state coming back from the broker is not counted as stray telemetry
+    m = br.health()["messages"]
+    assert m["unrouted"] == 0 and m["non_json"] == 0, m
 
 
 def test_late_joiner_gets_the_active_alert(broker, bridges, clients, publisher):
