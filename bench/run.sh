@@ -88,7 +88,7 @@ build() {
   cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTB_TESTS=OFF > "$OUT/cmake.log" 2>&1
   cmake --build "$BUILD" -j2 --target tb-pub tb-wsload >> "$OUT/cmake.log" 2>&1 ||
     { cat "$OUT/cmake.log" >&2; exit 1; }
-  if has "$BRIDGES" telebridge && [ -z "$TELEBRIDGE" ]; then
+  if has "$BRIDGES" telebridge && [ "$TELEBRIDGE" = "$BUILD/bridge/telebridge" ]; then
     cmake --build "$BUILD" -j2 --target telebridge >> "$OUT/cmake.log" 2>&1 ||
       { tail -30 "$OUT/cmake.log" >&2; log "telebridge does not build"; exit 1; }
   fi
