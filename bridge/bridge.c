@@ -315,6 +315,8 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
     inbound_free(&in);
 }
 
+#define HISTORY_SWEEP_MS 5000
+
 /* At most this many MQTT events per wake-up: between batches the loop writes to the
  * sockets, so a burst larger than a send queue reaches clients that keep up instead of
  * being conflated for them. */
@@ -366,9 +368,38 @@ void bridge_on_config_changed(struct bridge *br, const struct tb_config *old)
     alert_runtime_apply_config(br, br->cfg);
 }
 
+struct sweep_ctx {
+    struct bridge *br;
+    uint64_t now_ms;
+    struct room *idle[64];       /* rooms left with nothing: freed after the walk */
+    size_t n_idle;
+};
+
+static void sweep_room(struct room *room, void *ud)
+{
+    struct sweep_ctx *x = ud;
+    if (room_history_expire(room, x->now_ms) && !room->members && !room->last && !room->n_lasts &&
+        !room->hist_len && x->n_idle < sizeof x->idle / sizeof x->idle[0])
+        x->idle[x->n_idle++] = room;
+}
+
+/* history_ttl frees memory too, not only resume decisions: every few seconds expired
+ * history entries are dropped, and rooms left with nothing are freed. */
+static void sweep_history(struct bridge *br, uint64_t now_ms)
+{
+    if (now_ms < br->next_sweep_ms)
+        return;
+    br->next_sweep_ms = now_ms + HISTORY_SWEEP_MS;
+    struct sweep_ctx x = {.br = br, .now_ms = now_ms};
+    room_foreach(br->rooms, sweep_room, &x);
+    for (size_t i = 0; i < x.n_idle; i++)
+        bridge_room_maybe_release(br, x.idle[i]);
+}
+
 void bridge_tick(struct bridge *br, uint64_t now_ms)
 {
     reload_poll(br, now_ms);
+    sweep_history(br, now_ms);
     alert_runtime_tick(br, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;
     if (every && !br->stopping) {

@@ -58,6 +58,7 @@ struct bridge {
     bool stopping;
     struct sbuf scratch;            /* envelope building */
     uint64_t next_heartbeat_ms;
+    uint64_t next_sweep_ms;         /* history_ttl sweep */
     struct mqtt_event *backlog;     /* drained MQTT events not processed yet (batches) */
     void *alerts;                   /* alert runtime, when configured */
     void *protocol;                 /* struct protocol_state (protocol.h): patterns, sessions */

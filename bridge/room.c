@@ -206,6 +206,20 @@ int room_set_history_cap(struct room *room, size_t cap)
     return 0;
 }
 
+size_t room_history_expire(struct room *room, uint64_t now_ms)
+{
+    size_t n = 0;
+    while (room->hist_ttl_ms && room->hist_len &&
+           room->hist_at[room->hist_head] + room->hist_ttl_ms < now_ms) {
+        msg_unref(room->hist[room->hist_head]);
+        room->hist[room->hist_head] = NULL;
+        room->hist_head = (room->hist_head + 1) % room->hist_cap;
+        room->hist_len--;
+        n++;
+    }
+    return n;
+}
+
 void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64_t now_ms)
 {
     if (!room->hist_cap)

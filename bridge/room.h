@@ -82,6 +82,9 @@ int room_set_last_typed(struct room *room, const char *type, struct tb_msg *m, u
                         uint64_t now_ms);
 /* Grows or shrinks the history ring to 'cap' entries (keeps the newest). */
 int room_set_history_cap(struct room *room, size_t cap);
+/* Drops history entries older than the room's hist_ttl_ms (none when 0); returns how
+ * many were dropped. Entries are in time order, so this stops at the first young one. */
+size_t room_history_expire(struct room *room, uint64_t now_ms);
 void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64_t now_ms);
 
 /* Links a new subscription of 'c' to 'room'; NULL when out of memory. The caller

@@ -32,3 +32,24 @@ def test_payload_value_cannot_name_another_room(broker, bridges, clients, publis
     m = personal.recv_type("telemetry_update")
     assert m["room"] == "personal" and m["data"]["x"] == 1
     victim.expect_silence(0.5)
+
+
+TTL = harness.CORE_CONFIG.replace("""  - match: nokeep/{x}
+    rooms: ["nk:{x}"]
+    type: plain_update
+""", """  - match: nokeep/{x}
+    rooms: ["nk:{x}"]
+    type: plain_update
+    history: 10
+    history_ttl: 1s
+""")
+
+
+def test_history_ttl_frees_memory(broker, bridges, clients, publisher):
+    assert TTL != harness.CORE_CONFIG
+    br = bridges(broker.port, config=TTL)
+    before = br.health()["rooms"]
+    publisher.publish_many([(f"nokeep/t{i}", {"i": i}) for i in range(20)])
+    wait_for(lambda: br.health()["rooms"] >= before + 20, what="20 rooms holding history")
+    # entries older than 1 s are swept (every 5 s), and the emptied rooms are freed
+    wait_for(lambda: br.health()["rooms"] == before, timeout=15, what="expired rooms freed")
