@@ -295,7 +295,7 @@ static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_
     return rc;
 }
 
-static const struct cfg_endpoint *endpoint_by_path(const struct tb_config *c, const char *path)
+const struct cfg_endpoint *config_endpoint_by_path(const struct tb_config *c, const char *path)
 {
     for (size_t i = 0; i < c->n_endpoints; i++) {
         if (c->endpoints[i].path && !strcmp(c->endpoints[i].path, path))
@@ -320,7 +320,7 @@ static int unknown_target(struct loader *l, const yaml_node_t *n, const char *ta
 /* An alias gets its own copy of the target's rooms, compiled against its own path. */
 static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_node_t *n)
 {
-    const struct cfg_endpoint *t = endpoint_by_path(l->cfg, e->same_as);
+    const struct cfg_endpoint *t = config_endpoint_by_path(l->cfg, e->same_as);
     if (!t)
         return unknown_target(l, n, e->same_as);
     if (t->same_as)
@@ -715,7 +715,7 @@ static void free_route(struct cfg_route *r)
     free(r->type);
 }
 
-static void free_alert(struct cfg_alert *a)
+void cfg_alert_free(struct cfg_alert *a)
 {
     free(a->name);
     free(a->match_src);
@@ -745,7 +745,7 @@ static void free_config(struct tb_config *c)
     for (size_t i = 0; i < c->n_routes; i++)
         free_route(&c->routes[i]);
     for (size_t i = 0; i < c->n_alerts; i++)
-        free_alert(&c->alerts[i]);
+        cfg_alert_free(&c->alerts[i]);
     for (size_t i = 0; i < c->n_filters; i++)
         free(c->filters[i]);
     free(c->endpoints), free(c->routes), free(c->alerts), free(c->filters);

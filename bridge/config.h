@@ -156,6 +156,12 @@ void config_diag_free(struct config_diag *d);
 
 const char *cfg_severity_name(enum cfg_severity s);
 
+/* The endpoint written exactly as 'path' (the pattern text, not a request path), or NULL. */
+const struct cfg_endpoint *config_endpoint_by_path(const struct tb_config *c, const char *path);
+
+/* Frees what one alert rule owns (not the struct itself); for rules built by hand (tests). */
+void cfg_alert_free(struct cfg_alert *a);
+
 /* Finds the endpoint whose pattern matches 'path'; fills m with its captures. */
 const struct cfg_endpoint *config_find_endpoint(const struct tb_config *c, const char *path,
                                                 struct topic_match *m);

@@ -203,19 +203,11 @@ static cJSON *keep_restart_settings(struct tb_config *next, const struct tb_conf
 
 /* ---- applying ------------------------------------------------------------------------ */
 
-static const struct cfg_endpoint *endpoint_by_path(const struct tb_config *cfg, const char *path)
-{
-    for (size_t i = 0; i < cfg->n_endpoints; i++)
-        if (strcmp(cfg->endpoints[i].path, path) == 0)
-            return &cfg->endpoints[i];
-    return NULL;
-}
-
 /* Recomputes the endpoint rooms of one connection under the new config. */
 static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *old)
 {
     const char *ep_path = c->endpoint >= 0 ? old->endpoints[c->endpoint].path : NULL;
-    const struct cfg_endpoint *ep = ep_path ? endpoint_by_path(br->cfg, ep_path) : NULL;
+    const struct cfg_endpoint *ep = ep_path ? config_endpoint_by_path(br->cfg, ep_path) : NULL;
     struct topic_match m;
     if (!ep || !topic_pattern_match(ep->pattern, c->path, &m)) {
         c->endpoint = -1;

@@ -79,22 +79,6 @@ static void rule_build(struct cfg_alert *a, const struct rule_spec *s)
     }
 }
 
-static void rule_free(struct cfg_alert *a)
-{
-    free(a->name);
-    free(a->match_src);
-    topic_pattern_free(a->match);
-    expr_free(a->when);
-    expr_free(a->clear_when);
-    tmpl_free(a->message);
-    tmpl_free(a->key);
-    free(a->value_field);
-    for (size_t i = 0; i < a->n_rooms; i++)
-        tmpl_free(a->rooms[i]);
-    free(a->rooms);
-    tmpl_free(a->publish_topic);
-}
-
 static const struct rule_spec overheat = {
     .name = "engine_overheat", .match = "vehicle/{id}/telemetry",
     .when = "engine_metrics.temperature > 110", .clear_when = "engine_metrics.temperature < 100",
@@ -151,7 +135,7 @@ static void fx_free(struct fx *f)
     alert_engine_free(f->e);
     alert_events_free(&f->ev);
     for (size_t i = 0; i < f->n; i++)
-        rule_free(&f->rules[i]);
+        cfg_alert_free(&f->rules[i]);
     free(f);
 }
 
@@ -461,7 +445,7 @@ static void test_set_rules_keeps_and_clears(void **state)
     rule_build(&next[1], &moved);
     assert_int_equal(alert_engine_set_rules(f->e, next, 2, &f->ev), 0);
     for (size_t i = 0; i < f->n; i++)
-        rule_free(&f->rules[i]);    /* the old snapshot is gone: nothing may point into it */
+        cfg_alert_free(&f->rules[i]);    /* the old snapshot is gone: nothing may point into it */
     f->n = 0;
     assert_int_equal(f->ev.n, 3);
     for (size_t i = 0; i < f->ev.n; i++) {
@@ -485,8 +469,8 @@ static void test_set_rules_keeps_and_clears(void **state)
     assert_int_equal(alert_engine_set_rules(f->e, NULL, 0, &f->ev), 0);
     assert_int_equal(count_kind(f, ALERT_EV_CLEARED), 2);
     assert_int_equal(alert_engine_count_active(f->e), 0);
-    rule_free(&next[0]);
-    rule_free(&next[1]);
+    cfg_alert_free(&next[0]);
+    cfg_alert_free(&next[1]);
     fx_free(f);
 }
 
