@@ -9,6 +9,7 @@
 #include "alert_runtime.h"
 #include "bridge.h"
 #include "log.h"
+#include "ws_server.h"
 #include "mqtt_client.h"
 #include "reload.h"
 
@@ -34,6 +35,7 @@ static cJSON *health_json(struct bridge *br)
     cJSON_AddStringToObject(h, "status", br->broker_connected ? "ok" : "degraded");
     cJSON_AddStringToObject(h, "version", TB_VERSION);
     cJSON_AddNumberToObject(h, "uptime_s", (double)(tb_now_ms() - br->started_ms) / 1000.0);
+    cJSON_AddStringToObject(h, "event_loop", ws_server_event_loop());
     cJSON *b = cJSON_AddObjectToObject(h, "broker");
     cJSON_AddStringToObject(b, "state", br->broker_connected ? "connected" : "disconnected");
     cJSON_AddBoolToObject(b, "connected", br->broker_connected);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include "bridge.h"
@@ -29,6 +30,10 @@ struct pss {
 #define TICK_US (250 * LWS_US_PER_MS)
 
 static struct lws_context *g_ctx; /* for ws_server_wake from signal handlers */
+/* The event loop lws runs on when its libev plugin is available (epoll: the cost of a
+ * wake-up does not grow with the number of connections); NULL when lws runs its own
+ * poll() loop. Ours, so the service loop can check the shutdown state between events. */
+static struct ev_loop *g_loop;
 static lws_sorted_usec_list_t tick_sul;
 static lws_sorted_usec_list_t backlog_sul;
 
@@ -342,6 +347,38 @@ static void lws_log_bridge(int level, const char *line)
         LOG_DEBUG("lws", "%.*s", (int)n, line);
 }
 
+/* Creates the context on a libev (epoll) loop; without the plugin (package
+ * libwebsockets-evlib-ev), or with TB_EVENT_LOOP=poll, on lws' own poll() loop. */
+static struct lws_context *create_context(struct lws_context_creation_info *info)
+{
+    const char *want = getenv("TB_EVENT_LOOP");
+    if (!want || strcmp(want, "poll") != 0) {
+        g_loop = ev_loop_new(EVBACKEND_EPOLL);
+        if (!g_loop)
+            g_loop = ev_loop_new(EVFLAG_AUTO);
+    }
+    if (g_loop) {
+        void *loops[1] = {g_loop};
+        struct lws_context_creation_info ev_info = *info;
+        ev_info.options |= LWS_SERVER_OPTION_LIBEV;
+        ev_info.foreign_loops = loops;
+        struct lws_context *ctx = lws_create_context(&ev_info);
+        if (ctx) {
+            LOG_DEBUG("ws", "event loop: libev (backend %u)", ev_backend(g_loop));
+            return ctx;
+        }
+        ev_loop_destroy(g_loop);
+        g_loop = NULL;
+        /* A busy port fails either way; the poll() context tells which it was. */
+        ctx = lws_create_context(info);
+        if (ctx)
+            LOG_WARN("ws", "libev event loop unavailable (is libwebsockets-evlib-ev "
+                           "installed?); using poll()");
+        return ctx;
+    }
+    return lws_create_context(info);
+}
+
 int ws_server_start(struct bridge *br)
 {
     const struct cfg_server *s = &br->cfg->server;
@@ -366,7 +403,7 @@ int ws_server_start(struct bridge *br)
         info.retry_and_idle_policy = &retry_policy;
     }
     info.timeout_secs = 10;
-    br->ctx = lws_create_context(&info);
+    br->ctx = create_context(&info);
     if (!br->ctx) {
         LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?)",
                   s->listen_host ? s->listen_host : "*", s->port);
@@ -378,10 +415,18 @@ int ws_server_start(struct bridge *br)
     return 0;
 }
 
+const char *ws_server_event_loop(void)
+{
+    return g_loop ? "libev" : "poll";
+}
+
 int ws_server_run(struct bridge *br)
 {
     uint64_t deadline = 0;
-    while (lws_service(br->ctx, 0) >= 0) {
+    /* With libev, one loop iteration handles every ready descriptor, lws' timers and the
+     * wake-ups of lws_cancel_service (ws_server_wake); then the shutdown state is checked
+     * as after lws_service. */
+    while (g_loop ? (ev_run(g_loop, EVRUN_ONCE), true) : lws_service(br->ctx, 0) >= 0) {
         if (br->stop_requested && !br->stopping)
             begin_shutdown(br);
         if (!br->stopping)
@@ -403,4 +448,8 @@ void ws_server_destroy(struct bridge *br)
     g_ctx = NULL;
     lws_context_destroy(br->ctx);
     br->ctx = NULL;
+    if (g_loop) {
+        ev_loop_destroy(g_loop);
+        g_loop = NULL;
+    }
 }

@@ -17,6 +17,8 @@ int ws_server_start(struct bridge *br);
 /* Runs until a stop is requested and connections are closed (or 3 s have passed). */
 int ws_server_run(struct bridge *br);
 void ws_server_destroy(struct bridge *br);
+/* "libev" or "poll": the event loop lws runs on (for /health). */
+const char *ws_server_event_loop(void);
 /* Service thread: runs bridge_process_mqtt again right after this round of socket
  * events (used to continue a large MQTT backlog between writes). */
 void ws_server_continue_soon(struct bridge *br);

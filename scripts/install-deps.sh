@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh --runtime  only what the demo needs to build and run
 set -euo pipefail
 
-build_pkgs=(build-essential cmake pkg-config libmosquitto-dev libwebsockets-dev libcjson-dev
+build_pkgs=(build-essential cmake pkg-config libmosquitto-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libcjson-dev
             libyaml-dev mosquitto mosquitto-clients curl)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-websocket python3-paho-mqtt python3-jsonschema
            chromium nodejs npm clang)

@@ -10,12 +10,18 @@ import json
 import re
 import threading
 
+import pytest
+
 import harness
 from harness import mqtt_pub, wait_for
 
 
-def test_fifty_clients_one_room_every_message_once_in_order(broker, bridges, publisher):
-    br = bridges(broker.port)
+# The bridge runs lws on a libev (epoll) loop; TB_EVENT_LOOP=poll selects lws' own poll()
+# loop, the fallback when the libev plugin is missing. Both must deliver the same.
+@pytest.mark.parametrize("event_loop", ["libev", "poll"])
+def test_fifty_clients_one_room_every_message_once_in_order(broker, bridges, publisher, event_loop):
+    br = bridges(broker.port, env={"TB_EVENT_LOOP": event_loop})
+    assert br.health()["event_loop"] == event_loop
     n_clients, n_msgs = 50, 200
     conns = []
     try:
