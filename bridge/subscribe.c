@@ -54,6 +54,21 @@ bool subscribe_room_name_valid(const char *room)
 
 static struct proto_conn *pconn(struct conn *c) { return c->ext; }
 
+/* The connection's protocol state, allocated when it first needs one (a subscribe, a
+ * session join or a rate-limited delivery): most connections of an auto-join endpoint
+ * never do, and idle connections are what limits one process. NULL when out of memory. */
+static struct proto_conn *pconn_get(struct conn *c)
+{
+    if (!c->ext) {
+        struct proto_conn *pc = calloc(1, sizeof *pc);
+        if (!pc)
+            return NULL;
+        pc->c = c;
+        c->ext = pc;
+    }
+    return c->ext;
+}
+
 static const struct cfg_endpoint *endpoint_of(struct bridge *br, const struct conn *c)
 {
     if (c->endpoint < 0 || (size_t)c->endpoint >= br->cfg->n_endpoints)
@@ -109,11 +124,7 @@ static void pattern_free(struct sub_pattern *p)
 int subscribe_conn_open(struct bridge *br, struct conn *c)
 {
     (void)br;
-    struct proto_conn *pc = calloc(1, sizeof *pc);
-    if (!pc)
-        return -1;
-    pc->c = c;
-    c->ext = pc;
+    c->ext = NULL; /* allocated on first use (pconn_get) */
     return 0;
 }
 
@@ -492,11 +503,16 @@ static const cJSON *rooms_field(struct bridge *br, struct conn *c, const cJSON *
 static bool subscriptions_enabled(struct bridge *br, struct conn *c, const cJSON *id)
 {
     const struct cfg_endpoint *ep = endpoint_of(br, c);
-    if (ep && ep->client_subscriptions && pconn(c))
-        return true;
-    protocol_send_refusal(br, c, id, TB_ERR_SUBSCRIPTIONS_DISABLED,
-                          "this endpoint does not take subscriptions; use one with client_subscriptions");
-    return false;
+    if (!(ep && ep->client_subscriptions)) {
+        protocol_send_refusal(br, c, id, TB_ERR_SUBSCRIPTIONS_DISABLED,
+                              "this endpoint does not take subscriptions; use one with client_subscriptions");
+        return false;
+    }
+    if (!pconn_get(c)) {
+        protocol_send_refusal(br, c, id, TB_ERR_INTERNAL, "out of memory");
+        return false;
+    }
+    return true;
 }
 
 static void add_rejected(cJSON *rejected, const char *room, const char *code)
@@ -568,6 +584,8 @@ void subscribe_handle_subscribe(struct bridge *br, struct conn *c, const cJSON *
 static void drop_pattern_rooms(struct bridge *br, struct conn *c, const char *gone)
 {
     struct proto_conn *pc = pconn(c);
+    if (!pc)
+        return;
     for (struct sub *s = c->subs, *next; s; s = next) {
         next = s->conn_next;
         if (!(s->how & SUB_BY_PATTERN) || !subscribe_glob_match(gone, s->room->name))
@@ -640,7 +658,7 @@ int subscribe_join_one(struct bridge *br, struct conn *c, const cJSON *id, const
     struct plan p = {.reserve_frames = 1, .reserve_bytes = REPLY_RESERVE_BYTES};
     size_t cap = br->cfg->server.max_rooms_per_connection;
     struct sub *s = conn_find_sub(c, room);
-    if (!pconn(c))
+    if (!pconn_get(c))
         code = TB_ERR_INTERNAL;
     else if (!bridge_authorize_join(br, c, room))
         code = TB_ERR_ROOM_NOT_ALLOWED;
@@ -736,7 +754,7 @@ void subscribe_deliver(struct bridge *br, struct sub *s, struct tb_msg *m, bool 
     if (!out)
         return;
     uint64_t iv = s->shape->interval_ms;
-    struct proto_conn *pc = pconn(s->conn);
+    struct proto_conn *pc = iv ? pconn_get(s->conn) : NULL;
     if (!iv || !pc) {
         conn_enqueue(s->conn, out, s, conflate);
     } else if (!s->held && now_ms >= s->next_ms) {
