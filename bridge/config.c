@@ -93,6 +93,7 @@ static const struct cfg_field server_fields[] = {
     { .name = "send_queue_bytes", .type = CT_SIZE, .off = S(send_queue_bytes), .min = 1024, .max = 1LL << 30, .def = "1MiB" },
     { .name = "max_rooms_per_connection", .type = CT_COUNT, .off = S(max_rooms_per_connection), .min = 1, .max = 100000, .def = "100" },
     { .name = "max_rooms", .type = CT_COUNT, .off = S(max_rooms), .min = 1, .max = 100000000, .def = "200000" },
+    { .name = "writer_threads", .type = CT_INT, .off = S(writer_threads), .min = 0, .max = CFG_MAX_WRITER_THREADS, .def = "1" },
 };
 #undef S
 static const struct cfg_schema server_schema = { "server", server_fields, COUNT(server_fields) };

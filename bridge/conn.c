@@ -1,8 +1,15 @@
 /* conn: per-connection send queue, conflation and coalesced writes. Service thread only. */
 #include "conn.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "bridge.h"
 #include "log.h"
@@ -452,9 +459,214 @@ void conn_batch_begin(void)
     batching = true;
 }
 
+/* ---- end-of-batch writes ---------------------------------------------------------------
+ * At the end of an MQTT batch every connection that got frames is written once. Almost
+ * all of that time is the kernel's send() (on loopback it also runs the receiver's TCP
+ * input and wake-up), so the writes are split between the service thread and a writer
+ * thread: both only call sendmsg() on the sockets of their share of a list built
+ * beforehand, and everything else (queues, counters, lws) is done by the service thread
+ * afterwards. Connections where lws holds an unsent remainder take the writable path. */
+
+/* Each thread gets at least this many connections: waking a writer costs more than a few
+ * send()s. */
+#define PARALLEL_MIN_CONNS 16
+#define FAST_IOV_MAX 64
+
+struct flush_item {
+    struct conn *c;
+    int fd;
+    ssize_t sent; /* bytes the socket took; -1: the socket failed */
+};
+
+static struct flush_item *items;
+static size_t n_items, cap_items;
+
+struct writer {
+    pthread_t tid;
+    sem_t go;
+    struct flush_item *from, *to;
+};
+static struct writer writers[CFG_MAX_WRITER_THREADS];
+static unsigned n_writers;
+static bool writers_quit;
+static sem_t writers_done;
+
+/* Sends the queued frames of it->c (up to WRITE_BATCH_BYTES, from their headroom, no
+ * copy) with one sendmsg(), if poll() says POLLOUT (as lws_send_pipe_choked: at least a
+ * third of the socket's send buffer free, so a stalled client's socket never fills up
+ * completely and its close frame, 4008, still goes out at once). Reads the connection's
+ * queue, changes nothing: any thread. */
+static void fast_send(struct flush_item *it)
+{
+    const struct conn *c = it->c;
+    struct pollfd pfd = {.fd = it->fd, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT)) {
+        it->sent = (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) ? -1 : 0;
+        return;
+    }
+    struct iovec iov[FAST_IOV_MAX];
+    size_t n = 0, bytes = 0;
+    for (uint32_t i = 0; i < c->q_len && n < FAST_IOV_MAX; i++) {
+        struct tb_msg *m = c->q[(c->q_head + i) % c->q_cap];
+        size_t fl = msg_frame_len(m);
+        if (n && bytes + fl > WRITE_BATCH_BYTES)
+            break;
+        iov[n].iov_base = msg_frame(m);
+        iov[n].iov_len = fl;
+        n++;
+        bytes += fl;
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
+    ssize_t r;
+    do
+        r = sendmsg(it->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        r = (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    it->sent = r;
+}
+
+static void send_range(struct flush_item *from, struct flush_item *to)
+{
+    for (struct flush_item *it = from; it < to; it++)
+        fast_send(it);
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    for (;;) {
+        while (sem_wait(&w->go) != 0)
+            ;
+        if (writers_quit)
+            return NULL;
+        send_range(w->from, w->to);
+        sem_post(&writers_done);
+    }
+}
+
+int conn_writer_start(unsigned n)
+{
+    if (n_writers || !n)
+        return 0;
+    if (n > CFG_MAX_WRITER_THREADS)
+        n = CFG_MAX_WRITER_THREADS;
+    if (sem_init(&writers_done, 0, 0))
+        return -1;
+    writers_quit = false;
+    /* Writers inherit a mask that blocks every signal: SIGTERM and SIGHUP go elsewhere. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (unsigned i = 0; i < n; i++) {
+        struct writer *w = &writers[i];
+        if (sem_init(&w->go, 0, 0))
+            break;
+        if (pthread_create(&w->tid, NULL, writer_main, w) != 0) {
+            sem_destroy(&w->go);
+            break;
+        }
+        n_writers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (n_writers < n) {
+        if (!n_writers)
+            sem_destroy(&writers_done);
+        conn_writer_stop();
+        return -1;
+    }
+    return 0;
+}
+
+void conn_writer_stop(void)
+{
+    if (n_writers) {
+        writers_quit = true;
+        for (unsigned i = 0; i < n_writers; i++)
+            sem_post(&writers[i].go);
+        for (unsigned i = 0; i < n_writers; i++) {
+            pthread_join(writers[i].tid, NULL);
+            sem_destroy(&writers[i].go);
+        }
+        sem_destroy(&writers_done);
+        n_writers = 0;
+    }
+    free(items);
+    items = NULL;
+    n_items = cap_items = 0;
+}
+
+/* Splits the list between the writers and the service thread, which takes the last part
+ * and then waits for the others. */
+static void send_all(void)
+{
+    size_t helpers = n_items / PARALLEL_MIN_CONNS;
+    if (helpers > n_writers)
+        helpers = n_writers;
+    size_t per = n_items / (helpers + 1);
+    for (size_t i = 0; i < helpers; i++) {
+        writers[i].from = items + i * per;
+        writers[i].to = items + (i + 1) * per;
+        sem_post(&writers[i].go);
+    }
+    send_range(items + helpers * per, items + n_items);
+    for (size_t i = 0; i < helpers; i++)
+        while (sem_wait(&writers_done) != 0)
+            ;
+}
+
+/* Applies what the socket took: sent frames leave the queue; the rest of a frame the
+ * socket took only in part goes to lws (LWS_WRITE_HTTP: written or buffered before
+ * anything else on this connection), so the stream stays whole. */
+static void fast_commit(const struct flush_item *it)
+{
+    struct conn *c = it->c;
+    if (it->sent < 0) {
+        /* The socket is unusable: lws closes the connection from the writable event. */
+        conn_close(c, TB_CLOSE_GOING_AWAY, "write failed");
+        return;
+    }
+    size_t left = (size_t)it->sent;
+    uint64_t frames = 0;
+    while (left && c->q_len) {
+        struct tb_msg *m = c->q[c->q_head];
+        size_t fl = msg_frame_len(m);
+        if (left < fl && lws_write(c->wsi, msg_frame(m) + left, fl - left, LWS_WRITE_HTTP) < 0) {
+            conn_close(c, TB_CLOSE_GOING_AWAY, "write failed");
+            break;
+        }
+        left = left < fl ? 0 : left - fl;
+        msg_unref(queue_pop(c));
+        frames++;
+    }
+    c->sent += frames;
+    bridge_count_delivered(c->br, frames);
+    if (c->closing)
+        return;
+    admit_pending(c);
+    if (c->q_len || c->pending_head)
+        lws_callback_on_writable(c->wsi);
+}
+
+static bool items_reserve(size_t n)
+{
+    if (n <= cap_items)
+        return true;
+    size_t cap = cap_items ? cap_items : 256;
+    while (cap < n)
+        cap *= 2;
+    struct flush_item *p = realloc(items, cap * sizeof *p);
+    if (!p)
+        return false;
+    items = p;
+    cap_items = cap;
+    return true;
+}
+
 void conn_batch_end(void)
 {
     batching = false;
+    n_items = 0;
     while (flush_head) {
         struct conn *c = flush_head;
         flush_head = c->flush_next;
@@ -468,9 +680,19 @@ void conn_batch_end(void)
             lws_callback_on_writable(c->wsi);
             continue;
         }
-        if (write_queued(c, 1) < 0) {
+        admit_pending(c);
+        int fd = lws_get_socket_fd(c->wsi);
+        if (c->q_len && fd >= 0 && !lws_partial_buffered(c->wsi) && items_reserve(n_items + 1)) {
+            items[n_items++] = (struct flush_item){.c = c, .fd = fd};
+        } else if (write_queued(c, 1) < 0) {
             /* The socket is unusable: lws closes the connection from the writable event. */
             conn_close(c, TB_CLOSE_GOING_AWAY, "write failed");
         }
     }
+    if (!n_items)
+        return;
+    send_all();
+    for (size_t i = 0; i < n_items; i++)
+        fast_commit(&items[i]);
+    n_items = 0;
 }

@@ -89,6 +89,10 @@ int conn_on_writable(struct conn *c);
  * and no poll() round. Service thread only; not nested. */
 void conn_batch_begin(void);
 void conn_batch_end(void);
+/* Writer threads that share the end-of-batch writes with the service thread (conn.c);
+ * with none, the service thread writes alone. Stop also frees the write list. */
+int conn_writer_start(unsigned n);
+void conn_writer_stop(void);
 
 /* Subscription management (membership + the connection's own list). */
 struct sub *conn_subscribe(struct conn *c, struct room *room);

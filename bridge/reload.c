@@ -196,6 +196,7 @@ static cJSON *keep_restart_settings(struct tb_config *next, const struct tb_conf
     KEEP_INT(mqtt.reconnect_max_ms, "mqtt.reconnect_max");
     keep_str(&next->server.listen_host, cur->server.listen_host, "server.listen", notes);
     KEEP_INT(server.port, "server.listen");
+    KEEP_INT(server.writer_threads, "server.writer_threads");
     KEEP_INT(heartbeat.ws_ping_ms, "heartbeat.ws_ping");
     KEEP_INT(heartbeat.idle_timeout_ms, "heartbeat.idle_timeout");
     return notes;

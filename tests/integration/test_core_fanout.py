@@ -17,10 +17,16 @@ from harness import mqtt_pub, wait_for
 
 
 # The bridge runs lws on a libev (epoll) loop; TB_EVENT_LOOP=poll selects lws' own poll()
-# loop, the fallback when the libev plugin is missing. Both must deliver the same.
-@pytest.mark.parametrize("event_loop", ["libev", "poll"])
-def test_fifty_clients_one_room_every_message_once_in_order(broker, bridges, publisher, event_loop):
-    br = bridges(broker.port, env={"TB_EVENT_LOOP": event_loop})
+# loop, the fallback when the libev plugin is missing. The end-of-batch writes of 50
+# clients are shared by up to 'writer_threads' threads (none: the service thread alone).
+# Every combination must deliver the same.
+@pytest.mark.parametrize("event_loop,writer_threads", [("libev", 1), ("poll", 1), ("libev", 0), ("libev", 4)])
+def test_fifty_clients_one_room_every_message_once_in_order(broker, bridges, publisher, event_loop,
+                                                           writer_threads):
+    config = harness.CORE_CONFIG.replace("  max_connections: 1000\n",
+                                         f"  max_connections: 1000\n  writer_threads: {writer_threads}\n", 1)
+    assert f"writer_threads: {writer_threads}" in config
+    br = bridges(broker.port, config=config, env={"TB_EVENT_LOOP": event_loop})
     assert br.health()["event_loop"] == event_loop
     n_clients, n_msgs = 50, 200
     conns = []

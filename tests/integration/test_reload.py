@@ -218,11 +218,14 @@ def test_restart_only_settings_are_reported_not_applied(env):
     broker, start = env
     b = start()
     text = render("z", broker_port=broker.port + 1, listen=f"127.0.0.1:{b.port}")
+    text = text.replace("server: {", "server: {writer_threads: 3, ", 1)
+    assert "writer_threads: 3" in text
     write_raw(b, text)
     wait_for(lambda: reload_count(b)[0] >= 1, timeout=5, what="reload")
     _, r = reload_count(b)
     assert r["ok"] is True
     assert "mqtt.port" in r["needs_restart"] and "mqtt.client_id" in r["needs_restart"]
+    assert "server.writer_threads" in r["needs_restart"]
     h = b.health()
     assert h["broker"]["port"] == broker.port and h["broker"]["connected"]
 

@@ -193,6 +193,8 @@ static void test_inline_errors(void **state)
         { "alerts:\n  - {name: a, match: x, when: v, severity: critcal}\n", "did you mean 'critical'?" },
         { "heartbeat: {interval: -5s}\n", "inline.yaml:1:23: interval: expected a duration" },
         { "server: {send_queue_frames: -1}\n", "inline.yaml:1:29: send_queue_frames must be between 1 and 1000000 (got -1)" },
+        { "server: {writer_threads: 17}\n", "inline.yaml:1:26: writer_threads must be between 0 and 16 (got 17)" },
+        { "server: {writer_threads: -1}\n", "inline.yaml:1:26: writer_threads must be between 0 and 16 (got -1)" },
         { "mqtt: {host: \"${1BAD}\"}\n", "inline.yaml:1:15: bad environment variable name '1BAD'" },
         { "mqtt: {host: \"${OPEN\"}\n", "inline.yaml:1:15: unterminated '${'" },
         { "mqtt: {port: \"${TB_TEST_PORT_X:-abc}\"}\n", "inline.yaml:1:14: port: expected an integer" },
@@ -222,6 +224,7 @@ static void test_defaults(void **state)
     assert_non_null(strstr(c->mqtt.client_id, "telebridge-"));
     assert_null(c->mqtt.username);
     assert_null(c->mqtt.password);
+    assert_int_equal(c->server.writer_threads, 1);
     assert_int_equal(c->mqtt.keepalive, 30);
     assert_int_equal(c->mqtt.protocol, 5);
     assert_int_equal(c->mqtt.qos, 1);
