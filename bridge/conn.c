@@ -566,6 +566,7 @@ int conn_writer_start(unsigned n)
             sem_destroy(&w->go);
             break;
         }
+        pthread_setname_np(w->tid, "tb-writer");
         n_writers++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -63,7 +63,12 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 {
     (void)sul;
     struct bridge *br = lws_context_user(g_ctx);
+    /* Frames the tick queues (heartbeats to every connection, alerts, rate-limited
+     * values) are written like an MQTT batch: directly, shared with the writer threads,
+     * instead of one writable event per connection. */
+    conn_batch_begin();
     bridge_tick(br, tb_now_ms());
+    conn_batch_end();
     lws_sul_schedule(g_ctx, 0, &tick_sul, on_tick, TICK_US);
 }
 
@@ -410,6 +415,9 @@ int ws_server_start(struct bridge *br)
         return -1;
     }
     g_ctx = br->ctx;
+    if (conn_writer_start((unsigned)s->writer_threads) != 0)
+        LOG_WARN("ws", "cannot start %d writer threads; the service thread writes alone",
+                 s->writer_threads);
     lws_sul_schedule(g_ctx, 0, &tick_sul, on_tick, TICK_US);
     LOG_INFO("ws", "listening on %s:%d", s->listen_host ? s->listen_host : "*", s->port);
     return 0;
@@ -448,6 +456,7 @@ void ws_server_destroy(struct bridge *br)
     g_ctx = NULL;
     lws_context_destroy(br->ctx);
     br->ctx = NULL;
+    conn_writer_stop();
     if (g_loop) {
         ev_loop_destroy(g_loop);
         g_loop = NULL;

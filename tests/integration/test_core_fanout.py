@@ -7,6 +7,7 @@ Real Mosquitto, the real telebridge, real WebSocket clients (harness.py, conftes
 Every text frame a harness.WS receives is decoded as strict UTF-8.
 """
 import json
+import os
 import re
 import threading
 
@@ -14,6 +15,14 @@ import pytest
 
 import harness
 from harness import mqtt_pub, wait_for
+
+
+def thread_names(pid):
+    names = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            names.append(f.read().strip())
+    return names
 
 
 # The bridge runs lws on a libev (epoll) loop; TB_EVENT_LOOP=poll selects lws' own poll()
@@ -28,6 +37,7 @@ def test_fifty_clients_one_room_every_message_once_in_order(broker, bridges, pub
     assert f"writer_threads: {writer_threads}" in config
     br = bridges(broker.port, config=config, env={"TB_EVENT_LOOP": event_loop})
     assert br.health()["event_loop"] == event_loop
+    assert thread_names(br.pid).count("tb-writer") == writer_threads
     n_clients, n_msgs = 50, 200
     conns = []
     try:
