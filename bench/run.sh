@@ -86,7 +86,7 @@ build() {
   [ "$BUILD_IT" = 1 ] || return 0
   log "building tools (Release) in $BUILD"
   cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTB_TESTS=OFF > "$OUT/cmake.log" 2>&1
-  cmake --build "$BUILD" -j2 --target tb-pub tb-wsload >> "$OUT/cmake.log" 2>&1 ||
+  cmake --build "$BUILD" -j2 --target tb-pub tb-wsload send-floor >> "$OUT/cmake.log" 2>&1 ||
     { cat "$OUT/cmake.log" >&2; exit 1; }
   if has "$BRIDGES" telebridge && [ "$TELEBRIDGE" = "$BUILD/bridge/telebridge" ]; then
     cmake --build "$BUILD" -j2 --target telebridge >> "$OUT/cmake.log" 2>&1 ||
@@ -105,6 +105,7 @@ build() {
 }
 PUB=$BUILD/bench/tb-pub
 WSLOAD=$BUILD/bench/tb-wsload
+FLOOR=$BUILD/bench/send-floor
 TELEBRIDGE=${TELEBRIDGE:-$BUILD/bridge/telebridge}
 
 # ---- broker + bridge lifecycle ----
@@ -290,6 +291,19 @@ stack_failed() {
     error="$BRIDGE failed to start (see $RUN_DIR)" >> "$RAW"
 }
 
+# The floor under CPU per frame when every frame is its own send(): a bare send() loop in
+# the fan-out pattern (bursts of 200 sends to 2,000 loopback connections every 2 ms), with
+# and without the poll(POLLOUT) check Telebridge makes before each write.
+send_floor() {
+  [ -x "$FLOOR" ] || { log "no $FLOOR: skipping the send() floor"; return 0; }
+  local args; args=$(q "--conns 2000 --burst 200 --gap-us 2000 --sends 1000000" \
+                       "--conns 20 --burst 10 --gap-us 1000 --sends 5000")
+  log "send() floor: send-floor $args [--poll]"
+  # shellcheck disable=SC2086
+  { "$FLOOR" $args && "$FLOOR" $args --poll; } > "$OUT/floor.jsonl" || { log "ERROR send-floor failed"; return 1; }
+  { echo "send() floor (bench/send_floor.c, same machine):"; cat "$OUT/floor.jsonl"; } | tee -a "$OUT/summary.txt"
+}
+
 main() {
   build
   log "results in $OUT"
@@ -315,6 +329,7 @@ main() {
   local quick_flag=""; [ "$QUICK" = 1 ] && quick_flag=--quick
   local rc=0
   "$PY" "$BENCH/report.py" summarize "$RAW" $quick_flag | tee "$OUT/summary.txt" || rc=1
+  send_floor || rc=1
   [ "$TOOL_ERRORS" = 0 ] || rc=1
   log "raw records: $RAW; summary: $OUT/summary.txt"
   exit $rc

@@ -683,7 +683,11 @@ void conn_batch_end(void)
         }
         admit_pending(c);
         int fd = lws_get_socket_fd(c->wsi);
-        if (c->q_len && fd >= 0 && !lws_partial_buffered(c->wsi) && items_reserve(n_items + 1)) {
+        /* Raw sendmsg() needs what lws would write itself: no TLS (the frames are
+         * complete WebSocket frames, written as LWS_WRITE_HTTP elsewhere) and nothing of
+         * lws' own still waiting to go out on this socket. */
+        if (c->q_len && fd >= 0 && !lws_is_ssl(c->wsi) && !lws_partial_buffered(c->wsi) &&
+            items_reserve(n_items + 1)) {
             items[n_items++] = (struct flush_item){.c = c, .fd = fd};
         } else if (write_queued(c, 1) < 0) {
             /* The socket is unusable: lws closes the connection from the writable event. */
