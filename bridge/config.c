@@ -56,6 +56,25 @@ static int set_listen(struct loader *l, const yaml_node_t *n, const char *s, voi
     return srv->listen_host ? 0 : -1;
 }
 
+/* "auto" (CFG_WRITER_THREADS_AUTO: one less than the CPUs the bridge may run on) or 0..16. */
+static int set_writer_threads(struct loader *l, const yaml_node_t *n, const char *s, void *base)
+{
+    struct cfg_server *srv = base;
+    long long v;
+    if (strcmp(s, "auto") == 0) {
+        srv->writer_threads = CFG_WRITER_THREADS_AUTO;
+        return 0;
+    }
+    if (cfg_parse_int(s, &v) || v < 0 || v > CFG_MAX_WRITER_THREADS) {
+        if (n)
+            cfg_error(l, n, 0, "writer_threads must be 'auto' or between 0 and %d (got %s)",
+                      CFG_MAX_WRITER_THREADS, s);
+        return -1;
+    }
+    srv->writer_threads = (int)v;
+    return 0;
+}
+
 /* ---- mqtt, server, heartbeat: plain tables ----------------------------------------- */
 
 static const char *const protocols[] = { "5", "5.0", "311", "3.1.1", NULL };
@@ -93,7 +112,7 @@ static const struct cfg_field server_fields[] = {
     { .name = "send_queue_bytes", .type = CT_SIZE, .off = S(send_queue_bytes), .min = 1024, .max = 1LL << 30, .def = "1MiB" },
     { .name = "max_rooms_per_connection", .type = CT_COUNT, .off = S(max_rooms_per_connection), .min = 1, .max = 100000, .def = "100" },
     { .name = "max_rooms", .type = CT_COUNT, .off = S(max_rooms), .min = 1, .max = 100000000, .def = "200000" },
-    { .name = "writer_threads", .type = CT_INT, .off = S(writer_threads), .min = 0, .max = CFG_MAX_WRITER_THREADS, .def = "1" },
+    { .name = "writer_threads", .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads },
 };
 #undef S
 static const struct cfg_schema server_schema = { "server", server_fields, COUNT(server_fields) };

@@ -23,6 +23,7 @@
 /* Room templates per endpoint, route or alert rule. */
 #define CFG_MAX_ROOMS 32
 #define CFG_MAX_WRITER_THREADS 16   /* server.writer_threads */
+#define CFG_WRITER_THREADS_AUTO (-1) /* writer_threads: auto */
 
 enum cfg_slow_policy { CFG_SLOW_CONFLATE, CFG_SLOW_DISCONNECT };
 enum cfg_nonjson_policy { CFG_NONJSON_STRING, CFG_NONJSON_DROP };
@@ -55,7 +56,8 @@ struct cfg_server {
     size_t send_queue_bytes;    /* per-connection bound, default 1 MiB */
     size_t max_rooms_per_connection; /* client subscriptions (rooms + patterns), default 100 */
     size_t max_rooms;                /* rooms in memory; beyond it no new room is created, default 200000 */
-    int writer_threads;              /* threads sharing the end-of-batch send()s, default 1 */
+    int writer_threads;              /* threads sharing the end-of-batch send()s, or
+                                      * CFG_WRITER_THREADS_AUTO (default: CPUs - 1) */
 };
 
 struct cfg_endpoint {

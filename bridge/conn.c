@@ -579,6 +579,11 @@ int conn_writer_start(unsigned n)
     return 0;
 }
 
+unsigned conn_writer_count(void)
+{
+    return n_writers;
+}
+
 void conn_writer_stop(void)
 {
     if (n_writers) {

@@ -92,6 +92,7 @@ void conn_batch_end(void);
 /* Writer threads that share the end-of-batch writes with the service thread (conn.c);
  * with none, the service thread writes alone. Stop also frees the write list. */
 int conn_writer_start(unsigned n);
+unsigned conn_writer_count(void);
 void conn_writer_stop(void);
 
 /* Subscription management (membership + the connection's own list). */

@@ -36,6 +36,7 @@ static cJSON *health_json(struct bridge *br)
     cJSON_AddStringToObject(h, "version", TB_VERSION);
     cJSON_AddNumberToObject(h, "uptime_s", (double)(tb_now_ms() - br->started_ms) / 1000.0);
     cJSON_AddStringToObject(h, "event_loop", ws_server_event_loop());
+    cJSON_AddNumberToObject(h, "writer_threads", conn_writer_count());
     cJSON *b = cJSON_AddObjectToObject(h, "broker");
     cJSON_AddStringToObject(b, "state", br->broker_connected ? "connected" : "disconnected");
     cJSON_AddBoolToObject(b, "connected", br->broker_connected);

@@ -3,6 +3,7 @@
 #include "ws_server.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -384,6 +385,16 @@ static struct lws_context *create_context(struct lws_context_creation_info *info
     return lws_create_context(info);
 }
 
+/* writer_threads: auto = one less than the CPUs this process may run on (at most the
+ * maximum): on one CPU the service thread writes alone. */
+static int auto_writer_threads(void)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    n -= 1;
+    return n < 0 ? 0 : n > CFG_MAX_WRITER_THREADS ? CFG_MAX_WRITER_THREADS : n;
+}
+
 int ws_server_start(struct bridge *br)
 {
     const struct cfg_server *s = &br->cfg->server;
@@ -415,9 +426,12 @@ int ws_server_start(struct bridge *br)
         return -1;
     }
     g_ctx = br->ctx;
-    if (conn_writer_start((unsigned)s->writer_threads) != 0)
-        LOG_WARN("ws", "cannot start %d writer threads; the service thread writes alone",
-                 s->writer_threads);
+    int writers = s->writer_threads == CFG_WRITER_THREADS_AUTO ? auto_writer_threads()
+                                                               : s->writer_threads;
+    if (conn_writer_start((unsigned)writers) != 0)
+        LOG_WARN("ws", "cannot start %d writer threads; the service thread writes alone", writers);
+    else
+        LOG_INFO("ws", "%d writer thread%s", writers, writers == 1 ? "" : "s");
     lws_sul_schedule(g_ctx, 0, &tick_sul, on_tick, TICK_US);
     LOG_INFO("ws", "listening on %s:%d", s->listen_host ? s->listen_host : "*", s->port);
     return 0;

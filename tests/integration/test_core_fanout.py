@@ -27,9 +27,11 @@ def thread_names(pid):
 
 # The bridge runs lws on a libev (epoll) loop; TB_EVENT_LOOP=poll selects lws' own poll()
 # loop, the fallback when the libev plugin is missing. The end-of-batch writes of 50
-# clients are shared by up to 'writer_threads' threads (none: the service thread alone).
+# clients are shared by up to 'writer_threads' threads (none: the service thread alone;
+# auto: one less than the CPUs).
 # Every combination must deliver the same.
-@pytest.mark.parametrize("event_loop,writer_threads", [("libev", 1), ("poll", 1), ("libev", 0), ("libev", 4)])
+@pytest.mark.parametrize("event_loop,writer_threads",
+                         [("libev", 1), ("poll", 1), ("libev", 0), ("libev", 4), ("libev", "auto")])
 def test_fifty_clients_one_room_every_message_once_in_order(broker, bridges, publisher, event_loop,
                                                            writer_threads):
     config = harness.CORE_CONFIG.replace("  max_connections: 1000\n",
@@ -37,7 +39,9 @@ def test_fifty_clients_one_room_every_message_once_in_order(broker, bridges, pub
     assert f"writer_threads: {writer_threads}" in config
     br = bridges(broker.port, config=config, env={"TB_EVENT_LOOP": event_loop})
     assert br.health()["event_loop"] == event_loop
-    assert thread_names(br.pid).count("tb-writer") == writer_threads
+    want = min(max(len(os.sched_getaffinity(0)) - 1, 0), 16) if writer_threads == "auto" else writer_threads
+    assert thread_names(br.pid).count("tb-writer") == want
+    assert br.health()["writer_threads"] == want
     n_clients, n_msgs = 50, 200
     conns = []
     try:

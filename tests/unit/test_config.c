@@ -193,8 +193,9 @@ static void test_inline_errors(void **state)
         { "alerts:\n  - {name: a, match: x, when: v, severity: critcal}\n", "did you mean 'critical'?" },
         { "heartbeat: {interval: -5s}\n", "inline.yaml:1:23: interval: expected a duration" },
         { "server: {send_queue_frames: -1}\n", "inline.yaml:1:29: send_queue_frames must be between 1 and 1000000 (got -1)" },
-        { "server: {writer_threads: 17}\n", "inline.yaml:1:26: writer_threads must be between 0 and 16 (got 17)" },
-        { "server: {writer_threads: -1}\n", "inline.yaml:1:26: writer_threads must be between 0 and 16 (got -1)" },
+        { "server: {writer_threads: 17}\n", "inline.yaml:1:26: writer_threads must be 'auto' or between 0 and 16 (got 17)" },
+        { "server: {writer_threads: -1}\n", "inline.yaml:1:26: writer_threads must be 'auto' or between 0 and 16 (got -1)" },
+        { "server: {writer_threads: many}\n", "inline.yaml:1:26: writer_threads must be 'auto' or between 0 and 16 (got many)" },
         { "mqtt: {host: \"${1BAD}\"}\n", "inline.yaml:1:15: bad environment variable name '1BAD'" },
         { "mqtt: {host: \"${OPEN\"}\n", "inline.yaml:1:15: unterminated '${'" },
         { "mqtt: {port: \"${TB_TEST_PORT_X:-abc}\"}\n", "inline.yaml:1:14: port: expected an integer" },
@@ -213,6 +214,24 @@ static void test_inline_errors(void **state)
     }
 }
 
+static void test_writer_threads(void **state)
+{
+    static const struct { const char *yaml; int want; } cases[] = {
+        { "server: {writer_threads: 0}\n", 0 },
+        { "server: {writer_threads: 3}\n", 3 },
+        { "server: {writer_threads: 16}\n", 16 },
+        { "server: {writer_threads: auto}\n", CFG_WRITER_THREADS_AUTO },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config_diag d = { 0 };
+        struct tb_config *c = load_str(cases[i].yaml, &d);
+        assert_non_null(c);
+        assert_int_equal(c->server.writer_threads, cases[i].want);
+        config_unref(c);
+        config_diag_free(&d);
+    }
+}
+
 static void test_defaults(void **state)
 {
     struct config_diag d = { 0 };
@@ -224,7 +243,7 @@ static void test_defaults(void **state)
     assert_non_null(strstr(c->mqtt.client_id, "telebridge-"));
     assert_null(c->mqtt.username);
     assert_null(c->mqtt.password);
-    assert_int_equal(c->server.writer_threads, 1);
+    assert_int_equal(c->server.writer_threads, CFG_WRITER_THREADS_AUTO);
     assert_int_equal(c->mqtt.keepalive, 30);
     assert_int_equal(c->mqtt.protocol, 5);
     assert_int_equal(c->mqtt.qos, 1);
@@ -533,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_several_errors),
         cmocka_unit_test(test_inline_errors),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_writer_threads),
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_env_substitution),
         cmocka_unit_test(test_durations_and_sizes),
