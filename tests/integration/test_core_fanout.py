@@ -9,6 +9,8 @@ Every text frame a harness.WS receives is decoded as strict UTF-8.
 import json
 import os
 import re
+import socket
+import struct
 import threading
 
 import pytest
@@ -76,6 +78,51 @@ def test_fifty_clients_one_room_every_message_once_in_order(broker, bridges, pub
         assert h["received"] == n_msgs
     finally:
         for c in conns:
+            c.close()
+
+
+def test_clients_reset_mid_fanout_do_not_disturb_the_others(broker, bridges, publisher):
+    """Half of a room's clients reset their connections (RST, no close frame) between
+    bursts that the end-of-batch writes (shared with the writer threads) send to all of
+    them: the other half get every message once and in order, the reset connections are
+    cleaned up, and the bridge keeps running (the fixture checks its exit and its
+    sanitizer log)."""
+    config = harness.CORE_CONFIG.replace("  max_connections: 1000\n",
+                                         "  max_connections: 1000\n  writer_threads: 2\n", 1)
+    br = bridges(broker.port, config=config)
+    n_clients, bursts, per_burst = 40, 3, 100
+    conns = [harness.WS(br.url("/ws/telemetry/9")) for _ in range(n_clients)]
+    survivors, victims = conns[: n_clients // 2], conns[n_clients // 2:]
+    results = [None] * len(survivors)
+    errors = []
+
+    def reader(k):
+        try:
+            results[k] = [survivors[k].recv(30)["data"]["n"] for _ in range(bursts * per_burst)]
+        except Exception as e:  # reported below
+            errors.append(f"survivor {k}: {e!r}")
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(len(survivors))]
+    try:
+        for t in threads:
+            t.start()
+        for b in range(bursts):
+            publisher.publish_many([("vehicle/9/telemetry", {"n": b * per_burst + i, "pad": "r" * 300})
+                                    for i in range(per_burst)])
+            if b == 0:
+                for v in victims:
+                    v.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    v.ws.sock.close()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors[:5]
+        for k, got in enumerate(results):
+            assert got == list(range(bursts * per_burst)), f"survivor {k}: lost or reordered"
+        wait_for(lambda: br.endpoint_counts()["/ws/telemetry/{vehicle_id}"] == len(survivors),
+                 timeout=15, what="reset connections cleaned up")
+        assert br.alive()
+    finally:
+        for c in survivors:
             c.close()
 
 
