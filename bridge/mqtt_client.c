@@ -39,7 +39,15 @@ struct mqtt_client {
     int connected;               /* atomic */
     unsigned connects;           /* atomic */
     uint64_t dropped;            /* atomic */
-    bool started;
+    bool started;                /* the network thread runs */
+    /* The broker was unreachable at start-up: libmosquitto's network thread only takes
+     * over reconnecting once a first attempt got through (to connecting, at least), so
+     * until then mqtt_client_tick retries on the service thread, with backoff. */
+    bool never_connected;
+    uint64_t retry_at_ms;
+    unsigned backoff_ms, backoff_max_ms;
+    char *host;
+    int port, keepalive;
 };
 
 void mqtt_event_free(struct mqtt_event *ev)
@@ -248,6 +256,40 @@ static int configure(struct mqtt_client *m, const struct tb_config *cfg)
     return mosquitto_will_set(m->mosq, m->status_topic, 7, "offline", 1, true);
 }
 
+static int start_thread(struct mqtt_client *m)
+{
+    int rc = mosquitto_loop_start(m->mosq);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        LOG_ERROR("mqtt", "cannot start network thread: %s", mosquitto_strerror(rc));
+        return -1;
+    }
+    m->started = true;
+    return 0;
+}
+
+/* The next first-connect attempt after the current backoff, which doubles up to
+ * mqtt.reconnect_max. */
+static void schedule_retry(struct mqtt_client *m)
+{
+    m->retry_at_ms = tb_now_ms() + m->backoff_ms;
+    m->backoff_ms = m->backoff_ms * 2 > m->backoff_max_ms ? m->backoff_max_ms : m->backoff_ms * 2;
+}
+
+void mqtt_client_tick(struct mqtt_client *m, uint64_t now_ms)
+{
+    if (!m || !m->never_connected || now_ms < m->retry_at_ms)
+        return;
+    int rc = mosquitto_connect_bind_async(m->mosq, m->host, m->port, m->keepalive, NULL);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        LOG_DEBUG("mqtt", "connect: %s", rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+        schedule_retry(m);
+        return;
+    }
+    m->never_connected = false;
+    if (start_thread(m) != 0)
+        LOG_ERROR("mqtt", "the bridge stays up without a broker connection");
+}
+
 struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(void *), void *wake_ud)
 {
     struct mqtt_client *m = calloc(1, sizeof *m);
@@ -258,12 +300,17 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     m->wake_ud = wake_ud;
     m->qos = cfg->mqtt.qos;
     m->protocol = cfg->mqtt.protocol;
+    m->backoff_ms = (unsigned)cfg->mqtt.reconnect_min_ms;
+    m->backoff_max_ms = (unsigned)cfg->mqtt.reconnect_max_ms;
+    m->host = strdup(cfg->mqtt.host);
+    m->port = cfg->mqtt.port;
+    m->keepalive = cfg->mqtt.keepalive;
     mosquitto_lib_init();
     m->mosq = mosquitto_new(cfg->mqtt.client_id, cfg->mqtt.clean_session, m);
     size_t tlen = strlen(cfg->mqtt.client_id ? cfg->mqtt.client_id : "") + sizeof "telebridge//status";
     if ((m->status_topic = malloc(tlen)))
         snprintf(m->status_topic, tlen, "telebridge/%s/status", cfg->mqtt.client_id ? cfg->mqtt.client_id : "");
-    if (!m->mosq || !m->status_topic) {
+    if (!m->mosq || !m->status_topic || !m->host) {
         LOG_ERROR("mqtt", "cannot create client: %s", strerror(errno));
         goto fail;
     }
@@ -281,15 +328,14 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     if (mqtt_client_set_filters(m, cfg->filters, cfg->n_filters))
         goto fail;
     rc = mosquitto_connect_bind_async(m->mosq, cfg->mqtt.host, cfg->mqtt.port, cfg->mqtt.keepalive, NULL);
-    if (rc != MOSQ_ERR_SUCCESS)
+    if (rc != MOSQ_ERR_SUCCESS) {
         LOG_WARN("mqtt", "connect to %s:%d: %s (retrying in the background)", cfg->mqtt.host,
                  cfg->mqtt.port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-    rc = mosquitto_loop_start(m->mosq);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        LOG_ERROR("mqtt", "cannot start network thread: %s", mosquitto_strerror(rc));
+        m->never_connected = true;
+        schedule_retry(m);
+    } else if (start_thread(m) != 0) {
         goto fail;
     }
-    m->started = true;
     LOG_INFO("mqtt", "connecting to %s:%d as %s (MQTT %s, qos %d)", cfg->mqtt.host, cfg->mqtt.port,
              cfg->mqtt.client_id, cfg->mqtt.protocol == 5 ? "5" : "3.1.1", cfg->mqtt.qos);
     return m;
@@ -337,6 +383,7 @@ void mqtt_client_free(struct mqtt_client *m)
     free_filters(m->filters, m->n_filters);
     free_filters(m->extra, m->n_extra);
     free(m->status_topic);
+    free(m->host);
     pthread_mutex_destroy(&m->lock);
     mosquitto_lib_cleanup();
     free(m);

@@ -62,6 +62,10 @@ int mqtt_client_publish(struct mqtt_client *m, const char *topic, const void *pa
 int mqtt_client_publish_response(struct mqtt_client *m, const char *topic, const void *payload,
                                  size_t len, const void *correlation, size_t correlation_len);
 
+/* Service thread, a few times a second: retries the first connection when the broker was
+ * unreachable at start-up (libmosquitto's network thread reconnects by itself only after
+ * a first attempt got through). */
+void mqtt_client_tick(struct mqtt_client *m, uint64_t now_ms);
 bool mqtt_client_connected(const struct mqtt_client *m);
 uint64_t mqtt_client_dropped(const struct mqtt_client *m);
 unsigned mqtt_client_connects(const struct mqtt_client *m);

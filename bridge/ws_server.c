@@ -14,6 +14,7 @@
 #include "bridge.h"
 #include "http_api.h"
 #include "log.h"
+#include "mqtt_client.h"
 #include "reload.h"
 
 #define PATH_MAX_LEN 1024
@@ -67,8 +68,10 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     /* Frames the tick queues (heartbeats to every connection, alerts, rate-limited
      * values) are written like an MQTT batch: directly, shared with the writer threads,
      * instead of one writable event per connection. */
+    uint64_t now = tb_now_ms();
+    mqtt_client_tick(br->mqtt, now); /* first connection still to make? */
     conn_batch_begin();
-    bridge_tick(br, tb_now_ms());
+    bridge_tick(br, now);
     conn_batch_end();
     lws_sul_schedule(g_ctx, 0, &tick_sul, on_tick, TICK_US);
 }

@@ -4,6 +4,8 @@ going to disconnected and back, the bridge resubscribes, and delivery resumes.
 
 Real Mosquitto (killed with SIGKILL), the real telebridge, real WebSocket clients.
 """
+import time
+
 from harness import wait_for
 
 
@@ -60,5 +62,28 @@ def test_broker_killed_and_restarted_clients_stay_connected(broker, bridges, cli
         # The other client, same connection as before the restart, gets the traffic too.
         assert pers.recv_type("telemetry_update", 10)["data"]["n"] in (1, 2)
         assert br.health()["connections"]["total"] == 2
+    finally:
+        pub2.close()
+
+
+def test_bridge_started_before_the_broker_connects_when_it_comes(broker, bridges, clients, publisher):
+    """No broker when the bridge starts: it serves clients and /health ("disconnected"),
+    retries with backoff, and routes as soon as the broker is up on that port.
+    (libmosquitto's network thread alone never retries a first connection that was
+    refused; the bridge does.)"""
+    publisher.close()
+    broker.kill()
+    br = bridges(broker.port, wait_broker=False)
+    veh = clients(br.url("/ws/telemetry/3"))
+    assert broker_state(br) == (False, "disconnected")
+    assert br.health()["status"] == "degraded"
+    time.sleep(1.5)  # several refused attempts
+    broker._start()  # same port
+    wait_for(lambda: broker_state(br) == (True, "connected"), timeout=15, what="broker connected in /health")
+    from harness import Publisher
+    pub2 = Publisher(broker.port)
+    try:
+        pub2.publish("vehicle/3/telemetry", {"n": 1}, wait=True)
+        assert veh.recv_type("telemetry_update", 10)["data"] == {"n": 1}
     finally:
         pub2.close()
