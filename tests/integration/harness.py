@@ -269,6 +269,14 @@ class Bridge(Proc):
         if asan_options:
             e["ASAN_OPTIONS"] = asan_options
         super().__init__("telebridge", [TELEBRIDGE, "-c", config_path, *args], env=e)
+        try:
+            self._wait_started(wait_broker)
+        except BaseException:
+            # The caller never gets this object to stop: do not leave the process behind.
+            self.kill()
+            raise
+
+    def _wait_started(self, wait_broker):
         deadline = time.monotonic() + 15
         while True:
             if not self.alive():
