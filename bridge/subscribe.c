@@ -54,9 +54,9 @@ bool subscribe_room_name_valid(const char *room)
 
 static struct proto_conn *pconn(struct conn *c) { return c->ext; }
 
-/* The connection's protocol state, allocated when it first needs one (a subscribe, a
- * session join or a rate-limited delivery): most connections of an auto-join endpoint
- * never do, and idle connections are what limits one process. NULL when out of memory. */
+/* The connection's protocol state, allocated where it is first written (a pattern
+ * subscription or a rate-limited delivery): most connections never need one, and idle
+ * connections are what limits one process. NULL when out of memory. */
 static struct proto_conn *pconn_get(struct conn *c)
 {
     if (!c->ext) {
@@ -396,7 +396,9 @@ static struct sub_pattern *find_pattern(struct proto_conn *pc, const char *glob)
 static const char *subscribe_pattern(struct bridge *br, struct conn *c, const char *glob,
                                      const struct sub_opts *o, struct plan *p, size_t cap)
 {
-    struct proto_conn *pc = pconn(c);
+    struct proto_conn *pc = pconn_get(c); /* patterns live there */
+    if (!pc)
+        return TB_ERR_INTERNAL;
     struct sub_pattern *pat = find_pattern(pc, glob);
     if (!pat) {
         if (client_count(c) >= cap)
@@ -503,16 +505,11 @@ static const cJSON *rooms_field(struct bridge *br, struct conn *c, const cJSON *
 static bool subscriptions_enabled(struct bridge *br, struct conn *c, const cJSON *id)
 {
     const struct cfg_endpoint *ep = endpoint_of(br, c);
-    if (!(ep && ep->client_subscriptions)) {
-        protocol_send_refusal(br, c, id, TB_ERR_SUBSCRIPTIONS_DISABLED,
-                              "this endpoint does not take subscriptions; use one with client_subscriptions");
-        return false;
-    }
-    if (!pconn_get(c)) {
-        protocol_send_refusal(br, c, id, TB_ERR_INTERNAL, "out of memory");
-        return false;
-    }
-    return true;
+    if (ep && ep->client_subscriptions)
+        return true;
+    protocol_send_refusal(br, c, id, TB_ERR_SUBSCRIPTIONS_DISABLED,
+                          "this endpoint does not take subscriptions; use one with client_subscriptions");
+    return false;
 }
 
 static void add_rejected(cJSON *rejected, const char *room, const char *code)
@@ -658,9 +655,7 @@ int subscribe_join_one(struct bridge *br, struct conn *c, const cJSON *id, const
     struct plan p = {.reserve_frames = 1, .reserve_bytes = REPLY_RESERVE_BYTES};
     size_t cap = br->cfg->server.max_rooms_per_connection;
     struct sub *s = conn_find_sub(c, room);
-    if (!pconn_get(c))
-        code = TB_ERR_INTERNAL;
-    else if (!bridge_authorize_join(br, c, room))
+    if (!bridge_authorize_join(br, c, room))
         code = TB_ERR_ROOM_NOT_ALLOWED;
     else if (!(s && (s->how & SUB_BY_CLIENT)) && client_count(c) >= cap)
         code = TB_ERR_TOO_MANY_ROOMS;
