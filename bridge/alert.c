@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "json_util.h"
 #include "log.h"
 
@@ -69,14 +70,6 @@ static uint64_t default_wall(void *ud)
 {
     (void)ud;
     return tb_wall_ms();
-}
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
 }
 
 /* Rate-limits a recurring warning per (kind, rule): a bad publisher must not flood the log. */
@@ -235,7 +228,7 @@ static struct key_state *table_find(const struct rule_state *r, const char *key)
 {
     if (!r->n)
         return NULL;    /* the common case for condition rules: skip hashing the key */
-    uint64_t h = hash_str(key);
+    uint64_t h = tb_hash_str(key);
     for (struct key_state *k = r->buckets[h % r->nbuckets]; k; k = k->next)
         if (k->hash == h && strcmp(k->key, key) == 0)
             return k;
@@ -293,7 +286,7 @@ static struct key_state *table_get(struct rule_state *r, const char *key)
         free(k);
         return NULL;
     }
-    k->hash = hash_str(key);
+    k->hash = tb_hash_str(key);
     k->next = r->buckets[k->hash % r->nbuckets];
     r->buckets[k->hash % r->nbuckets] = k;
     r->n++;

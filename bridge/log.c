@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hash.h"
+
 static int g_level = TB_LOG_INFO;
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
@@ -74,9 +76,7 @@ static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
 
 bool log_ratelimit_allow(const char *key, uint64_t interval_ms)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
+    uint64_t h = tb_hash_str(key);
     uint64_t now = tb_now_ms() + interval_ms; /* never 0, so a fresh slot always allows */
     bool allow;
     pthread_mutex_lock(&rl_lock);
@@ -93,9 +93,7 @@ bool log_ratelimit_allow(const char *key, uint64_t interval_ms)
 bool log_ratelimit_allow_capped(const char *family, const char *key, uint64_t interval_ms, unsigned burst)
 {
     static struct { uint64_t hash, window; unsigned used; } budgets[8];
-    uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)family; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
+    uint64_t h = tb_hash_str(family);
     uint64_t window = tb_now_ms() / 10000;
     bool ok;
     pthread_mutex_lock(&rl_lock);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 _Static_assert(LWS_PRE >= 10, "headroom must fit the largest WebSocket frame header");
 
 struct tb_msg *msg_new(const void *data, size_t len)
@@ -46,8 +48,6 @@ void msg_unref(struct tb_msg *m)
 
 uint64_t msg_topic_key(const char *topic)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
+    uint64_t h = tb_hash_str(topic);
     return h ? h : 1;
 }
