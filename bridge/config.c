@@ -75,35 +75,60 @@ static int set_writer_threads(struct loader *l, const yaml_node_t *n, const char
     return 0;
 }
 
+/* 'listen' sets two fields; a reload that changes either keeps both (one "server.listen"). */
+static bool keep_listen(void *next, const void *cur)
+{
+    struct cfg_server *n = next;
+    const struct cfg_server *c = cur;
+    bool host = cfg_keep_str(&n->listen_host, c->listen_host), port = n->port != c->port;
+    n->port = c->port;
+    return host || port;
+}
+
+static bool keep_writer_threads(void *next, const void *cur)
+{
+    struct cfg_server *n = next;
+    const struct cfg_server *c = cur;
+    if (n->writer_threads == c->writer_threads)
+        return false;
+    n->writer_threads = c->writer_threads;
+    return true;
+}
+
 /* ---- mqtt, server, heartbeat: plain tables ----------------------------------------- */
 
 static const char *const protocols[] = { "5", "5.0", "311", "3.1.1", NULL };
 static const int protocol_values[] = { 5, 5, 311, 311 };
 
+/* Rows written with MR / SR / HR need a restart to take effect: a reload keeps the running
+ * value and reports the dotted key (config_keep_restart_settings). */
 #define M(f) offsetof(struct cfg_mqtt, f)
+#define MR(k) .name = k, .restart = "mqtt." k
 static const struct cfg_field mqtt_fields[] = {
-    { .name = "host", .type = CT_STR, .off = M(host), .def = "127.0.0.1" },
-    { .name = "port", .type = CT_INT, .off = M(port), .min = 1, .max = 65535 },
-    { .name = "client_id", .type = CT_STR, .off = M(client_id) },
-    { .name = "username", .type = CT_OPTSTR, .off = M(username) },
-    { .name = "password", .type = CT_OPTSTR, .off = M(password) },
-    { .name = "keepalive", .type = CT_INT, .off = M(keepalive), .min = 5, .max = 65535, .def = "30" },
-    { .name = "protocol", .type = CT_ENUM, .off = M(protocol), .def = "5", .choices = protocols, .enum_values = protocol_values },
-    { .name = "qos", .type = CT_INT, .off = M(qos), .min = 0, .max = 1, .def = "1" },
-    { .name = "clean_session", .type = CT_BOOL, .off = M(clean_session), .def = "true" },
-    { .name = "tls_ca", .type = CT_PATH, .off = M(tls_ca) },
-    { .name = "tls_cert", .type = CT_PATH, .off = M(tls_cert) },
-    { .name = "tls_key", .type = CT_PATH, .off = M(tls_key) },
-    { .name = "tls_insecure", .type = CT_BOOL, .off = M(tls_insecure), .def = "false" },
-    { .name = "reconnect_min", .type = CT_DUR_INT, .off = M(reconnect_min_ms), .min = 1, .max = 3600000, .def = "500ms" },
-    { .name = "reconnect_max", .type = CT_DUR_INT, .off = M(reconnect_max_ms), .min = 1, .max = 3600000, .def = "10s" },
+    { MR("host"), .type = CT_STR, .off = M(host), .def = "127.0.0.1" },
+    { MR("port"), .type = CT_INT, .off = M(port), .min = 1, .max = 65535 },
+    { MR("client_id"), .type = CT_STR, .off = M(client_id) },
+    { MR("username"), .type = CT_OPTSTR, .off = M(username) },
+    { MR("password"), .type = CT_OPTSTR, .off = M(password) },
+    { MR("keepalive"), .type = CT_INT, .off = M(keepalive), .min = 5, .max = 65535, .def = "30" },
+    { MR("protocol"), .type = CT_ENUM, .off = M(protocol), .def = "5", .choices = protocols, .enum_values = protocol_values },
+    { MR("qos"), .type = CT_INT, .off = M(qos), .min = 0, .max = 1, .def = "1" },
+    { MR("clean_session"), .type = CT_BOOL, .off = M(clean_session), .def = "true" },
+    { MR("tls_ca"), .type = CT_PATH, .off = M(tls_ca) },
+    { MR("tls_cert"), .type = CT_PATH, .off = M(tls_cert) },
+    { MR("tls_key"), .type = CT_PATH, .off = M(tls_key) },
+    { MR("tls_insecure"), .type = CT_BOOL, .off = M(tls_insecure), .def = "false" },
+    { MR("reconnect_min"), .type = CT_DUR_INT, .off = M(reconnect_min_ms), .min = 1, .max = 3600000, .def = "500ms" },
+    { MR("reconnect_max"), .type = CT_DUR_INT, .off = M(reconnect_max_ms), .min = 1, .max = 3600000, .def = "10s" },
 };
 #undef M
+#undef MR
 static const struct cfg_schema mqtt_schema = { "mqtt", mqtt_fields, COUNT(mqtt_fields) };
 
 #define S(f) offsetof(struct cfg_server, f)
+#define SR(k) .name = k, .restart = "server." k
 static const struct cfg_field server_fields[] = {
-    { .name = "listen", .type = CT_CUSTOM, .off = 0, .def = "0.0.0.0:8080", .scalar = set_listen },
+    { SR("listen"), .type = CT_CUSTOM, .off = 0, .def = "0.0.0.0:8080", .scalar = set_listen, .keep = keep_listen },
     { .name = "allowed_origins", .type = CT_STRLIST, .off = S(allowed_origins), .off_n = S(n_allowed_origins) },
     { .name = "max_connections", .type = CT_INT, .off = S(max_connections), .min = 1, .max = 10000000, .def = "20000" },
     { .name = "max_message_bytes", .type = CT_SIZE, .off = S(max_message_bytes), .min = 64, .max = 64LL << 20, .def = "65536" },
@@ -112,18 +137,21 @@ static const struct cfg_field server_fields[] = {
     { .name = "send_queue_bytes", .type = CT_SIZE, .off = S(send_queue_bytes), .min = 1024, .max = 1LL << 30, .def = "1MiB" },
     { .name = "max_rooms_per_connection", .type = CT_COUNT, .off = S(max_rooms_per_connection), .min = 1, .max = 100000, .def = "100" },
     { .name = "max_rooms", .type = CT_COUNT, .off = S(max_rooms), .min = 1, .max = 100000000, .def = "200000" },
-    { .name = "writer_threads", .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads },
+    { SR("writer_threads"), .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads, .keep = keep_writer_threads },
 };
 #undef S
+#undef SR
 static const struct cfg_schema server_schema = { "server", server_fields, COUNT(server_fields) };
 
 #define H(f) offsetof(struct cfg_heartbeat, f)
+#define HR(k) .name = k, .restart = "heartbeat." k
 static const struct cfg_field heartbeat_fields[] = {
     { .name = "interval", .type = CT_DUR, .off = H(interval_ms), .min = 0, .max = DAY_MS, .def = "10s" },
-    { .name = "ws_ping", .type = CT_DUR, .off = H(ws_ping_ms), .min = 0, .max = DAY_MS, .def = "20s" },
-    { .name = "idle_timeout", .type = CT_DUR, .off = H(idle_timeout_ms), .min = 0, .max = DAY_MS, .def = "60s" },
+    { HR("ws_ping"), .type = CT_DUR, .off = H(ws_ping_ms), .min = 0, .max = DAY_MS, .def = "20s" },
+    { HR("idle_timeout"), .type = CT_DUR, .off = H(idle_timeout_ms), .min = 0, .max = DAY_MS, .def = "60s" },
 };
 #undef H
+#undef HR
 static const struct cfg_schema heartbeat_schema = { "heartbeat", heartbeat_fields, COUNT(heartbeat_fields) };
 
 static int section_mqtt(struct loader *l, const yaml_node_t *n, void *base)
@@ -652,16 +680,25 @@ static int section_sessions(struct loader *l, const yaml_node_t *n, void *base)
 
 /* ---- top level ---------------------------------------------------------------------- */
 
+/* .off / .sub: sections embedded in struct tb_config, walked by cfg_keep_restart(). */
+#define TOP(f) offsetof(struct tb_config, f)
 static const struct cfg_field top_fields[] = {
-    { .name = "mqtt", .type = CT_SECTION, .section = section_mqtt },
-    { .name = "server", .type = CT_SECTION, .section = section_server },
+    { .name = "mqtt", .type = CT_SECTION, .section = section_mqtt, .off = TOP(mqtt), .sub = &mqtt_schema },
+    { .name = "server", .type = CT_SECTION, .section = section_server, .off = TOP(server), .sub = &server_schema },
     { .name = "endpoints", .type = CT_SECTION, .section = section_endpoints },
     { .name = "routes", .type = CT_SECTION, .section = section_routes },
     { .name = "alerts", .type = CT_SECTION, .section = section_alerts },
-    { .name = "heartbeat", .type = CT_SECTION, .section = section_heartbeat },
-    { .name = "sessions", .type = CT_SECTION, .section = section_sessions },
+    { .name = "heartbeat", .type = CT_SECTION, .section = section_heartbeat, .off = TOP(heartbeat), .sub = &heartbeat_schema },
+    { .name = "sessions", .type = CT_SECTION, .section = section_sessions, .off = TOP(sessions), .sub = &sessions_schema },
 };
+#undef TOP
 static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };
+
+size_t config_keep_restart_settings(struct tb_config *next, const struct tb_config *cur,
+                                    const char **names, size_t max_names)
+{
+    return cfg_keep_restart(&top_schema, next, cur, names, 0, max_names);
+}
 
 static int add_filter_str(struct tb_config *c, const char *f)
 {

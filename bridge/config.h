@@ -158,6 +158,20 @@ void config_unref(struct tb_config *c);   /* frees at zero; NULL is harmless */
 
 void config_diag_free(struct config_diag *d);
 
+/* Settings that take effect only at start-up (marked in config.c's key tables): the MQTT
+ * connection (mqtt.*), server.listen, server.writer_threads, heartbeat.ws_ping and
+ * heartbeat.idle_timeout. Upper bound on how many there are, for sizing 'names'. */
+#define CFG_MAX_RESTART_SETTINGS 32
+
+/* For a reload from 'cur' (running) to 'next' (not yet shared): every restart setting
+ * whose value differs gets cur's value back in next (strings duplicated, next's freed) and
+ * its dotted key ("mqtt.host", "server.listen", ...; static strings) is stored in names[],
+ * in key-table order, at most max_names of them. Returns how many names were stored.
+ * server.listen covers listen_host and port and is reported once. No other side effects;
+ * any thread. */
+size_t config_keep_restart_settings(struct tb_config *next, const struct tb_config *cur,
+                                    const char **names, size_t max_names);
+
 const char *cfg_severity_name(enum cfg_severity s);
 
 /* The endpoint written exactly as 'path' (the pattern text, not a request path), or NULL. */

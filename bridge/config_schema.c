@@ -266,6 +266,7 @@ static const char *expected(enum cfg_type t)
 }
 
 static void *at(void *base, size_t off) { return (char *)base + off; }
+static const void *cat(const void *base, size_t off) { return (const char *)base + off; }
 
 /* Range failures are reported here (-2); parse failures (-1) by the caller. */
 static int check_range(struct loader *l, const yaml_node_t *n, const struct cfg_field *f,
@@ -475,4 +476,94 @@ int cfg_apply(struct loader *l, const yaml_node_t *map, const struct cfg_schema 
             rc = -1;
     }
     return rc;
+}
+
+/* ---- settings that need a restart -------------------------------------------------- */
+
+bool cfg_keep_str(char **next, const char *cur)
+{
+    if (*next == cur || (*next && cur && !strcmp(*next, cur)))
+        return false;
+    char *copy = NULL;
+    if (cur && !(copy = strdup(cur)))
+        return true;            /* out of memory: next keeps its own value */
+    free(*next);
+    *next = copy;
+    return true;
+}
+
+static bool strlist_differs(char **a, size_t na, char **b, size_t nb)
+{
+    if (na != nb)
+        return true;
+    for (size_t i = 0; i < na; i++) {
+        if (strcmp(a[i], b[i]))
+            return true;
+    }
+    return false;
+}
+
+/* Keeps cur's string list (char ** at off, count at off_n) in next when they differ. */
+static bool keep_strlist(const struct cfg_field *f, void *next, const void *cur)
+{
+    char ***nl = at(next, f->off), **cl = *(char **const *)cat(cur, f->off);
+    size_t *nn = at(next, f->off_n), cn = *(const size_t *)cat(cur, f->off_n);
+    if (!strlist_differs(*nl, *nn, cl, cn))
+        return false;
+    char **copy = calloc(cn + 1, sizeof(*copy));
+    size_t i = 0;
+    while (copy && i < cn && (copy[i] = strdup(cl[i])))
+        i++;
+    if (!copy || i < cn) {      /* out of memory: next keeps its own list */
+        while (copy && i)
+            free(copy[--i]);
+        free(copy);
+        return true;
+    }
+    for (size_t k = 0; k < *nn; k++)
+        free((*nl)[k]);
+    free(*nl);
+    *nl = copy;
+    *nn = cn;
+    return true;
+}
+
+/* Keeps a plain value (bool, int, size_t, uint64_t: no padding bits) of 'size' bytes. */
+static bool keep_bytes(void *next, const void *cur, size_t size)
+{
+    if (!memcmp(next, cur, size))
+        return false;
+    memcpy(next, cur, size);
+    return true;
+}
+
+/* Keeps cur's value of one field in next when they differ; true when they differed. */
+static bool keep_field(const struct cfg_field *f, void *next, const void *cur)
+{
+    void *dst = at(next, f->off);
+    const void *src = cat(cur, f->off);
+    switch (f->type) {
+    case CT_STR: case CT_OPTSTR: case CT_PATH: return cfg_keep_str(dst, *(char *const *)src);
+    case CT_BOOL: return keep_bytes(dst, src, sizeof(bool));
+    case CT_INT: case CT_ENUM: case CT_DUR_INT: return keep_bytes(dst, src, sizeof(int));
+    case CT_COUNT: case CT_SIZE: return keep_bytes(dst, src, sizeof(size_t));
+    case CT_DUR: return keep_bytes(dst, src, sizeof(uint64_t));
+    case CT_STRLIST: return keep_strlist(f, next, cur);
+    case CT_CUSTOM: return f->keep && f->keep(next, cur);
+    case CT_NODE: case CT_SECTION: break;   /* no value of a loaded snapshot */
+    }
+    return false;
+}
+
+size_t cfg_keep_restart(const struct cfg_schema *s, void *next, const void *cur,
+                        const char **names, size_t n, size_t max)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const struct cfg_field *f = &s->fields[i];
+        if (f->type == CT_SECTION && f->sub)
+            n = cfg_keep_restart(f->sub, at(next, f->off), cat(cur, f->off), names, n, max);
+        else if (f->restart && keep_field(f, next, cur) && n < max)
+            names[n++] = f->restart;
+    }
+    return n;
 }

@@ -68,6 +68,15 @@ struct cfg_field {
     size_t off_n;                   /* CT_STRLIST count */
     int (*scalar)(struct loader *l, const yaml_node_t *n, const char *text, void *base);
     int (*section)(struct loader *l, const yaml_node_t *n, void *base);
+    /* Needs a restart to take effect: the dotted key reported when a reload changes it
+     * ("mqtt.host"), and the flag itself; NULL = a reload applies it. See cfg_keep_restart(). */
+    const char *restart;
+    /* CT_CUSTOM with 'restart': keeps cur's value in next (both section bases) when they
+     * differ; returns true when they differed. */
+    bool (*keep)(void *next, const void *cur);
+    /* CT_SECTION whose mapping is a struct embedded at 'off' and applied with this schema
+     * (mqtt, server, ...): lets cfg_keep_restart() recurse. NULL for lists of items. */
+    const struct cfg_schema *sub;
 };
 
 struct cfg_schema {
@@ -84,6 +93,17 @@ int cfg_error(struct loader *l, const yaml_node_t *n, int extra_cols, const char
     __attribute__((format(printf, 4, 5)));
 int cfg_error_at(struct loader *l, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* For every restart field of 's' (recursing into CT_SECTION fields with 'sub') whose value
+ * differs between next and cur (both bases of 's'; compared by type): copies cur's value
+ * into next (strings duplicated, next's old ones freed) and, in table order, stores the
+ * field's 'restart' key at names[n] while n < max. Returns the new n. */
+size_t cfg_keep_restart(const struct cfg_schema *s, void *next, const void *cur,
+                        const char **names, size_t n, size_t max);
+
+/* Keeps string cur in *next when they differ (NULL = unset); true when they differed. On
+ * allocation failure *next is left as it was. For 'keep' hooks. */
+bool cfg_keep_str(char **next, const char *cur);
 
 /* Substitutes ${VAR} / ${VAR:-default} in every scalar of the document. */
 int cfg_substitute_all(struct loader *l);

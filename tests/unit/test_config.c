@@ -533,6 +533,238 @@ static void test_example_config(void **state)
     unsetenv("TB_LISTEN");
 }
 
+/* ---- settings that need a restart (config_keep_restart_settings) ---------------------- */
+
+static struct tb_config *load_str_ok(const char *text)
+{
+    struct config_diag d = { 0 };
+    struct tb_config *c = load_str(text, &d);
+    for (size_t i = 0; i < d.n; i++)
+        print_error("%s\n", d.msgs[i]);
+    config_diag_free(&d);
+    if (!c)
+        fail_msg("inline config did not load:\n%s", text);
+    return c;
+}
+
+static void expect_names(const char **got, size_t n, const char *const *want, size_t nwant)
+{
+    for (size_t i = 0; i < n; i++)
+        print_message("  %s\n", got[i]);
+    assert_int_equal(n, nwant);
+    for (size_t i = 0; i < nwant; i++)
+        assert_string_equal(got[i], want[i]);
+}
+
+#define EXPECT_NAMES(got, n, ...) do { \
+        static const char *const w_[] = { __VA_ARGS__ }; \
+        expect_names(got, n, w_, sizeof(w_) / sizeof(w_[0])); \
+    } while (0)
+
+static void test_restart_keeps_running_values(void **state)
+{
+    struct tb_config *cur = load_str_ok(
+        "mqtt: {host: a.example, port: 1883}\n"
+        "server: {listen: 0.0.0.0:8080, max_connections: 100}\n"
+        "heartbeat: {ws_ping: 20s, interval: 10s}\n"
+        "routes: [{match: 'a/{x}', rooms: [r]}]\n");
+    struct tb_config *next = load_str_ok(
+        "mqtt: {host: b.example, port: 1884}\n"
+        "server: {listen: 127.0.0.1:9090, max_connections: 200}\n"
+        "heartbeat: {ws_ping: 5s, interval: 3s}\n"
+        "routes: [{match: 'b/{y}', rooms: [s]}]\n");
+    const char *names[CFG_MAX_RESTART_SETTINGS];
+    size_t n = config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS);
+    EXPECT_NAMES(names, n, "mqtt.host", "mqtt.port", "server.listen", "heartbeat.ws_ping");
+    /* restart settings: the running values */
+    assert_string_equal(next->mqtt.host, "a.example");
+    assert_ptr_not_equal(next->mqtt.host, cur->mqtt.host);      /* a copy, owned by next */
+    assert_int_equal(next->mqtt.port, 1883);
+    assert_string_equal(next->server.listen_host, "0.0.0.0");
+    assert_int_equal(next->server.port, 8080);
+    assert_int_equal(next->heartbeat.ws_ping_ms, 20000);
+    /* the rest: next's own values */
+    assert_int_equal(next->server.max_connections, 200);
+    assert_int_equal(next->heartbeat.interval_ms, 3000);
+    assert_int_equal(next->n_routes, 1);
+    assert_string_equal(next->routes[0].match_src, "b/{y}");
+    /* cur is untouched */
+    assert_string_equal(cur->mqtt.host, "a.example");
+    assert_string_equal(cur->routes[0].match_src, "a/{x}");
+    /* nothing left to keep */
+    assert_int_equal(config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS), 0);
+    config_unref(next);
+    config_unref(cur);
+}
+
+static void test_restart_identical(void **state)
+{
+    static const char *const text =
+        "mqtt: {host: h, username: u, password: p, tls_ca: /ca.pem, client_id: c}\n"
+        "server: {listen: '[::1]:81', writer_threads: 2, allowed_origins: [x]}\n";
+    struct tb_config *cur = load_str_ok(text), *next = load_str_ok(text);
+    const char *names[CFG_MAX_RESTART_SETTINGS];
+    assert_int_equal(config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS), 0);
+    assert_string_equal(next->mqtt.username, "u");
+    assert_string_equal(next->server.listen_host, "::1");
+    config_unref(next);
+    config_unref(cur);
+
+    /* defaults on both sides, names may be NULL when max_names is 0 */
+    cur = load_str_ok("heartbeat: {}\n");
+    next = load_str_ok("routes: [{match: a, rooms: [r]}]\n");
+    assert_int_equal(config_keep_restart_settings(next, cur, NULL, 0), 0);
+    config_unref(next);
+    config_unref(cur);
+}
+
+static void test_restart_null_strings(void **state)
+{
+    const char *names[CFG_MAX_RESTART_SETTINGS];
+    /* unset -> set: reported, back to NULL */
+    struct tb_config *cur = load_str_ok("mqtt: {host: h}\n");
+    struct tb_config *next = load_str_ok("mqtt: {host: h, username: bob, password: ''}\n");
+    assert_null(next->mqtt.password);   /* '' = unset, like cur */
+    size_t n = config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS);
+    EXPECT_NAMES(names, n, "mqtt.username");
+    assert_null(next->mqtt.username);
+    config_unref(next);
+    config_unref(cur);
+
+    /* set -> unset: reported, the running string copied back */
+    cur = load_str_ok("mqtt: {username: alice, tls_ca: /ca.pem, port: 8883}\n");
+    next = load_str_ok("mqtt: {port: 8883}\n");
+    n = config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS);
+    EXPECT_NAMES(names, n, "mqtt.username", "mqtt.tls_ca");
+    assert_string_equal(next->mqtt.username, "alice");
+    assert_string_equal(next->mqtt.tls_ca, "/ca.pem");
+    config_unref(next);
+    config_unref(cur);
+}
+
+/* listen is one key for two fields: either part changing reports it once and keeps both. */
+static void test_restart_listen(void **state)
+{
+    static const struct { const char *cur, *next; } cases[] = {
+        { "server: {listen: 10.0.0.1:81}\n", "server: {listen: 10.0.0.1:82}\n" },
+        { "server: {listen: 10.0.0.1:81}\n", "server: {listen: 10.0.0.2:81}\n" },
+        { "server: {listen: 10.0.0.1:81}\n", "server: {listen: '[::1]:82'}\n" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tb_config *cur = load_str_ok(cases[i].cur), *next = load_str_ok(cases[i].next);
+        const char *names[CFG_MAX_RESTART_SETTINGS];
+        size_t n = config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS);
+        EXPECT_NAMES(names, n, "server.listen");
+        assert_string_equal(next->server.listen_host, "10.0.0.1");
+        assert_int_equal(next->server.port, 81);
+        config_unref(next);
+        config_unref(cur);
+    }
+}
+
+/* Every restart setting, in key-table order (the order reload.c's hand-kept list had). */
+static void test_restart_every_key(void **state)
+{
+    struct tb_config *cur = load_str_ok("heartbeat: {}\n");
+    struct tb_config *next = load_str_ok(
+        "mqtt: {host: h2, port: 1884, client_id: c2, username: u2, password: p2, keepalive: 60,\n"
+        "       protocol: 311, qos: 0, clean_session: false, tls_ca: /ca2.pem, tls_cert: /c2.pem,\n"
+        "       tls_key: /k2.pem, tls_insecure: true, reconnect_min: 1s, reconnect_max: 20s}\n"
+        "server: {listen: 127.0.0.1:9000, writer_threads: 2, max_rooms: 5,\n"
+        "         allowed_origins: [http://a], static_dir: /srv}\n"
+        "heartbeat: {interval: 1s, ws_ping: 5s, idle_timeout: 30s}\n"
+        "sessions: {request_topic: s/req}\n");
+    const char *names[CFG_MAX_RESTART_SETTINGS];
+    size_t n = config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS);
+    EXPECT_NAMES(names, n,
+                 "mqtt.host", "mqtt.port", "mqtt.client_id", "mqtt.username", "mqtt.password",
+                 "mqtt.keepalive", "mqtt.protocol", "mqtt.qos", "mqtt.clean_session",
+                 "mqtt.tls_ca", "mqtt.tls_cert", "mqtt.tls_key", "mqtt.tls_insecure",
+                 "mqtt.reconnect_min", "mqtt.reconnect_max",
+                 "server.listen", "server.writer_threads",
+                 "heartbeat.ws_ping", "heartbeat.idle_timeout");
+    const struct cfg_mqtt *a = &next->mqtt, *b = &cur->mqtt;
+    assert_string_equal(a->host, b->host);
+    assert_int_equal(a->port, b->port);
+    assert_string_equal(a->client_id, b->client_id);
+    assert_null(a->username);
+    assert_null(a->password);
+    assert_int_equal(a->keepalive, b->keepalive);
+    assert_int_equal(a->protocol, 5);
+    assert_int_equal(a->qos, 1);
+    assert_true(a->clean_session);
+    assert_null(a->tls_ca);
+    assert_null(a->tls_cert);
+    assert_null(a->tls_key);
+    assert_false(a->tls_insecure);
+    assert_int_equal(a->reconnect_min_ms, 500);
+    assert_int_equal(a->reconnect_max_ms, 10000);
+    assert_string_equal(next->server.listen_host, "0.0.0.0");
+    assert_int_equal(next->server.port, 8080);
+    assert_int_equal(next->server.writer_threads, CFG_WRITER_THREADS_AUTO);
+    assert_int_equal(next->heartbeat.ws_ping_ms, 20000);
+    assert_int_equal(next->heartbeat.idle_timeout_ms, 60000);
+    /* not restart settings: kept as loaded */
+    assert_int_equal(next->server.max_rooms, 5);
+    assert_int_equal(next->server.n_allowed_origins, 1);
+    assert_string_equal(next->server.static_dir, "/srv");
+    assert_int_equal(next->heartbeat.interval_ms, 1000);
+    assert_string_equal(next->sessions.request_topic, "s/req");
+    config_unref(next);
+
+    /* names[] is bounded by max_names; every value is still kept */
+    next = load_str_ok("mqtt: {host: h2, port: 1884, qos: 0}\n");
+    n = config_keep_restart_settings(next, cur, names, 2);
+    EXPECT_NAMES(names, n, "mqtt.host", "mqtt.port");
+    assert_string_equal(next->mqtt.host, "127.0.0.1");
+    assert_int_equal(next->mqtt.qos, 1);
+    config_unref(next);
+    config_unref(cur);
+}
+
+/* The engine on a hand-made table: the value types no restart setting uses today. */
+struct keep_demo {
+    char **list;
+    size_t n_list;
+    size_t size;
+    uint64_t dur;
+    bool flag;
+    int other;        /* not a restart field */
+};
+
+static void test_restart_engine_types(void **state)
+{
+    static const struct cfg_field fields[] = {
+        { .name = "list", .type = CT_STRLIST, .off = offsetof(struct keep_demo, list),
+          .off_n = offsetof(struct keep_demo, n_list), .restart = "demo.list" },
+        { .name = "size", .type = CT_SIZE, .off = offsetof(struct keep_demo, size), .restart = "demo.size" },
+        { .name = "dur", .type = CT_DUR, .off = offsetof(struct keep_demo, dur), .restart = "demo.dur" },
+        { .name = "flag", .type = CT_BOOL, .off = offsetof(struct keep_demo, flag), .restart = "demo.flag" },
+        { .name = "other", .type = CT_INT, .off = offsetof(struct keep_demo, other) },
+    };
+    static const struct cfg_schema schema = { "demo", fields, sizeof(fields) / sizeof(fields[0]) };
+    char *cur_list[] = { "a", "b", NULL };
+    struct keep_demo cur = { cur_list, 2, 10, 20, true, 1 };
+    struct keep_demo next = { calloc(2, sizeof(char *)), 1, 11, 20, false, 2 };
+    assert_non_null(next.list);
+    next.list[0] = strdup("a");
+    const char *names[8];
+    size_t n = cfg_keep_restart(&schema, &next, &cur, names, 0, 8);
+    EXPECT_NAMES(names, n, "demo.list", "demo.size", "demo.flag");
+    assert_int_equal(next.n_list, 2);
+    assert_string_equal(next.list[0], "a");
+    assert_string_equal(next.list[1], "b");
+    assert_null(next.list[2]);
+    assert_ptr_not_equal(next.list[1], cur_list[1]);
+    assert_int_equal(next.size, 10);
+    assert_true(next.flag);
+    assert_int_equal(next.other, 2);
+    assert_int_equal(cfg_keep_restart(&schema, &next, &cur, names, 0, 8), 0);
+    for (size_t i = 0; i < next.n_list; i++)
+        free(next.list[i]);
+    free(next.list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +791,12 @@ int main(void)
         cmocka_unit_test(test_listen_and_protocol),
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_example_config),
+        cmocka_unit_test(test_restart_keeps_running_values),
+        cmocka_unit_test(test_restart_identical),
+        cmocka_unit_test(test_restart_null_strings),
+        cmocka_unit_test(test_restart_listen),
+        cmocka_unit_test(test_restart_every_key),
+        cmocka_unit_test(test_restart_engine_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
