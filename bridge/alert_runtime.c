@@ -21,16 +21,18 @@
 #include <string.h>
 
 #include "alert.h"
-#include "bridge.h"
+#include "fanout.h"
 #include "log.h"
 #include "mqtt_client.h"
-#include "protocol.h"
+#include "reply.h"
 #include "router.h"
 
 #define FILTER_MAX 512
 #define BY_MAX 128
 
 struct alert_runtime {
+    struct fanout *f;
+    struct mqtt_client *mqtt;           /* NULL: nothing is published */
     struct alert_engine *engine;
     struct tb_config *cfg;              /* snapshot whose rules the engine borrows (own ref) */
     char **filters;                     /* extra MQTT filters: alert topics, then status */
@@ -41,13 +43,10 @@ struct alert_runtime {
     uint64_t raised, cleared, acknowledged, restored;
 };
 
-static struct alert_runtime *rt_of(const struct bridge *br) { return br ? br->alerts : NULL; }
-
 static bool is_alert_topic(const struct alert_runtime *rt, const char *topic);
 
-bool alert_runtime_owns_topic(const struct bridge *br, const char *topic)
+bool alert_runtime_owns_topic(const struct alert_runtime *rt, const char *topic)
 {
-    const struct alert_runtime *rt = rt_of(br);
     return rt && is_alert_topic(rt, topic);
 }
 
@@ -119,7 +118,7 @@ static int add_filter(struct alert_runtime *rt, const char *f)
 }
 
 /* Recomputes the extra filters for the current rules and hands them to mqtt_client. */
-static int update_filters(struct bridge *br, struct alert_runtime *rt)
+static int update_filters(struct alert_runtime *rt)
 {
     free_filters(rt);
     const struct tb_config *cfg = rt->cfg;
@@ -148,7 +147,7 @@ static int update_filters(struct bridge *br, struct alert_runtime *rt)
         return -1;
     for (size_t i = 0; i < rt->n_filters; i++)
         LOG_DEBUG("alert", "extra subscription %s", rt->filters[i]);
-    return br->mqtt ? mqtt_client_set_extra_filters(br->mqtt, rt->filters, rt->n_filters) : 0;
+    return rt->mqtt ? mqtt_client_set_extra_filters(rt->mqtt, rt->filters, rt->n_filters) : 0;
 }
 
 static bool is_alert_topic(const struct alert_runtime *rt, const char *topic)
@@ -179,31 +178,31 @@ static void send_alert_frame(struct conn *c, struct tb_msg *m)
         conn_close(c, TB_CLOSE_SLOW_CONSUMER, "slow consumer: alert not delivered, resync");
 }
 
-static void fan_out(struct bridge *br, const char *type, const struct alert *a,
+static void fan_out(struct alert_runtime *rt, const char *type, const struct alert *a,
                     const cJSON *data)
 {
     struct tb_msg *m = NULL;
     for (size_t i = 0; i < a->n_rooms; i++) {
-        struct room *room = room_find(br->rooms, a->rooms[i]);
-        if (!room || !room->members)
+        struct room *room = room_find(fanout_rooms(rt->f), a->rooms[i]);
+        if (!room || !room_has_members(room))
             continue;
-        if (!m && !(m = bridge_build_control(br, type, NULL, data))) {
+        if (!m && !(m = fanout_build_control(rt->f, type, NULL, data))) {
             LOG_ERROR("alert", "out of memory: %s of %s not sent", type, a->id);
             return;
         }
-        for (struct sub *s = room->members; s; s = s->room_next)
+        for (struct sub *s = room_first_member(room); s; s = room_next_member(s))
             if (!has_earlier_room(s->conn, a, i))
                 send_alert_frame(s->conn, m);
     }
     msg_unref(m);
 }
 
-static void publish_state(struct bridge *br, const struct alert *a, const cJSON *data, bool active)
+static void publish_state(struct alert_runtime *rt, const struct alert *a, const cJSON *data, bool active)
 {
-    if (!br->mqtt || !a->publish_topic)
+    if (!rt->mqtt || !a->publish_topic)
         return;
     if (!active) {
-        mqtt_client_publish(br->mqtt, a->publish_topic, NULL, 0, 1, true);
+        mqtt_client_publish(rt->mqtt, a->publish_topic, NULL, 0, 1, true);
         return;
     }
     char *text = cJSON_PrintUnformatted(data);
@@ -211,12 +210,12 @@ static void publish_state(struct bridge *br, const struct alert *a, const cJSON 
         LOG_ERROR("alert", "out of memory: %s not published", a->id);
         return;
     }
-    mqtt_client_publish(br->mqtt, a->publish_topic, text, strlen(text), 1, true);
+    mqtt_client_publish(rt->mqtt, a->publish_topic, text, strlen(text), 1, true);
     free(text);
 }
 
 /* Announces and publishes every queued event, then empties the list. */
-static void flush_events(struct bridge *br, struct alert_runtime *rt)
+static void flush_events(struct alert_runtime *rt)
 {
     for (size_t i = 0; i < rt->ev.n; i++) {
         const struct alert_event *e = &rt->ev.v[i];
@@ -225,8 +224,8 @@ static void flush_events(struct bridge *br, struct alert_runtime *rt)
             LOG_ERROR("alert", "out of memory: event of %s lost", e->alert.id);
             continue;
         }
-        fan_out(br, alert_event_kind_name(e->kind), &e->alert, data);
-        publish_state(br, &e->alert, data, e->kind != ALERT_EV_CLEARED);
+        fan_out(rt, alert_event_kind_name(e->kind), &e->alert, data);
+        publish_state(rt, &e->alert, data, e->kind != ALERT_EV_CLEARED);
         switch (e->kind) {
         case ALERT_EV_RAISED: rt->raised++; break;
         case ALERT_EV_CLEARED: rt->cleared++; break;
@@ -239,10 +238,14 @@ static void flush_events(struct bridge *br, struct alert_runtime *rt)
 
 /* ---- life cycle -------------------------------------------------------------------- */
 
-static void runtime_free(struct alert_runtime *rt)
+static void send_room_state(void *ud, struct conn *c, struct sub *s);
+
+void alert_runtime_free(struct alert_runtime *rt)
 {
     if (!rt)
         return;
+    if (rt->f)
+        fanout_on_join_state(rt->f, NULL, NULL);
     alert_engine_free(rt->engine);
     alert_events_free(&rt->ev);
     free_filters(rt);
@@ -251,42 +254,37 @@ static void runtime_free(struct alert_runtime *rt)
     free(rt);
 }
 
-int alert_runtime_start(struct bridge *br)
+struct alert_runtime *alert_runtime_new(const struct tb_config *cfg, struct fanout *f,
+                                        struct mqtt_client *mqtt)
 {
     struct alert_runtime *rt = calloc(1, sizeof *rt);
     if (!rt)
         goto fail;
+    rt->mqtt = mqtt;
     char err[128];
     int col;
     rt->status_pat = topic_pattern_compile(ALERT_STATUS_PATTERN, err, sizeof err, &col);
     rt->engine = alert_engine_new();
     if (!rt->status_pat || !rt->engine)
         goto fail;
-    rt->cfg = config_ref(br->cfg);
+    rt->cfg = config_ref((struct tb_config *)cfg);
     if (alert_engine_set_rules(rt->engine, rt->cfg->alerts, rt->cfg->n_alerts, &rt->ev) < 0 ||
-        update_filters(br, rt) < 0)
+        update_filters(rt) < 0)
         goto fail;
     alert_events_reset(&rt->ev);    /* a fresh engine has nothing to clear */
-    br->alerts = rt;
+    rt->f = f;
+    fanout_on_join_state(f, send_room_state, rt);
     LOG_INFO("alert", "%zu alert rules; restoring active alerts from %zu retained topic filter(s)",
              rt->cfg->n_alerts, rt->n_alert_filters);
-    return 0;
+    return rt;
 fail:
     LOG_ERROR("alert", "cannot start the alert runtime (out of memory?): running without alerts");
-    runtime_free(rt);
-    return -1;
+    alert_runtime_free(rt);
+    return NULL;
 }
 
-void alert_runtime_stop(struct bridge *br)
+int alert_runtime_apply_config(struct alert_runtime *rt, const struct tb_config *new_cfg)
 {
-    runtime_free(rt_of(br));
-    if (br)
-        br->alerts = NULL;
-}
-
-int alert_runtime_apply_config(struct bridge *br, const struct tb_config *new_cfg)
-{
-    struct alert_runtime *rt = rt_of(br);
     if (!rt)
         return -1;
     struct tb_config *cfg = config_ref((struct tb_config *)new_cfg);
@@ -297,8 +295,8 @@ int alert_runtime_apply_config(struct bridge *br, const struct tb_config *new_cf
     }
     config_unref(rt->cfg);    /* the engine no longer points into it */
     rt->cfg = cfg;
-    flush_events(br, rt);
-    if (update_filters(br, rt) < 0)
+    flush_events(rt);
+    if (update_filters(rt) < 0)
         LOG_ERROR("alert", "out of memory: alert topic subscriptions not updated");
     LOG_INFO("alert", "alert rules reloaded: %zu rules, %zu active alerts", cfg->n_alerts,
              alert_engine_count_active(rt->engine));
@@ -320,7 +318,7 @@ static void restored_id(const cJSON *j, char *out, size_t outlen)
 /* A retained alert read back from the broker. Newly restored alerts are not announced as
  * raises (nothing is published), but clients that joined their rooms before the broker
  * sent them back (just after a start) get them now, as a joiner would. */
-static void restore(struct bridge *br, struct alert_runtime *rt, const struct inbound *in)
+static void restore(struct alert_runtime *rt, const struct inbound *in)
 {
     if (!in->raw_len)
         return;    /* an empty retained message: no alert there */
@@ -340,7 +338,7 @@ static void restore(struct bridge *br, struct alert_runtime *rt, const struct in
     rt->restored++;
     cJSON *data = alert_to_json(a);
     if (data)
-        fan_out(br, alert_event_kind_name(ALERT_EV_RAISED), a, data);
+        fan_out(rt, alert_event_kind_name(ALERT_EV_RAISED), a, data);
     cJSON_Delete(data);
 }
 
@@ -352,14 +350,13 @@ static bool payload_is_offline(const struct inbound *in)
     return cJSON_IsString(in->json) && strcmp(in->json->valuestring, word) == 0;  /* "\"offline\"" */
 }
 
-void alert_runtime_on_message(struct bridge *br, const struct inbound *in, bool retained)
+void alert_runtime_on_message(struct alert_runtime *rt, const struct inbound *in, bool retained)
 {
-    struct alert_runtime *rt = rt_of(br);
     if (!rt)
         return;
     if (is_alert_topic(rt, in->topic)) {
         if (retained)
-            restore(br, rt, in);
+            restore(rt, in);
         return;    /* live: our own (or another bridge's) publish coming back */
     }
     uint64_t now = tb_now_ms();
@@ -374,20 +371,19 @@ void alert_runtime_on_message(struct bridge *br, const struct inbound *in, bool 
     } else {
         alert_engine_on_message(rt->engine, in->topic, in->json, now, &rt->ev);
     }
-    flush_events(br, rt);
+    flush_events(rt);
 }
 
-void alert_runtime_tick(struct bridge *br, uint64_t now_ms)
+void alert_runtime_tick(struct alert_runtime *rt, uint64_t now_ms)
 {
-    struct alert_runtime *rt = rt_of(br);
     if (!rt)
         return;
     alert_engine_tick(rt->engine, now_ms, &rt->ev);
-    flush_events(br, rt);
+    flush_events(rt);
 }
 
 struct join_ctx {
-    struct bridge *br;
+    struct fanout *f;
     struct conn *c;
     const char *room;
 };
@@ -403,17 +399,20 @@ static int send_if_first_room(const struct alert *a, void *ud)
     }
     cJSON *data = alert_to_json(a);
     if (data)
-        bridge_send_control(j->br, j->c, alert_event_kind_name(ALERT_EV_RAISED), data);
+        fanout_send_control(j->f, j->c, alert_event_kind_name(ALERT_EV_RAISED), data);
     cJSON_Delete(data);
     return 0;
 }
 
-void alert_runtime_send_room_state(struct bridge *br, struct conn *c, const char *room)
+/* fanout's join state: the active alerts of the joined room, except those c has had
+ * through one of the alert's earlier rooms it is also a member of. */
+static void send_room_state(void *ud, struct conn *c, struct sub *s)
 {
-    struct alert_runtime *rt = rt_of(br);
-    if (!rt || !alert_engine_count_active(rt->engine))
+    struct alert_runtime *rt = ud;
+    if (!alert_engine_count_active(rt->engine))
         return;
-    struct join_ctx j = {br, c, room};
+    const char *room = s->room->name;
+    struct join_ctx j = {rt->f, c, room};
     alert_engine_foreach_active(rt->engine, room, send_if_first_room, &j);
 }
 
@@ -425,27 +424,27 @@ static bool member_of_any(struct conn *c, const struct alert *a)
     return false;
 }
 
-void alert_runtime_handle_ack(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id)
+void alert_runtime_handle_ack(struct alert_runtime *rt, struct fanout *f, struct conn *c,
+                              const cJSON *req, const cJSON *id)
 {
-    struct alert_runtime *rt = rt_of(br);
     const cJSON *aid = cJSON_GetObjectItemCaseSensitive(req, "alert_id");
     const cJSON *by = cJSON_GetObjectItemCaseSensitive(req, "by");
     if (!cJSON_IsString(aid) || !aid->valuestring[0]) {
-        protocol_send_error(br, c, id, TB_ERR_BAD_FIELD, "\"alert_id\" must be a non-empty string");
+        reply_error(f, c, id, TB_ERR_BAD_FIELD, "\"alert_id\" must be a non-empty string");
         return;
     }
     if (by && (!cJSON_IsString(by) || strlen(by->valuestring) > BY_MAX)) {
-        protocol_send_error(br, c, id, TB_ERR_BAD_FIELD, "\"by\" must be a string of at most 128 bytes");
+        reply_error(f, c, id, TB_ERR_BAD_FIELD, "\"by\" must be a string of at most 128 bytes");
         return;
     }
     const struct alert *a = rt ? alert_engine_find(rt->engine, aid->valuestring) : NULL;
     if (!a) {
-        protocol_send_error(br, c, id, TB_ERR_UNKNOWN_ALERT, "no active alert has that id");
+        reply_error(f, c, id, TB_ERR_UNKNOWN_ALERT, "no active alert has that id");
         return;
     }
     /* Only a client that can see the alert may acknowledge it for everyone. */
     if (!member_of_any(c, a)) {
-        protocol_send_error(br, c, id, TB_ERR_NOT_ALLOWED, "not a member of any room of that alert");
+        reply_error(f, c, id, TB_ERR_NOT_ALLOWED, "not a member of any room of that alert");
         return;
     }
     int rc = alert_engine_ack(rt->engine, aid->valuestring, by ? by->valuestring : NULL, tb_now_ms(), &rt->ev);
@@ -455,15 +454,14 @@ void alert_runtime_handle_ack(struct bridge *br, struct conn *c, const cJSON *re
         cJSON_AddBoolToObject(top, "already_acknowledged", rc == 1);
         if (id)
             cJSON_AddItemToObject(top, "id", cJSON_Duplicate(id, true));
-        bridge_send_frame(br, c, "acked", top, NULL);
+        fanout_send_frame(f, c, "acked", top, NULL);
         cJSON_Delete(top);
     }
-    flush_events(br, rt);
+    flush_events(rt);
 }
 
-void alert_runtime_stats(const struct bridge *br, struct alert_runtime_stats *out)
+void alert_runtime_stats(const struct alert_runtime *rt, struct alert_runtime_stats *out)
 {
-    const struct alert_runtime *rt = rt_of(br);
     memset(out, 0, sizeof *out);
     if (!rt)
         return;

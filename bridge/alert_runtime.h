@@ -1,7 +1,8 @@
 /* alert_runtime: wires the pure alert engine (alert.h) into the running bridge.
  *
- * Thread: service thread only (the libwebsockets loop), like everything in struct bridge.
- * Its state hangs off bridge->alerts.
+ * Thread: service thread only (the libwebsockets loop). Its state is struct
+ * alert_runtime, owned by the bridge; it delivers through fanout and publishes through
+ * mqtt_client, both handed to it at creation.
  *
  * What it does:
  *   - start: builds the engine from the config's alert rules and asks mqtt_client for
@@ -16,7 +17,8 @@
  *     "alert_acknowledged"; a connection in several of an alert's rooms gets it once)
  *     and published to its MQTT topic: retained JSON while active (again on ack),
  *     an empty retained message when cleared;
- *   - joins: a connection joining a room gets that room's active alerts;
+ *   - joins: a connection joining a room gets that room's active alerts (a join-state
+ *     hook registered with fanout);
  *   - client requests {"type":"ack_alert","alert_id":..}: "acked" reply to the sender,
  *     "alert_acknowledged" to the rooms.
  *
@@ -33,52 +35,50 @@
 
 #include <cjson/cJSON.h>
 
-struct bridge;
+struct alert_runtime;
 struct conn;
+struct fanout;
 struct inbound;
+struct mqtt_client;
 struct tb_config;
-
-/* Error codes of ack_alert (besides protocol.h's bad_field). */
-#define TB_ERR_UNKNOWN_ALERT "unknown_alert"
-#define TB_ERR_NOT_ALLOWED "not_allowed"
 
 /* The topic whose "offline" payload raises the inactivity rules of {id} at once. */
 #define ALERT_STATUS_PATTERN "vehicle/{id}/status"
 
-/* Creates the runtime for br->cfg (br->mqtt may be NULL: nothing is published).
- * Returns 0, or -1 when out of memory (the bridge then runs without alerts). */
-int alert_runtime_start(struct bridge *br);
-void alert_runtime_stop(struct bridge *br);     /* harmless when not started */
+/* Creates the runtime for cfg's alert rules (mqtt may be NULL: nothing is published)
+ * and registers its join state with f. NULL when out of memory (the bridge then runs
+ * without alerts; logged). */
+struct alert_runtime *alert_runtime_new(const struct tb_config *cfg, struct fanout *f,
+                                        struct mqtt_client *mqtt);
+void alert_runtime_free(struct alert_runtime *rt);     /* NULL is harmless */
 
 /* One MQTT message (after routing). 'retained' is the message's retain flag. */
-void alert_runtime_on_message(struct bridge *br, const struct inbound *in, bool retained);
+void alert_runtime_on_message(struct alert_runtime *rt, const struct inbound *in, bool retained);
 
-/* Duration and inactivity timers; call about once a second or more often. */
 /* True when 'topic' is one of the runtime's retained alert-state topics (alerts/# by
  * default): the bridge's own publishes come back there and are not telemetry. */
-bool alert_runtime_owns_topic(const struct bridge *br, const char *topic);
+bool alert_runtime_owns_topic(const struct alert_runtime *rt, const char *topic);
 
-void alert_runtime_tick(struct bridge *br, uint64_t now_ms);
+/* Duration and inactivity timers; call about once a second or more often. */
+void alert_runtime_tick(struct alert_runtime *rt, uint64_t now_ms);
 
-/* Sends the active alerts of 'room' to c (only those c has not had through one of the
- * alert's earlier rooms it is also a member of). */
-void alert_runtime_send_room_state(struct bridge *br, struct conn *c, const char *room);
-
-/* protocol handler for {"type":"ack_alert","alert_id":"<id>"[,"by":"<who>"][,"id":..]}. */
-void alert_runtime_handle_ack(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id);
+/* protocol handler for {"type":"ack_alert","alert_id":"<id>"[,"by":"<who>"][,"id":..]};
+ * rt may be NULL (no alert is known). */
+void alert_runtime_handle_ack(struct alert_runtime *rt, struct fanout *f, struct conn *c,
+                              const cJSON *req, const cJSON *id);
 
 /* Switches to the alert rules of new_cfg (config reload): rules that keep their name
  * and match keep their alerts; alerts of removed rules are cleared ("rule removed"),
  * announced and cleared on the broker; the extra subscriptions follow the new
  * publish topics. Takes its own reference on new_cfg. Returns 0 or -1 (old rules stay). */
-int alert_runtime_apply_config(struct bridge *br, const struct tb_config *new_cfg);
+int alert_runtime_apply_config(struct alert_runtime *rt, const struct tb_config *new_cfg);
 
 /* Counters for /health or /metrics. */
 struct alert_runtime_stats {
     size_t active;
     uint64_t raised, cleared, acknowledged, restored;
 };
-void alert_runtime_stats(const struct bridge *br, struct alert_runtime_stats *out);
+void alert_runtime_stats(const struct alert_runtime *rt, struct alert_runtime_stats *out);
 
 /* The subscription filter that covers every topic a publish_topic template source can
  * render to (exposed for tests): the literal levels before the first placeholder

@@ -1,13 +1,16 @@
-/* bridge: the running daemon's state, owned by the service thread.
+/* bridge: the service layer. It owns the running daemon's state and does four things:
+ * open and close connections, drain the MQTT hand-off queue, run the periodic tick, and
+ * swap in a new configuration. Everything else is a feature below it (protocol,
+ * subscribe, session, alert_runtime) or delivery (fanout, conn, writer).
  *
- * One struct ties the current config snapshot, the room registry, the list of
- * WebSocket connections, the MQTT client and the counters together. Everything in it
- * is touched by the service thread (the libwebsockets event loop) only; the MQTT
- * thread talks to it solely through mqtt_client's hand-off queue, and signal handlers
- * only set 'stop_requested' / 'reload_requested' and wake the loop.
+ * One MQTT message: bridge_process_mqtt takes it from the queue, asks session whether it
+ * is a session request, asks router for its (route, room) deliveries and hands each to
+ * fanout, then gives it to the alert runtime. Nothing below calls back up here.
  *
- * Later modules (alerts, protocol extensions, reload) hang their state off this
- * struct and are called from the hooks below. */
+ * Threads: the service thread (the libwebsockets loop) owns all of it. The MQTT thread
+ * talks to it only through mqtt_client's hand-off queue, signal handlers only set
+ * 'stop_requested' / 'reload_requested' and wake the loop, and writer threads only
+ * touch what writer.h says. */
 #ifndef TB_BRIDGE_H
 #define TB_BRIDGE_H
 
@@ -16,108 +19,85 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cjson/cJSON.h>
+#include <libwebsockets.h>
 
 #include "config.h"
 #include "conn.h"
-#include "room.h"
-#include "sbuf.h"
+#include "protocol.h"
+#include "router.h"
+#include "stats.h"
 
+struct alert_runtime;
+struct fanout;
 struct mqtt_client;
 struct mqtt_event;
-struct lws_context;
-
-struct bridge_stats {
-    uint64_t received;     /* MQTT messages taken from the queue */
-    uint64_t routed;       /* (message, room) deliveries serialized */
-    uint64_t delivered;    /* frames written to WebSocket clients */
-    uint64_t dropped;      /* frames not delivered (queue full on disconnect routes, drop policy) */
-    uint64_t conflated;    /* frames superseded by a newer one for a slow client */
-    uint64_t non_json;     /* payloads that were not JSON */
-    uint64_t unrouted;     /* messages no route matched */
-    uint64_t room_errors;  /* room templates that could not be rendered */
-    uint64_t rooms_refused; /* rooms not created because server.max_rooms was reached */
-};
+struct room_registry;
+struct session_registry;
+struct subscriptions;
+struct writer;
 
 struct bridge {
-    struct tb_config *cfg;
-    struct lws_context *ctx;
-    struct mqtt_client *mqtt;
+    struct tb_config *cfg;          /* the running snapshot (own reference) */
     struct room_registry *rooms;
-    struct conn *conns;
-    size_t n_conns;
+    struct fanout *fan;
+    struct writer *writer;
+    struct conn_env env;            /* shared by every connection: counters, rooms, writer */
+    struct subscriptions *subs;
+    struct session_registry *sessions;
+    struct alert_runtime *alerts;   /* NULL until bridge_start_alerts (or out of memory) */
+    struct protocol proto;          /* the request handlers' view of the above */
+    struct mqtt_client *mqtt;       /* NULL until bridge_start_alerts; not owned */
+    struct lws_dll2_owner conns;    /* struct conn, linked by in_bridge */
     uint64_t next_conn_id;
     uint64_t epoch;                 /* changes on every start: clients detect restarts */
     uint64_t started_ms, started_wall_ms;
-    struct bridge_stats st;
+    struct tb_stats st;
     bool broker_connected;
     uint64_t broker_changed_wall_ms;
     unsigned broker_disconnects;
     volatile sig_atomic_t stop_requested;
     volatile sig_atomic_t reload_requested;
     bool stopping;
-    struct sbuf scratch;            /* envelope building */
     uint64_t next_heartbeat_ms;
     uint64_t next_sweep_ms;         /* history_ttl sweep */
     struct mqtt_event *backlog;     /* drained MQTT events not processed yet (batches) */
-    void *alerts;                   /* alert runtime, when configured */
-    void *protocol;                 /* struct protocol_state (protocol.h): patterns, sessions */
-    void *reload;                   /* reload watcher and last result (reload.c) */
+    struct router_out routed;       /* the current message's deliveries (reused) */
 };
 
-static inline void bridge_count_delivered(struct bridge *br, uint64_t n) { br->st.delivered += n; }
-static inline void bridge_count_dropped(struct bridge *br, uint64_t n) { br->st.dropped += n; }
-static inline void bridge_count_conflated(struct bridge *br, uint64_t n) { br->st.conflated += n; }
+/* A bridge for 'cfg' (takes over the caller's reference) with every module but the MQTT
+ * client and the alert runtime; nothing is listening yet. NULL when out of memory. */
+struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch);
+/* Closes what is left (connections, features) and frees everything; NULL is harmless.
+ * mqtt is not freed (its owner stops it first: it wakes the service loop). */
+void bridge_free(struct bridge *br);
+/* Gives the bridge its broker connection (may be NULL: nothing is published) and starts
+ * the alert runtime, which subscribes its topics through it. */
+void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt);
 
-/* Frees a room that no longer has members or state. */
-void bridge_room_maybe_release(struct bridge *br, struct room *room);
-
-/* Delivers one message to a room (serializes once; keep_last/history/fan-out).
- * 'data' is JSON text (the payload, or a string literal for non-JSON payloads). */
-void bridge_deliver(struct bridge *br, const char *room_name, const char *type, const char *topic,
-                    const char *data, size_t data_len, const struct cfg_route *route);
-
-/* Sends a server frame {"type":T,"ts":..,"data":<data>} to one connection or to every
- * member of a room. 'data' is a cJSON object (not consumed) or NULL. */
-void bridge_send_control(struct bridge *br, struct conn *c, const char *type, const cJSON *data);
-/* Builds {"type":T,"ts":..,<members of top>,"data":D} once, for sending to many
- * connections; NULL when out of memory. The caller drops its reference. */
-struct tb_msg *bridge_build_control(struct bridge *br, const char *type, const cJSON *top,
-                                    const cJSON *data);
-/* Same, with the members of 'top' (may be NULL) as extra top-level fields (id, code, ...). */
-void bridge_send_frame(struct bridge *br, struct conn *c, const char *type, const cJSON *top,
-                       const cJSON *data);
-void bridge_broadcast_room(struct bridge *br, const char *room, const char *type, const cJSON *data);
-
-/* Joins a room (idempotent); NULL when out of memory. */
-struct sub *bridge_join(struct bridge *br, struct conn *c, const char *room);
-
-/* Sends what a connection gets on joining a room: its last value (keep_last) and its
- * active alerts. Used on connect and by client subscriptions. */
-void bridge_send_room_state(struct bridge *br, struct conn *c, struct sub *s);
-
-/* Called by ws_server for connection life cycle and client frames. */
-void bridge_on_open(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep,
-                    const struct topic_match *m);
-void bridge_on_close(struct bridge *br, struct conn *c);
+/* A WebSocket connection on 'path' was accepted: joins its endpoint's rooms and queues
+ * the welcome frame and the rooms' state. NULL when the path matches no endpoint any
+ * more (reloaded meanwhile) or when out of memory: the caller closes the socket. */
+struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path);
+/* The connection is gone: frees it and everything it held. */
+void bridge_close(struct bridge *br, struct conn *c);
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary);
 
-/* Authorization hook: may connection c (on endpoint ep) join 'room'? Today every
- * configured room is allowed; token / per-user rules plug in here. */
-bool bridge_authorize_join(struct bridge *br, const struct conn *c, const char *room);
-
-/* After a reload swapped br->cfg ('old' is still valid during the call): lets the
- * modules with config-derived state (alerts) follow. */
-void bridge_on_config_changed(struct bridge *br, const struct tb_config *old);
-
-/* Periodic work (heartbeats, timers), about every 250 ms. */
+/* Drains up to one batch of MQTT events; true when more are waiting (the caller comes
+ * back after the socket writes of this batch). */
+bool bridge_process_mqtt(struct bridge *br);
+/* Periodic work (heartbeats, alert timers, history expiry), about every 250 ms. */
 void bridge_tick(struct bridge *br, uint64_t now_ms);
 
-/* Drains the MQTT queue; called on every wake-up of the service loop. */
-void bridge_process_mqtt(struct bridge *br);
+/* Swaps in a validated snapshot (takes over the reference): MQTT subscriptions follow,
+ * every connection's endpoint rooms are recomputed (a connection whose endpoint is gone
+ * is closed with TB_CLOSE_ENDPOINT_REMOVED), the features follow, and clients get a
+ * "config_reloaded" frame. Rooms are not tied to the config: they keep their state. */
+void bridge_apply_config(struct bridge *br, struct tb_config *next);
 
-void bridge_free_backlog(struct bridge *br);
+/* Close frames (1001) to every connection; no new ones are accepted. */
+void bridge_begin_shutdown(struct bridge *br);
 
+static inline size_t bridge_conn_count(const struct bridge *br) { return (size_t)br->conns.count; }
 /* Counts of connections per endpoint index (array of cfg->n_endpoints). */
 void bridge_endpoint_counts(const struct bridge *br, size_t *counts);
 

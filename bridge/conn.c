@@ -1,36 +1,20 @@
-/* conn: per-connection send queue, conflation and coalesced writes. Service thread only. */
+/* conn: per-connection send queue and conflation (see conn.h). Service thread only;
+ * writer threads only read queued frames through conn_queue_frame (conn.h). */
 #include "conn.h"
 
-#include <errno.h>
-#include <poll.h>
-#include <pthread.h>
-#include <semaphore.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 
-#include "bridge.h"
 #include "log.h"
 #include "shape.h"
 
-#define WRITE_BATCH_BYTES (64 * 1024)
-/* Writes per writable event before yielding to other connections. */
-#define WRITES_PER_EVENT 4
-
-/* Connections that got frames during the current MQTT batch (conn_batch_begin/end),
- * in the order they got them. */
-static bool batching;
-static struct conn *flush_head, *flush_tail;
-
-struct conn *conn_new(struct bridge *br, struct lws *wsi, uint64_t id, size_t max_frames,
+struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,
                       size_t max_bytes)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->br = br;
+    c->env = env;
     c->wsi = wsi;
     c->id = id;
     c->endpoint = -1;
@@ -181,7 +165,7 @@ void conn_unsubscribe(struct conn *c, struct sub *s)
     msg_unref(s->held);
     shape_unref(s->shape);
     free(s);
-    bridge_room_maybe_release(c->br, room);
+    room_release_if_idle(c->env->rooms, room);
 }
 
 struct sub *conn_subscribe(struct conn *c, struct room *room)
@@ -202,30 +186,10 @@ struct sub *conn_find_sub(struct conn *c, const char *room)
     return NULL;
 }
 
-static void flush_list_remove(struct conn *c)
-{
-    struct conn *prev = NULL;
-    for (struct conn *it = flush_head; it; prev = it, it = it->flush_next) {
-        if (it != c)
-            continue;
-        if (prev)
-            prev->flush_next = c->flush_next;
-        else
-            flush_head = c->flush_next;
-        if (flush_tail == c)
-            flush_tail = prev;
-        break;
-    }
-    c->flush_next = NULL;
-    c->flush_queued = false;
-}
-
 void conn_free(struct conn *c)
 {
     if (!c)
         return;
-    if (c->flush_queued)
-        flush_list_remove(c);
     while (c->subs)
         conn_unsubscribe(c, c->subs);
     for (uint32_t i = 0; i < c->q_len; i++)
@@ -260,25 +224,11 @@ static bool queue_grow(struct conn *c)
     return true;
 }
 
-/* The queue became non-empty: write at the end of the batch, or at the next writable
- * event outside a batch. */
+/* The queue became non-empty (or a close was asked for): the writer takes it from here. */
 static void want_write(struct conn *c)
 {
-    if (!c->wsi)
-        return;
-    if (!batching) {
-        lws_callback_on_writable(c->wsi);
-        return;
-    }
-    if (c->flush_queued)
-        return;
-    c->flush_queued = true;
-    c->flush_next = NULL;
-    if (flush_tail)
-        flush_tail->flush_next = c;
-    else
-        flush_head = c;
-    flush_tail = c;
+    if (c->env->want_write)
+        c->env->want_write(c->env->ud, c);
 }
 
 static bool queue_push(struct conn *c, struct tb_msg *m)
@@ -303,7 +253,7 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
          * it can neither take the pending slot (the next conflated value would silently
          * replace it) nor jump ahead of it (order). The client must resync. */
         c->dropped++;
-        bridge_count_dropped(c->br, 1);
+        c->env->st->dropped++;
         conn_close(c, TB_CLOSE_SLOW_CONSUMER, "slow consumer: send queue full, resync");
         return CONN_DROPPED;
     }
@@ -315,7 +265,7 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
         fifo_unlink(c, p);
         fifo_append(c, p);
         c->conflated++;
-        bridge_count_conflated(c->br, 1);
+        c->env->st->conflated++;
         return CONN_CONFLATED;
     }
     /* While a room has messages waiting, its newer messages wait behind them (per-room
@@ -326,11 +276,11 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
     if (s && conflate && m->key && c->pending_count < c->max_frames * PENDING_PER_QUEUE_FRAME &&
         pending_add(c, s, m)) {
         c->conflated++;
-        bridge_count_conflated(c->br, 1);
+        c->env->st->conflated++;
         return CONN_CONFLATED;
     }
     c->dropped++;
-    bridge_count_dropped(c->br, 1);
+    c->env->st->dropped++;
     if (s)
         conn_close(c, TB_CLOSE_SLOW_CONSUMER, "slow consumer: send queue full, resync");
     return CONN_DROPPED;
@@ -353,12 +303,10 @@ void conn_close(struct conn *c, int code, const char *reason)
     c->closing = true;
     c->close_code = code;
     c->close_reason = strdup(reason ? reason : "");
-    if (c->wsi)
-        lws_callback_on_writable(c->wsi);
+    want_write(c);
 }
 
-/* Moves pending (conflated) messages into the ring while there is room. */
-static void admit_pending(struct conn *c)
+void conn_admit_pending(struct conn *c)
 {
     while (c->pending_head && !queue_full(c, c->pending_head->msg->len)) {
         if (c->q_len == c->q_cap && !queue_grow(c))
@@ -369,7 +317,7 @@ static void admit_pending(struct conn *c)
     }
 }
 
-static struct tb_msg *queue_pop(struct conn *c)
+struct tb_msg *conn_queue_pop(struct conn *c)
 {
     struct tb_msg *m = c->q[c->q_head];
     c->q_head = (c->q_head + 1) % c->q_cap;
@@ -378,331 +326,8 @@ static struct tb_msg *queue_pop(struct conn *c)
     return m;
 }
 
-/* Writes one frame as it is (already framed in its headroom): no copy. */
-static int write_single(struct conn *c)
+void conn_count_sent(struct conn *c, uint64_t frames)
 {
-    struct tb_msg *m = queue_pop(c);
-    /* LWS_WRITE_HTTP sends the bytes unchanged: the frame carries its own header. */
-    int n = lws_write(c->wsi, msg_frame(m), msg_frame_len(m), LWS_WRITE_HTTP);
-    msg_unref(m);
-    if (n < 0)
-        return -1;
-    c->sent++;
-    bridge_count_delivered(c->br, 1);
-    return 0;
-}
-
-/* Coalesces queued frames (already framed in their headroom) into one raw write. The copy
- * (~0.1 us per 400-byte frame) is cheap next to the send() it saves. */
-static int write_batch(struct conn *c)
-{
-    static unsigned char scratch[WRITE_BATCH_BYTES];
-    size_t used = 0, frames = 0;
-    while (c->q_len) {
-        struct tb_msg *m = c->q[c->q_head];
-        size_t fl = msg_frame_len(m);
-        if (used + fl > WRITE_BATCH_BYTES)
-            break;
-        memcpy(scratch + used, msg_frame(m), fl);
-        used += fl;
-        frames++;
-        msg_unref(queue_pop(c));
-    }
-    if (lws_write(c->wsi, scratch, used, LWS_WRITE_HTTP) < 0)
-        return -1;
     c->sent += frames;
-    bridge_count_delivered(c->br, frames);
-    return 0;
-}
-
-/* One write: the head frame alone when it is the only one or large, else a batch. */
-static int write_some(struct conn *c)
-{
-    struct tb_msg *head = c->q[c->q_head];
-    return (c->q_len == 1 || msg_frame_len(head) > WRITE_BATCH_BYTES / 2) ? write_single(c)
-                                                                           : write_batch(c);
-}
-
-/* Writes while there is something queued and the socket is writable. The check
- * (lws_send_pipe_choked: lws holds no unsent remainder and poll() says POLLOUT, i.e. at
- * least a third of the socket's send buffer is free) costs a poll() of one descriptor,
- * but it keeps a stalled client's socket from filling up completely, so a close frame
- * (4008) still fits when its queue overflows. */
-static int write_queued(struct conn *c, int max_writes)
-{
-    admit_pending(c);
-    for (int i = 0; i < max_writes && c->q_len && !lws_send_pipe_choked(c->wsi); i++) {
-        if (write_some(c) < 0)
-            return -1;
-        admit_pending(c);
-    }
-    if (c->q_len || c->pending_head)
-        lws_callback_on_writable(c->wsi);
-    return 0;
-}
-
-int conn_on_writable(struct conn *c)
-{
-    if (c->closing) {
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)(c->close_reason ? c->close_reason : ""),
-                         c->close_reason ? strlen(c->close_reason) : 0);
-        return -1;
-    }
-    if (c->peer_closed)
-        return 0;
-    return write_queued(c, WRITES_PER_EVENT);
-}
-
-void conn_batch_begin(void)
-{
-    batching = true;
-}
-
-/* ---- end-of-batch writes ---------------------------------------------------------------
- * At the end of an MQTT batch every connection that got frames is written once. Almost
- * all of that time is the kernel's send() (on loopback it also runs the receiver's TCP
- * input and wake-up), so the writes are split between the service thread and a writer
- * thread: both only call sendmsg() on the sockets of their share of a list built
- * beforehand, and everything else (queues, counters, lws) is done by the service thread
- * afterwards. Connections where lws holds an unsent remainder take the writable path. */
-
-/* Each thread gets at least this many connections: waking a writer costs more than a few
- * send()s. */
-#define PARALLEL_MIN_CONNS 16
-#define FAST_IOV_MAX 64
-
-struct flush_item {
-    struct conn *c;
-    int fd;
-    ssize_t sent; /* bytes the socket took; -1: the socket failed */
-};
-
-static struct flush_item *items;
-static size_t n_items, cap_items;
-
-struct writer {
-    pthread_t tid;
-    sem_t go;
-    struct flush_item *from, *to;
-};
-static struct writer writers[CFG_MAX_WRITER_THREADS];
-static unsigned n_writers;
-static bool writers_quit;
-static sem_t writers_done;
-
-/* Sends the queued frames of it->c (up to WRITE_BATCH_BYTES, from their headroom, no
- * copy) with one sendmsg(), if poll() says POLLOUT (as lws_send_pipe_choked: at least a
- * third of the socket's send buffer free, so a stalled client's socket never fills up
- * completely and its close frame, 4008, still goes out at once). Reads the connection's
- * queue, changes nothing: any thread. */
-static void fast_send(struct flush_item *it)
-{
-    const struct conn *c = it->c;
-    struct pollfd pfd = {.fd = it->fd, .events = POLLOUT};
-    if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT)) {
-        it->sent = (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) ? -1 : 0;
-        return;
-    }
-    struct iovec iov[FAST_IOV_MAX];
-    size_t n = 0, bytes = 0;
-    for (uint32_t i = 0; i < c->q_len && n < FAST_IOV_MAX; i++) {
-        struct tb_msg *m = c->q[(c->q_head + i) % c->q_cap];
-        size_t fl = msg_frame_len(m);
-        if (n && bytes + fl > WRITE_BATCH_BYTES)
-            break;
-        iov[n].iov_base = msg_frame(m);
-        iov[n].iov_len = fl;
-        n++;
-        bytes += fl;
-    }
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
-    ssize_t r;
-    do
-        r = sendmsg(it->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-    while (r < 0 && errno == EINTR);
-    if (r < 0)
-        r = (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
-    it->sent = r;
-}
-
-static void send_range(struct flush_item *from, struct flush_item *to)
-{
-    for (struct flush_item *it = from; it < to; it++)
-        fast_send(it);
-}
-
-static void *writer_main(void *arg)
-{
-    struct writer *w = arg;
-    for (;;) {
-        while (sem_wait(&w->go) != 0)
-            ;
-        if (writers_quit)
-            return NULL;
-        send_range(w->from, w->to);
-        sem_post(&writers_done);
-    }
-}
-
-int conn_writer_start(unsigned n)
-{
-    if (n_writers || !n)
-        return 0;
-    if (n > CFG_MAX_WRITER_THREADS)
-        n = CFG_MAX_WRITER_THREADS;
-    if (sem_init(&writers_done, 0, 0))
-        return -1;
-    writers_quit = false;
-    /* Writers inherit a mask that blocks every signal: SIGTERM and SIGHUP go elsewhere. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    for (unsigned i = 0; i < n; i++) {
-        struct writer *w = &writers[i];
-        if (sem_init(&w->go, 0, 0))
-            break;
-        if (pthread_create(&w->tid, NULL, writer_main, w) != 0) {
-            sem_destroy(&w->go);
-            break;
-        }
-        pthread_setname_np(w->tid, "tb-writer");
-        n_writers++;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (n_writers < n) {
-        if (!n_writers)
-            sem_destroy(&writers_done);
-        conn_writer_stop();
-        return -1;
-    }
-    return 0;
-}
-
-unsigned conn_writer_count(void)
-{
-    return n_writers;
-}
-
-void conn_writer_stop(void)
-{
-    if (n_writers) {
-        writers_quit = true;
-        for (unsigned i = 0; i < n_writers; i++)
-            sem_post(&writers[i].go);
-        for (unsigned i = 0; i < n_writers; i++) {
-            pthread_join(writers[i].tid, NULL);
-            sem_destroy(&writers[i].go);
-        }
-        sem_destroy(&writers_done);
-        n_writers = 0;
-    }
-    free(items);
-    items = NULL;
-    n_items = cap_items = 0;
-}
-
-/* Splits the list between the writers and the service thread, which takes the last part
- * and then waits for the others. */
-static void send_all(void)
-{
-    size_t helpers = n_items / PARALLEL_MIN_CONNS;
-    if (helpers > n_writers)
-        helpers = n_writers;
-    size_t per = n_items / (helpers + 1);
-    for (size_t i = 0; i < helpers; i++) {
-        writers[i].from = items + i * per;
-        writers[i].to = items + (i + 1) * per;
-        sem_post(&writers[i].go);
-    }
-    send_range(items + helpers * per, items + n_items);
-    for (size_t i = 0; i < helpers; i++)
-        while (sem_wait(&writers_done) != 0)
-            ;
-}
-
-/* Applies what the socket took: sent frames leave the queue; the rest of a frame the
- * socket took only in part goes to lws (LWS_WRITE_HTTP: written or buffered before
- * anything else on this connection), so the stream stays whole. */
-static void fast_commit(const struct flush_item *it)
-{
-    struct conn *c = it->c;
-    if (it->sent < 0) {
-        /* The socket is unusable: lws closes the connection from the writable event. */
-        conn_close(c, TB_CLOSE_GOING_AWAY, "write failed");
-        return;
-    }
-    size_t left = (size_t)it->sent;
-    uint64_t frames = 0;
-    while (left && c->q_len) {
-        struct tb_msg *m = c->q[c->q_head];
-        size_t fl = msg_frame_len(m);
-        if (left < fl && lws_write(c->wsi, msg_frame(m) + left, fl - left, LWS_WRITE_HTTP) < 0) {
-            conn_close(c, TB_CLOSE_GOING_AWAY, "write failed");
-            break;
-        }
-        left = left < fl ? 0 : left - fl;
-        msg_unref(queue_pop(c));
-        frames++;
-    }
-    c->sent += frames;
-    bridge_count_delivered(c->br, frames);
-    if (c->closing)
-        return;
-    admit_pending(c);
-    if (c->q_len || c->pending_head)
-        lws_callback_on_writable(c->wsi);
-}
-
-static bool items_reserve(size_t n)
-{
-    if (n <= cap_items)
-        return true;
-    size_t cap = cap_items ? cap_items : 256;
-    while (cap < n)
-        cap *= 2;
-    struct flush_item *p = realloc(items, cap * sizeof *p);
-    if (!p)
-        return false;
-    items = p;
-    cap_items = cap;
-    return true;
-}
-
-void conn_batch_end(void)
-{
-    batching = false;
-    n_items = 0;
-    while (flush_head) {
-        struct conn *c = flush_head;
-        flush_head = c->flush_next;
-        if (!flush_head)
-            flush_tail = NULL;
-        c->flush_next = NULL;
-        c->flush_queued = false;
-        if (!c->wsi || c->peer_closed)
-            continue;
-        if (c->closing) {
-            lws_callback_on_writable(c->wsi);
-            continue;
-        }
-        admit_pending(c);
-        int fd = lws_get_socket_fd(c->wsi);
-        /* Raw sendmsg() needs what lws would write itself: no TLS (the frames are
-         * complete WebSocket frames, written as LWS_WRITE_HTTP elsewhere) and nothing of
-         * lws' own still waiting to go out on this socket. */
-        if (c->q_len && fd >= 0 && !lws_is_ssl(c->wsi) && !lws_partial_buffered(c->wsi) &&
-            items_reserve(n_items + 1)) {
-            items[n_items++] = (struct flush_item){.c = c, .fd = fd};
-        } else if (write_queued(c, 1) < 0) {
-            /* The socket is unusable: lws closes the connection from the writable event. */
-            conn_close(c, TB_CLOSE_GOING_AWAY, "write failed");
-        }
-    }
-    if (!n_items)
-        return;
-    send_all();
-    for (size_t i = 0; i < n_items; i++)
-        fast_commit(&items[i]);
-    n_items = 0;
+    c->env->st->delivered += frames;
 }

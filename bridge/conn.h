@@ -1,4 +1,4 @@
-/* conn: one WebSocket connection's state and its bounded send queue.
+/* conn: one WebSocket connection's state, its bounded send queue and conflation.
  *
  * Outgoing frames are references to shared messages (msg.h) in a ring that grows on
  * demand up to the configured frame and byte bounds, so an idle connection holds
@@ -8,10 +8,15 @@
  *                a slow client ends with the newest value of every vehicle in a shared
  *                room, and memory stays bounded (one pointer per topic of its rooms);
  *   disconnect - the connection is closed with TB_CLOSE_SLOW_CONSUMER (resync needed).
- * Queued frames are written coalesced (up to 64 KiB per write). Frames queued while an
- * MQTT batch is processed (conn_batch_begin/end) are written directly at the end of the
- * batch, without waiting for a writable event; anything that does not fit goes out on
- * writable events. Service thread only. */
+ *
+ * This module only queues. Writing is writer.c's: when a queue becomes non-empty, or a
+ * close is asked for, conn calls the 'want_write' hook of its conn_env, and the writer
+ * takes frames from the queue with conn_queue_* when the socket can take them. Nothing
+ * here touches a socket, so the queue logic is tested without one.
+ *
+ * Threads: the service thread owns every field. During an end-of-batch write, writer
+ * threads read the queued frames of the connections handed to them (conn_queue_frame,
+ * q_len) while the service thread waits for them; nothing else runs then. */
 #ifndef TB_CONN_H
 #define TB_CONN_H
 
@@ -23,6 +28,7 @@
 
 #include "msg.h"
 #include "room.h"
+#include "stats.h"
 
 /* Close codes (documented in docs/protocol.md). */
 enum {
@@ -36,12 +42,22 @@ enum {
 
 enum conn_enqueue_result { CONN_QUEUED, CONN_CONFLATED, CONN_DROPPED };
 
-struct bridge;
+/* What every connection shares: the counters, the room registry (a room a connection
+ * leaves is freed when nothing keeps it) and the hook that gets the queue written. */
+struct conn_env {
+    struct tb_stats *st;
+    struct room_registry *rooms;
+    void (*want_write)(void *ud, struct conn *c);   /* queue non-empty, or close asked */
+    void *ud;
+};
+
 struct pending;
+struct conn_patterns;   /* subscribe.c: the client's room patterns */
+struct conn_rate;       /* fanout.c: the max_rate timer */
 
 struct conn {
-    struct lws *wsi;
-    struct bridge *br;
+    struct lws *wsi;              /* NULL in unit tests */
+    const struct conn_env *env;
     uint64_t id;
     char *path;                   /* request path */
     int endpoint;                 /* index in the current config's endpoints */
@@ -55,20 +71,22 @@ struct conn {
     uint32_t pending_buckets, pending_count;
     bool closing;
     bool peer_closed;             /* the client sent a close frame: write nothing more */
-    bool flush_queued;            /* on the end-of-batch write list */
+    bool flush_queued;            /* on the writer's end-of-batch list */
     int close_code;
     char *close_reason;           /* allocated by conn_close */
-    struct conn *flush_next;      /* end-of-batch write list */
-    struct conn *prev, *next;     /* the bridge's list of connections */
+    struct conn *flush_next;      /* the writer's end-of-batch list */
+    struct lws_dll2 in_bridge;    /* the bridge's list of connections */
     uint64_t connected_ms, last_rx_ms;
     uint64_t sent, conflated, dropped;
     unsigned bad_frames;
-    void *ext;                    /* per-connection state of later modules (protocol) */
+    struct conn_patterns *patterns;   /* allocated on a first pattern subscription */
+    struct conn_rate *rate;           /* allocated on a first rate-limited delivery */
 };
 
-struct conn *conn_new(struct bridge *br, struct lws *wsi, uint64_t id, size_t max_frames,
+struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,
                       size_t max_bytes);
-/* Unsubscribes everything and frees the queue and the struct; NULL is harmless. */
+/* Unsubscribes everything and frees the queue and the struct; NULL is harmless. The
+ * owners of 'patterns' and 'rate' free those first. */
 void conn_free(struct conn *c);
 
 /* Queues a reference to m. 's' is the subscription it is for (NULL for control frames
@@ -77,23 +95,23 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
 /* Queues a copy of a control frame built from text. */
 enum conn_enqueue_result conn_send_text(struct conn *c, const char *text, size_t len);
 
-/* Asks for a close frame with 'code' and 'reason' at the next writable event. */
+/* Asks for a close frame with 'code' and 'reason' (the writer sends it). */
 void conn_close(struct conn *c, int code, const char *reason);
 
-/* LWS_CALLBACK_SERVER_WRITEABLE; returns -1 when lws should close the connection. */
-int conn_on_writable(struct conn *c);
-
-/* Between these two, a connection whose queue becomes non-empty is put on a list instead
- * of asking lws for a writable event; conn_batch_end writes to every listed connection
- * directly (one coalesced write each), so one MQTT batch costs one send() per connection
- * and no poll() round. Service thread only; not nested. */
-void conn_batch_begin(void);
-void conn_batch_end(void);
-/* Writer threads that share the end-of-batch writes with the service thread (conn.c);
- * with none, the service thread writes alone. Stop also frees the write list. */
-int conn_writer_start(unsigned n);
-unsigned conn_writer_count(void);
-void conn_writer_stop(void);
+/* ---- the writer's side of the queue ---- */
+/* Frame i (0 = oldest) of the queue; i < q_len. Read-only: any thread (see above). */
+static inline struct tb_msg *conn_queue_frame(const struct conn *c, uint32_t i)
+{
+    return c->q[(c->q_head + i) % c->q_cap];
+}
+/* Takes the oldest frame off the queue; the caller owns the reference. */
+struct tb_msg *conn_queue_pop(struct conn *c);
+/* Moves waiting (conflated) messages into the queue while there is room. */
+void conn_admit_pending(struct conn *c);
+/* Anything left to write (queued or waiting)? */
+static inline bool conn_has_backlog(const struct conn *c) { return c->q_len || c->pending_head; }
+/* Counts frames written (the connection's and the shared counters). */
+void conn_count_sent(struct conn *c, uint64_t frames);
 
 /* Subscription management (membership + the connection's own list). */
 struct sub *conn_subscribe(struct conn *c, struct room *room);

@@ -9,14 +9,15 @@
 #include "alert_runtime.h"
 #include "bridge.h"
 #include "log.h"
-#include "ws_server.h"
 #include "mqtt_client.h"
 #include "reload.h"
+#include "room.h"
+#include "writer.h"
 
-static cJSON *connections_json(struct bridge *br)
+static cJSON *connections_json(const struct bridge *br)
 {
     cJSON *c = cJSON_CreateObject();
-    cJSON_AddNumberToObject(c, "total", (double)br->n_conns);
+    cJSON_AddNumberToObject(c, "total", (double)bridge_conn_count(br));
     cJSON_AddNumberToObject(c, "max", br->cfg->server.max_connections);
     cJSON *per = cJSON_AddObjectToObject(c, "endpoints");
     size_t *counts = calloc(br->cfg->n_endpoints + 1, sizeof *counts);
@@ -29,14 +30,15 @@ static cJSON *connections_json(struct bridge *br)
     return c;
 }
 
-static cJSON *health_json(struct bridge *br)
+static cJSON *health_json(const struct http_api_src *src)
 {
+    const struct bridge *br = src->br;
     cJSON *h = cJSON_CreateObject();
     cJSON_AddStringToObject(h, "status", br->broker_connected ? "ok" : "degraded");
     cJSON_AddStringToObject(h, "version", TB_VERSION);
     cJSON_AddNumberToObject(h, "uptime_s", (double)(tb_now_ms() - br->started_ms) / 1000.0);
-    cJSON_AddStringToObject(h, "event_loop", ws_server_event_loop());
-    cJSON_AddNumberToObject(h, "writer_threads", conn_writer_count());
+    cJSON_AddStringToObject(h, "event_loop", src->event_loop);
+    cJSON_AddNumberToObject(h, "writer_threads", writer_thread_count(br->writer));
     cJSON *b = cJSON_AddObjectToObject(h, "broker");
     cJSON_AddStringToObject(b, "state", br->broker_connected ? "connected" : "disconnected");
     cJSON_AddBoolToObject(b, "connected", br->broker_connected);
@@ -58,7 +60,7 @@ static cJSON *health_json(struct bridge *br)
     cJSON_AddNumberToObject(h, "rooms", (double)room_registry_count(br->rooms));
     cJSON_AddNumberToObject(h, "rooms_refused", (double)br->st.rooms_refused);
     struct alert_runtime_stats as;
-    alert_runtime_stats(br, &as);
+    alert_runtime_stats(br->alerts, &as);
     cJSON *a = cJSON_AddObjectToObject(h, "alerts");
     cJSON_AddNumberToObject(a, "active", (double)as.active);
     cJSON_AddNumberToObject(a, "raised", (double)as.raised);
@@ -70,7 +72,7 @@ static cJSON *health_json(struct bridge *br)
     char ver[24];
     snprintf(ver, sizeof ver, "%016llx", (unsigned long long)br->cfg->version);
     cJSON_AddStringToObject(cfg, "version", ver);
-    cJSON_AddItemToObject(cfg, "reload", reload_status_json(br));
+    cJSON_AddItemToObject(cfg, "reload", reload_status_json(src->rl));
     return h;
 }
 
@@ -79,7 +81,7 @@ static void metric(struct sbuf *out, const char *name, const char *help, const c
     sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
-static void render_metrics(struct bridge *br, struct sbuf *out)
+static void render_metrics(const struct bridge *br, struct sbuf *out)
 {
     metric(out, "telebridge_mqtt_received_total", "MQTT messages received", "counter", (double)br->st.received);
     metric(out, "telebridge_routed_total", "Room deliveries serialized", "counter", (double)br->st.routed);
@@ -88,24 +90,25 @@ static void render_metrics(struct bridge *br, struct sbuf *out)
            (double)(br->st.dropped + mqtt_client_dropped(br->mqtt)));
     metric(out, "telebridge_conflated_total", "Frames superseded for slow clients", "counter", (double)br->st.conflated);
     metric(out, "telebridge_non_json_total", "Payloads that were not JSON", "counter", (double)br->st.non_json);
-    metric(out, "telebridge_connections", "Open WebSocket connections", "gauge", (double)br->n_conns);
+    metric(out, "telebridge_connections", "Open WebSocket connections", "gauge", (double)bridge_conn_count(br));
     metric(out, "telebridge_rooms", "Rooms in memory", "gauge", (double)room_registry_count(br->rooms));
     struct alert_runtime_stats as;
-    alert_runtime_stats(br, &as);
+    alert_runtime_stats(br->alerts, &as);
     metric(out, "telebridge_alerts_active", "Active alerts", "gauge", (double)as.active);
     metric(out, "telebridge_alerts_raised_total", "Alerts raised", "counter", (double)as.raised);
     metric(out, "telebridge_broker_connected", "1 when connected to the broker", "gauge", br->broker_connected);
 }
 
-int http_api_render(struct bridge *br, const char *path, struct sbuf *out, const char **content_type)
+int http_api_render(const struct http_api_src *src, const char *path, struct sbuf *out,
+                    const char **content_type)
 {
     cJSON *body = NULL;
     if (strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0) {
-        body = health_json(br);
+        body = health_json(src);
     } else if (strcmp(path, "/ws/connections") == 0) {
-        body = connections_json(br);
+        body = connections_json(src->br);
     } else if (strcmp(path, "/metrics") == 0) {
-        render_metrics(br, out);
+        render_metrics(src->br, out);
         *content_type = "text/plain; version=0.0.4";
         return 200;
     } else {

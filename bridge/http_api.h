@@ -9,9 +9,18 @@
 #include "sbuf.h"
 
 struct bridge;
+struct reload;
+
+/* What the bodies report on. */
+struct http_api_src {
+    const struct bridge *br;
+    const struct reload *rl;        /* may be NULL */
+    const char *event_loop;         /* "libev" or "poll" */
+};
 
 /* Builds the body for 'path' into out and sets *content_type; returns the HTTP status
  * (200), or 0 when the path is not an API path. */
-int http_api_render(struct bridge *br, const char *path, struct sbuf *out, const char **content_type);
+int http_api_render(const struct http_api_src *src, const char *path, struct sbuf *out,
+                    const char **content_type);
 
 #endif

@@ -16,25 +16,30 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alert_runtime.h"
 #include "bridge.h"
 #include "config.h"
+#include "expr.h"
 #include "log.h"
 #include "mqtt_client.h"
-#include "protocol.h"
 #include "reload.h"
 #include "router.h"
+#include "topic.h"
 #include "ws_server.h"
 
-static struct bridge g_br;
+/* For the signal handler: it only sets a flag and wakes the loop. */
+static struct bridge *volatile g_br;
+static struct ws_server *volatile g_ws;
 
 static void on_signal(int sig)
 {
-    if (sig == SIGHUP)
-        g_br.reload_requested = 1;
-    else
-        g_br.stop_requested = 1;
-    ws_server_wake(&g_br);
+    struct bridge *br = g_br;
+    if (br) {
+        if (sig == SIGHUP)
+            br->reload_requested = 1;
+        else
+            br->stop_requested = 1;
+    }
+    ws_server_wake(g_ws);
 }
 
 static void usage(FILE *f)
@@ -154,47 +159,48 @@ static uint64_t make_epoch(void)
 static int run(const char *path)
 {
     struct config_diag diag = {0};
-    struct bridge *br = &g_br;
-    br->cfg = config_load(path, &diag);
+    struct tb_config *cfg = config_load(path, &diag);
     for (size_t i = 0; i < diag.n; i++)
         LOG_ERROR("config", "%s", diag.msgs[i]);
     config_diag_free(&diag);
-    if (!br->cfg) {
+    if (!cfg) {
         LOG_ERROR("main", "refusing to start with an invalid configuration");
         return 1;
     }
     int rc = 1;
-    br->started_ms = tb_now_ms();
-    br->started_wall_ms = tb_wall_ms();
-    br->epoch = make_epoch();
-    sbuf_init(&br->scratch);
-    br->rooms = room_registry_new();
-    if (!br->rooms)
+    struct reload *rl = NULL;
+    struct ws_server *ws = NULL;
+    struct mqtt_client *mqtt = NULL;
+    struct bridge *br = bridge_new(cfg, make_epoch());
+    if (!br) {
+        config_unref(cfg);
         goto out;
+    }
+    g_br = br;
     install_signals();
-    if (ws_server_start(br))
+    if (!(ws = ws_server_start(br, NULL)))
         goto out;
-    br->mqtt = mqtt_client_new(br->cfg, ws_server_wake, br);
-    if (!br->mqtt)
+    g_ws = ws;
+    if (!(mqtt = mqtt_client_new(br->cfg, ws_server_wake, ws)))
         goto out;
-    reload_watch_start(br);
-    alert_runtime_start(br);
+    ws_server_set_mqtt(ws, mqtt);
+    rl = reload_new(br->cfg->path, ws_server_wake, ws);
+    ws_server_set_reload(ws, rl);
+    bridge_start_alerts(br, mqtt);
     LOG_INFO("main", "telebridge %s running (%zu endpoints, %zu routes)", TB_VERSION,
              br->cfg->n_endpoints, br->cfg->n_routes);
-    ws_server_run(br);
+    ws_server_run(ws);
     rc = 0;
 out:
-    alert_runtime_stop(br);
-    reload_watch_stop(br);
+    reload_free(rl);
     /* The MQTT thread wakes the service loop: stop it before the loop's context goes. */
-    mqtt_client_free(br->mqtt);  /* clean DISCONNECT, joins the network thread */
-    br->mqtt = NULL;
-    ws_server_destroy(br);       /* closes remaining connections (frees their state) */
-    bridge_free_backlog(br);
-    room_registry_free(br->rooms);
-    protocol_shutdown(br);       /* after the connections: session registry, pattern list */
-    sbuf_free(&br->scratch);
-    config_unref(br->cfg);
+    mqtt_client_free(mqtt);     /* clean DISCONNECT, joins the network thread */
+    if (ws)
+        ws_server_set_mqtt(ws, NULL);
+    g_ws = NULL;
+    ws_server_destroy(ws);      /* closes remaining connections (frees their state) */
+    g_br = NULL;
+    bridge_free(br);
     LOG_INFO("main", "stopped");
     return rc;
 }

@@ -4,7 +4,9 @@
  * queues a reference to the same buffer. The buffer reserves LWS_PRE bytes of headroom
  * so libwebsockets can put its frame header in front without copying, and the frame
  * header is also precomputed there (msg_frame) so several frames can be coalesced into
- * one write. Service thread only: the refcount is not atomic. */
+ * one write. Threads: the refcount is not atomic, so only the service thread takes and
+ * drops references; writer threads read the frame bytes of queued messages (writer.h)
+ * while the service thread waits for them, and a message never changes once built. */
 #ifndef TB_MSG_H
 #define TB_MSG_H
 

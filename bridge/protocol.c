@@ -1,126 +1,99 @@
 /* protocol: client request dispatch. Service thread only.
  *
  * The handler table is the one place a new request type is added. A handler gets the
- * parsed object and the request id (or NULL) and answers through protocol_reply.
- * Subscriptions live in subscribe.c, race sessions in session.c; docs/protocol.md
- * describes every message, and docs/protocol.schema.json validates them. */
+ * parsed object and the request id (or NULL) and answers through reply.h.
+ * Subscriptions live in subscribe.c, race sessions in session.c, alert acks in
+ * alert_runtime.c; docs/protocol.md describes every message, and
+ * docs/protocol.schema.json validates them. */
 #include "protocol.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "alert_runtime.h"
-#include "bridge.h"
+#include "config.h"
+#include "conn.h"
+#include "fanout.h"
 #include "log.h"
+#include "reply.h"
+#include "sbuf.h"
 #include "session.h"
 #include "subscribe.h"
 
-typedef void (*handler_fn)(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id);
+typedef void (*handler_fn)(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id);
 
-/* Replies carry the request's "id" at the top level: {"type":"pong","ts":..,"id":..}. */
-static void send_reply(struct bridge *br, struct conn *c, const char *type, cJSON *top,
-                       const cJSON *data, const cJSON *id)
-{
-    if (!top)
-        top = cJSON_CreateObject();
-    if (id)
-        cJSON_AddItemToObject(top, "id", cJSON_Duplicate(id, true));
-    bridge_send_frame(br, c, type, top, data);
-    cJSON_Delete(top);
-}
-
-void protocol_reply(struct bridge *br, struct conn *c, const char *type, cJSON *top, const cJSON *id)
-{
-    send_reply(br, c, type, top, NULL, id);
-}
-
-void protocol_send_refusal(struct bridge *br, struct conn *c, const cJSON *id, const char *code,
-                           const char *msg)
-{
-    cJSON *top = cJSON_CreateObject();
-    cJSON_AddStringToObject(top, "code", code);
-    cJSON_AddStringToObject(top, "message", msg);
-    send_reply(br, c, "error", top, NULL, id);
-}
-
-void protocol_send_error(struct bridge *br, struct conn *c, const cJSON *id, const char *code,
-                         const char *msg)
-{
-    protocol_send_refusal(br, c, id, code, msg);
-    if (++c->bad_frames >= TB_MAX_BAD_FRAMES)
-        conn_close(c, TB_CLOSE_POLICY, "too many invalid frames");
-}
-
-struct protocol_state *protocol_state(struct bridge *br)
-{
-    if (!br->protocol)
-        br->protocol = calloc(1, sizeof(struct protocol_state));
-    return br->protocol;
-}
-
-void protocol_shutdown(struct bridge *br)
-{
-    if (!br->protocol)
-        return;
-    session_registry_free(br);
-    free(br->protocol);
-    br->protocol = NULL;
-}
-
-static void handle_ping(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id)
+static void handle_ping(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id)
 {
     (void)req;
-    send_reply(br, c, "pong", NULL, NULL, id);
+    reply_send(p->f, c, "pong", NULL, id);
 }
 
 /* The session id of a join_session / leave_session request, or NULL (error sent). */
-static const char *session_field(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id)
+static const char *session_field(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id)
 {
     const cJSON *sid = cJSON_GetObjectItemCaseSensitive(req, "session_id");
     if (!cJSON_IsString(sid) || !session_id_valid(sid->valuestring)) {
-        protocol_send_error(br, c, id, TB_ERR_BAD_FIELD,
+        reply_error(p->f, c, id, TB_ERR_BAD_FIELD,
                             "\"session_id\" must be a string of 1-64 letters, digits, '-', '_' or '.'");
         return NULL;
     }
-    if (!br->cfg->sessions.enabled) {
-        protocol_send_refusal(br, c, id, TB_ERR_SESSIONS_DISABLED, "race sessions are not configured");
+    if (!p->cfg->sessions.enabled) {
+        reply_refusal(p->f, c, id, TB_ERR_SESSIONS_DISABLED, "race sessions are not configured");
         return NULL;
     }
     return sid->valuestring;
 }
 
-static void handle_join_session(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id)
+static void handle_join_session(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id)
 {
-    const char *sid = session_field(br, c, req, id);
+    const char *sid = session_field(p, c, req, id);
     struct sub_opts o;
-    if (!sid || subscribe_parse_opts(br, c, req, id, &o))
+    if (!sid || subscribe_parse_opts(p->subs, c, req, id, &o))
         return;
     char room[SESSION_ID_MAX + 128];
-    if (!session_known(br, sid) || !session_room(br, sid, room, sizeof room)) {
-        protocol_send_refusal(br, c, id, TB_ERR_UNKNOWN_SESSION,
+    const struct cfg_sessions *cs = &p->cfg->sessions;
+    if (!session_known(p->sessions, cs, fanout_rooms(p->f), sid) || !session_room(cs, sid, room, sizeof room)) {
+        reply_refusal(p->f, c, id, TB_ERR_UNKNOWN_SESSION,
                               "no such session (request an id on the session request topic first)");
     } else {
         cJSON *top = cJSON_CreateObject();
         cJSON_AddStringToObject(top, "session_id", sid);
-        subscribe_join_one(br, c, id, room, &o, "session_joined", top);
+        subscribe_join_one(p->subs, c, id, room, &o, "session_joined", top);
     }
     subscribe_opts_free(&o);
 }
 
-static void handle_leave_session(struct bridge *br, struct conn *c, const cJSON *req, const cJSON *id)
+static void handle_leave_session(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id)
 {
-    const char *sid = session_field(br, c, req, id);
+    const char *sid = session_field(p, c, req, id);
     char room[SESSION_ID_MAX + 128];
-    if (!sid || !session_room(br, sid, room, sizeof room))
+    if (!sid || !session_room(&p->cfg->sessions, sid, room, sizeof room))
         return;
-    if (!subscribe_leave_one(br, c, room)) {
-        protocol_send_refusal(br, c, id, TB_ERR_NOT_SUBSCRIBED, "this connection has not joined that session");
+    if (!subscribe_leave_one(c, room)) {
+        reply_refusal(p->f, c, id, TB_ERR_NOT_SUBSCRIBED, "this connection has not joined that session");
         return;
     }
     cJSON *top = cJSON_CreateObject();
     cJSON_AddStringToObject(top, "session_id", sid);
     cJSON_AddStringToObject(top, "room", room);
-    protocol_reply(br, c, "session_left", top, id);
+    reply_send(p->f, c, "session_left", top, id);
+}
+
+static void handle_subscribe(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id)
+{
+    subscribe_handle_subscribe(p->subs, c, req, id);
+}
+
+static void handle_unsubscribe(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id)
+{
+    subscribe_handle_unsubscribe(p->subs, c, req, id);
+}
+
+static void handle_ack_alert(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id)
+{
+    alert_runtime_handle_ack(p->alerts, p->f, c, req, id);
 }
 
 static const struct {
@@ -128,55 +101,53 @@ static const struct {
     handler_fn fn;
 } handlers[] = {
     {"ping", handle_ping},
-    {"subscribe", subscribe_handle_subscribe},
-    {"unsubscribe", subscribe_handle_unsubscribe},
+    {"subscribe", handle_subscribe},
+    {"unsubscribe", handle_unsubscribe},
     {"join_session", handle_join_session},
     {"leave_session", handle_leave_session},
-    {"ack_alert", alert_runtime_handle_ack},
+    {"ack_alert", handle_ack_alert},
 };
 
 /* A dashboard on a session endpoint (/ws/session/{sid}) for an id nobody issued is
  * told so, and stays in the room in case the session starts later. */
-static void check_session_rooms(struct bridge *br, struct conn *c)
+static void check_session_rooms(const struct protocol *p, struct conn *c)
 {
+    const struct cfg_sessions *cs = &p->cfg->sessions;
     for (struct sub *s = c->subs; s; s = s->conn_next) {
-        const char *sid = s->auto_joined ? session_of_room(br, s->room->name) : NULL;
-        if (sid && !session_known(br, sid)) {
+        const char *sid = s->auto_joined ? session_of_room(cs, s->room->name) : NULL;
+        if (sid && !session_known(p->sessions, cs, fanout_rooms(p->f), sid)) {
             cJSON *top = cJSON_CreateObject();
             cJSON_AddStringToObject(top, "code", TB_ERR_UNKNOWN_SESSION);
             cJSON_AddStringToObject(top, "message", "no such session yet; staying in its room");
             cJSON_AddStringToObject(top, "room", s->room->name);
-            send_reply(br, c, "error", top, NULL, NULL);
+            reply_send(p->f, c, "error", top, NULL);
         }
     }
 }
 
-void protocol_on_open(struct bridge *br, struct conn *c)
+void protocol_on_open(const struct protocol *p, struct conn *c)
 {
-    if (subscribe_conn_open(br, c))
-        LOG_WARN("protocol", "connection %llu: out of memory; subscriptions unavailable",
-                 (unsigned long long)c->id);
-    if (br->cfg->sessions.enabled)
-        check_session_rooms(br, c);
+    if (p->cfg->sessions.enabled)
+        check_session_rooms(p, c);
 }
 
-void protocol_on_close(struct bridge *br, struct conn *c)
+void protocol_on_close(const struct protocol *p, struct conn *c)
 {
-    subscribe_conn_close(br, c);
+    subscribe_conn_close(p->subs, c);
 }
 
-void protocol_handle_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary)
+void protocol_handle_frame(const struct protocol *p, struct conn *c, const char *data, size_t len, bool binary)
 {
     if (binary) {
-        protocol_send_error(br, c, NULL, TB_ERR_BINARY, "binary frames are not supported; send JSON text");
+        reply_error(p->f, c, NULL, TB_ERR_BINARY, "binary frames are not supported; send JSON text");
         return;
     }
-    if (len > br->cfg->server.max_message_bytes) {
-        protocol_send_error(br, c, NULL, TB_ERR_TOO_LARGE, "frame larger than max_message_bytes");
+    if (len > p->cfg->server.max_message_bytes) {
+        reply_error(p->f, c, NULL, TB_ERR_TOO_LARGE, "frame larger than max_message_bytes");
         return;
     }
     if (!utf8_valid(data, len)) {
-        protocol_send_error(br, c, NULL, TB_ERR_BAD_UTF8, "frame is not valid UTF-8");
+        reply_error(p->f, c, NULL, TB_ERR_BAD_UTF8, "frame is not valid UTF-8");
         return;
     }
     const char *end = NULL;
@@ -185,30 +156,30 @@ void protocol_handle_frame(struct bridge *br, struct conn *c, const char *data, 
         end++;
     if (!req || end != data + len) {
         cJSON_Delete(req);
-        protocol_send_error(br, c, NULL, TB_ERR_BAD_JSON, "frame is not valid JSON");
+        reply_error(p->f, c, NULL, TB_ERR_BAD_JSON, "frame is not valid JSON");
         return;
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
     if (!cJSON_IsObject(req)) {
-        protocol_send_error(br, c, NULL, TB_ERR_NOT_OBJECT, "a request must be a JSON object");
+        reply_error(p->f, c, NULL, TB_ERR_NOT_OBJECT, "a request must be a JSON object");
         goto done;
     }
     if (id && !cJSON_IsString(id) && !cJSON_IsNumber(id)) {
-        protocol_send_error(br, c, NULL, TB_ERR_BAD_FIELD, "\"id\" must be a string or a number");
+        reply_error(p->f, c, NULL, TB_ERR_BAD_FIELD, "\"id\" must be a string or a number");
         goto done;
     }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(req, "type");
     if (!cJSON_IsString(type)) {
-        protocol_send_error(br, c, id, TB_ERR_BAD_FIELD, "\"type\" must be a string");
+        reply_error(p->f, c, id, TB_ERR_BAD_FIELD, "\"type\" must be a string");
         goto done;
     }
     for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
         if (strcmp(handlers[i].type, type->valuestring) == 0) {
-            handlers[i].fn(br, c, req, id);
+            handlers[i].fn(p, c, req, id);
             goto done;
         }
     }
-    protocol_send_error(br, c, id, TB_ERR_UNKNOWN_TYPE, "unknown request type");
+    reply_error(p->f, c, id, TB_ERR_UNKNOWN_TYPE, "unknown request type");
 done:
     cJSON_Delete(req);
 }

@@ -8,12 +8,12 @@
  *
  * A reload loads and validates a complete new snapshot; if that fails nothing changes
  * and the errors ("file:line:column: message") are logged and kept for /health.
- * Otherwise, in one step on the service thread: settings that need a restart keep
- * their running values (reported as "needs restart"), the snapshot is swapped, MQTT
- * subscriptions are diffed, every connection's endpoint rooms are recomputed (a
- * connection whose endpoint is gone is closed with TB_CLOSE_ENDPOINT_REMOVED), alert
- * rules are replaced, and clients get a "config_reloaded" frame. Rooms are not tied to
- * the config, so surviving rooms keep their last value, history and sequence numbers. */
+ * Otherwise settings that need a restart keep their running values (the config key
+ * table marks them; reported as "needs restart") and bridge_apply_config swaps the
+ * snapshot in, in one step on the service thread.
+ *
+ * Threads: the watcher thread only stores a timestamp (atomic) and calls the wake
+ * function it was given; everything else runs on the service thread. */
 #ifndef TB_RELOAD_H
 #define TB_RELOAD_H
 
@@ -22,22 +22,21 @@
 #include <cjson/cJSON.h>
 
 struct bridge;
-struct tb_config;
+struct reload;
 
-/* Starts watching br->cfg->path; 0 or -1 (logged; SIGHUP still works). */
-int reload_watch_start(struct bridge *br);
-void reload_watch_stop(struct bridge *br);
+/* Watches 'path' (copied); 'wake' (any thread) wakes the service loop when it changed.
+ * A watcher that cannot start is logged (SIGHUP still works). NULL when out of memory. */
+struct reload *reload_new(const char *path, void (*wake)(void *ud), void *wake_ud);
+void reload_free(struct reload *rl);    /* stops the watcher; NULL is harmless */
 
-/* Service thread: reloads if a signal or a settled file change asks for it. */
-void reload_poll(struct bridge *br, uint64_t now_ms);
+/* Service thread: reloads if a signal (br->reload_requested) or a settled file change
+ * asks for it. */
+void reload_poll(struct reload *rl, struct bridge *br, uint64_t now_ms);
 
 /* Service thread: reloads now. Returns 0 when the new config was applied. */
-int reload_now(struct bridge *br, const char *why);
-
-/* Applies an already validated snapshot (takes ownership of 'next'). */
-void reload_apply(struct bridge *br, struct tb_config *next);
+int reload_now(struct reload *rl, struct bridge *br, const char *why);
 
 /* {"ok","at","trigger","count","failures","errors":[...],"needs_restart":[...]} for /health. */
-cJSON *reload_status_json(const struct bridge *br);
+cJSON *reload_status_json(const struct reload *rl);
 
 #endif

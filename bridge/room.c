@@ -5,18 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 struct room_registry {
     struct room **buckets;
     size_t nbuckets, count;
+    void (*on_create)(void *ud, struct room *room);
+    void *on_create_ud;
 };
 
-static uint64_t hash_name(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+static uint64_t hash_name(const char *s) { return tb_hash_str(s); }
 
 struct room_registry *room_registry_new(void)
 {
@@ -67,6 +65,12 @@ void room_registry_free(struct room_registry *r)
 
 size_t room_registry_count(const struct room_registry *r) { return r->count; }
 
+void room_registry_on_create(struct room_registry *r, void (*fn)(void *ud, struct room *room), void *ud)
+{
+    r->on_create = fn;
+    r->on_create_ud = ud;
+}
+
 struct room *room_find(struct room_registry *r, const char *name)
 {
     struct room *room = r->buckets[hash_name(name) & (r->nbuckets - 1)];
@@ -112,12 +116,14 @@ struct room *room_get(struct room_registry *r, const char *name)
     room->hash_next = r->buckets[k];
     r->buckets[k] = room;
     r->count++;
+    if (r->on_create)
+        r->on_create(r->on_create_ud, room);
     return room;
 }
 
 void room_release_if_idle(struct room_registry *r, struct room *room)
 {
-    if (room->members || room->last || room->hist_len)
+    if (room_has_members(room) || room_has_state(room))
         return;
     struct room **pp = &r->buckets[hash_name(room->name) & (r->nbuckets - 1)];
     while (*pp && *pp != room)
@@ -238,6 +244,54 @@ void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64
     room->hist_at[k] = now_ms;
 }
 
+void room_remember(struct room *room, const struct room_keep *keep, const char *type,
+                   struct tb_msg *m, uint64_t seq, uint64_t now_ms)
+{
+    if (keep->last)
+        room_set_last_typed(room, type, m, seq, now_ms);
+    if (keep->history) {
+        if (room->hist_cap < keep->history)
+            room_set_history_cap(room, keep->history);
+        room->hist_ttl_ms = keep->history_ttl_ms;
+        room_history_push(room, m, seq, now_ms);
+    }
+}
+
+static size_t ring_index(const struct room *room, size_t k)
+{
+    return (room->hist_head + k) % room->hist_cap;
+}
+
+enum room_since room_history_since(const struct room *room, uint64_t from, uint64_t now_ms,
+                                   struct room_span *span)
+{
+    memset(span, 0, sizeof *span);
+    if (from > room->seq)
+        return ROOM_SINCE_AHEAD;
+    if (from == room->seq)
+        return ROOM_SINCE_OK;
+    uint64_t missed = room->seq - from;
+    if (missed > room->hist_len)
+        return ROOM_SINCE_GAP;
+    size_t first = room->hist_len - (size_t)missed;
+    size_t k0 = ring_index(room, first), kl = ring_index(room, room->hist_len - 1);
+    /* seqs only grow: first == from+1 and last == seq means nothing is missing */
+    if (room->hist_seq[k0] != from + 1 || room->hist_seq[kl] != room->seq)
+        return ROOM_SINCE_GAP;
+    if (room->hist_ttl_ms && room->hist_at[k0] + room->hist_ttl_ms < now_ms)
+        return ROOM_SINCE_EXPIRED;
+    span->first = first;
+    span->count = (size_t)missed;
+    for (size_t i = 0; i < span->count; i++)
+        span->bytes += room->hist[ring_index(room, first + i)]->len;
+    return ROOM_SINCE_OK;
+}
+
+struct tb_msg *room_span_msg(const struct room *room, const struct room_span *span, size_t k)
+{
+    return room->hist[ring_index(room, span->first + k)];
+}
+
 struct sub *room_join(struct room *room, struct conn *c)
 {
     struct sub *s = calloc(1, sizeof *s);
@@ -245,30 +299,18 @@ struct sub *room_join(struct room *room, struct conn *c)
         return NULL;
     s->conn = c;
     s->room = room;
-    s->room_next = room->members;
-    if (room->members)
-        room->members->room_prev = s;
-    room->members = s;
-    room->n_members++;
+    lws_dll2_add_head(&s->in_room, &room->members);
     return s;
 }
 
 void room_leave(struct sub *s)
 {
-    struct room *room = s->room;
-    if (s->room_prev)
-        s->room_prev->room_next = s->room_next;
-    else
-        room->members = s->room_next;
-    if (s->room_next)
-        s->room_next->room_prev = s->room_prev;
-    room->n_members--;
-    s->room_prev = s->room_next = NULL;
+    lws_dll2_remove(&s->in_room);
 }
 
 struct sub *room_sub_of(struct room *room, const struct conn *c, struct sub *conn_subs)
 {
-    struct sub *a = conn_subs, *b = room->members;
+    struct sub *a = conn_subs, *b = room_first_member(room);
     /* The sub, when it exists, is on both lists: the first list to end proves absence. */
     while (a && b) {
         if (a->room == room)
@@ -276,7 +318,7 @@ struct sub *room_sub_of(struct room *room, const struct conn *c, struct sub *con
         if (b->conn == c)
             return b;
         a = a->conn_next;
-        b = b->room_next;
+        b = room_next_member(b);
     }
     return NULL;
 }

@@ -1,9 +1,16 @@
-/* room: named fan-out groups with per-room sequence numbers, last value and history.
+/* room: named fan-out groups that own their sequence numbers, last values and history.
  *
  * A room exists while it has members or state worth keeping (a last value or history);
  * a room with neither is freed, and delivering to a room that does not exist costs
  * nothing (no serialization). A subscription (struct sub) links one connection to one
  * room and sits on two lists: the room's members and the connection's subscriptions.
+ *
+ * The room owns its data: room_remember() stores a routed message (keep_last per type,
+ * history ring), room_history_since() plans a resume against the ring, room_has_state()
+ * says whether anything is kept. No other module does arithmetic on the ring.
+ *
+ * The registry tells one listener when a room is created (room_registry_on_create), so
+ * client patterns can join new rooms without the registry knowing about patterns.
  * Service thread only. */
 #ifndef TB_ROOM_H
 #define TB_ROOM_H
@@ -11,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <libwebsockets.h>
 
 #include "msg.h"
 
@@ -28,7 +37,7 @@ enum {
 struct sub {
     struct conn *conn;
     struct room *room;
-    struct sub *room_prev, *room_next;   /* the room's members */
+    struct lws_dll2 in_room;             /* the room's members */
     struct sub *conn_next;               /* the connection's subscriptions */
     unsigned n_pending;                  /* conflated messages waiting for queue space (conn.c) */
     bool auto_joined;                    /* joined because of the endpoint (recomputed on reload) */
@@ -58,22 +67,51 @@ struct room {
     uint64_t *hist_seq;
     uint64_t *hist_at;
     size_t hist_cap, hist_head, hist_len;
-    struct sub *members;
-    size_t n_members;
+    struct lws_dll2_owner members;   /* struct sub, linked by in_room */
     struct room *hash_next;
 };
+
+/* Iterating a room's members: for (s = room_first_member(r); s; s = room_next_member(s)).
+ * The next member is read before the body runs only if the caller saves it. */
+static inline struct sub *room_first_member(struct room *r)
+{
+    struct lws_dll2 *d = lws_dll2_get_head(&r->members);
+    return d ? lws_container_of(d, struct sub, in_room) : NULL;
+}
+static inline struct sub *room_next_member(struct sub *s)
+{
+    return s->in_room.next ? lws_container_of(s->in_room.next, struct sub, in_room) : NULL;
+}
+static inline bool room_has_members(const struct room *r) { return r->members.count != 0; }
+static inline size_t room_member_count(const struct room *r) { return (size_t)r->members.count; }
+
+/* Does the room keep anything (a last value or history)? */
+static inline bool room_has_state(const struct room *r) { return r->last || r->n_lasts || r->hist_len; }
 
 struct room_registry;
 
 struct room_registry *room_registry_new(void);
 void room_registry_free(struct room_registry *r);   /* rooms must have no members */
 size_t room_registry_count(const struct room_registry *r);
+/* 'fn' is told of every room room_get creates (one listener; NULL removes it). */
+void room_registry_on_create(struct room_registry *r, void (*fn)(void *ud, struct room *room), void *ud);
 
 struct room *room_find(struct room_registry *r, const char *name);
 /* Finds or creates; NULL when out of memory. */
 struct room *room_get(struct room_registry *r, const char *name);
-/* Frees the room if it has no members, no last value and no history. */
+/* Frees the room if it has no members and no state (room_has_state). */
 void room_release_if_idle(struct room_registry *r, struct room *room);
+
+/* What a route asks a room to keep of the messages it delivers there. */
+struct room_keep {
+    bool last;                   /* keep_last: the newest message per type */
+    size_t history;              /* entries of history (the ring grows to the largest asked) */
+    uint64_t history_ttl_ms;     /* 0 = entries never expire */
+};
+/* Stores m (seq, at now_ms) as the room's last value of 'type' and/or in its history,
+ * as 'keep' says; nothing when it asks for neither. */
+void room_remember(struct room *room, const struct room_keep *keep, const char *type,
+                   struct tb_msg *m, uint64_t seq, uint64_t now_ms);
 
 /* Sets the last value (takes a new reference; drops the old one). */
 void room_set_last(struct room *room, struct tb_msg *m, uint64_t now_ms);
@@ -86,6 +124,22 @@ int room_set_history_cap(struct room *room, size_t cap);
  * many were dropped. Entries are in time order, so this stops at the first young one. */
 size_t room_history_expire(struct room *room, uint64_t now_ms);
 void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64_t now_ms);
+
+/* Can a client that has seen the room up to seq 'from' catch up from history? */
+enum room_since {
+    ROOM_SINCE_OK,           /* span holds every message after 'from' (count may be 0) */
+    ROOM_SINCE_AHEAD,        /* 'from' is beyond the room's seq (another epoch?) */
+    ROOM_SINCE_GAP,          /* history no longer holds all of them */
+    ROOM_SINCE_EXPIRED,      /* it does, but the oldest needed is past history_ttl */
+};
+struct room_span {
+    size_t first, count;     /* entries of the history ring, oldest first */
+    size_t bytes;            /* their payload bytes */
+};
+enum room_since room_history_since(const struct room *room, uint64_t from, uint64_t now_ms,
+                                   struct room_span *span);
+/* Entry k (0 = oldest) of a span; borrowed. */
+struct tb_msg *room_span_msg(const struct room *room, const struct room_span *span, size_t k);
 
 /* Links a new subscription of 'c' to 'room'; NULL when out of memory. The caller
  * links it into the connection's list. */

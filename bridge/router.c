@@ -1,10 +1,10 @@
-/* router: route matching, 'when' filters, room rendering and delivery. Service thread. */
+/* router: route matching, 'when' filters and room rendering (see router.h). */
 #include "router.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge.h"
 #include "config.h"
 #include "expr.h"
 #include "json_util.h"
@@ -12,7 +12,7 @@
 #include "template.h"
 #include "topic.h"
 
-#define ROOM_NAME_MAX 256
+#define ROOM_NAME_MAX ROUTER_ROOM_MAX
 #define MAX_ROOMS_PER_ROUTE CFG_MAX_ROOMS
 
 static bool only_space(const char *p, const char *end)
@@ -66,14 +66,14 @@ void inbound_free(struct inbound *in)
 
 /* Renders a route's rooms into 'names', skipping duplicates; returns the count. */
 static size_t render_rooms(const struct cfg_route *r, const struct tmpl_ctx *ctx,
-                           char names[][ROOM_NAME_MAX], struct bridge *br)
+                           char names[][ROOM_NAME_MAX], struct tb_stats *st)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->n_rooms && n < MAX_ROOMS_PER_ROUTE; i++) {
         int len = tmpl_render(r->rooms[i], ctx, names[n], ROOM_NAME_MAX);
         if (len <= 0) {
-            if (br)
-                br->st.room_errors++;
+            if (st)
+                st->room_errors++;
             if (log_ratelimit_allow_capped("room-render", ctx->topic, 60000, 20))
                 LOG_WARN("router", "%s: room '%s' cannot be rendered (%s)", ctx->topic,
                          tmpl_source(r->rooms[i]), len == -2 ? "too long" : "field missing");
@@ -88,11 +88,11 @@ static size_t render_rooms(const struct cfg_route *r, const struct tmpl_ctx *ctx
     return n;
 }
 
-static void walk(const struct tb_config *cfg, struct inbound *in, struct bridge *br,
+static void walk(const struct tb_config *cfg, struct inbound *in, struct tb_stats *st,
                  void (*fn)(size_t, const struct cfg_route *, const char *, void *), void *ud,
                  size_t *matched)
 {
-    static char names[MAX_ROOMS_PER_ROUTE][ROOM_NAME_MAX];
+    char names[MAX_ROOMS_PER_ROUTE][ROOM_NAME_MAX];
     for (size_t i = 0; i < cfg->n_routes; i++) {
         const struct cfg_route *r = &cfg->routes[i];
         struct topic_match m;
@@ -104,40 +104,53 @@ static void walk(const struct tb_config *cfg, struct inbound *in, struct bridge 
         if (r->when && !expr_eval(r->when, in->json))
             continue;
         struct tmpl_ctx ctx = {in->topic, &m, in->json};
-        size_t n = render_rooms(r, &ctx, names, br);
+        size_t n = render_rooms(r, &ctx, names, st);
         for (size_t k = 0; k < n; k++)
             fn(i, r, names[k], ud);
     }
 }
 
-struct deliver_ctx {
-    struct bridge *br;
-    struct inbound *in;
-    size_t count;
-};
-
-static void deliver_one(size_t idx, const struct cfg_route *r, const char *room, void *ud)
+void router_out_free(struct router_out *out)
 {
-    (void)idx;
-    struct deliver_ctx *d = ud;
-    bridge_deliver(d->br, room, r->type, d->in->topic, d->in->data, d->in->data_len, r);
-    d->count++;
+    free(out->v);
+    out->v = NULL;
+    out->n = out->cap = 0;
 }
 
-size_t router_route(struct bridge *br, const struct tb_config *cfg, struct inbound *in)
+static void add_delivery(size_t idx, const struct cfg_route *r, const char *room, void *ud)
 {
+    struct router_out *out = ud;
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : 8;
+        struct route_delivery *v = realloc(out->v, cap * sizeof *v);
+        if (!v) {
+            LOG_ERROR("router", "out of memory: delivery to room %s dropped", room);
+            return;
+        }
+        out->v = v;
+        out->cap = cap;
+    }
+    struct route_delivery *d = &out->v[out->n++];
+    d->route = r;
+    d->route_index = idx;
+    snprintf(d->room, sizeof d->room, "%s", room);
+}
+
+size_t router_route(const struct tb_config *cfg, struct inbound *in, struct router_out *out,
+                    struct tb_stats *st)
+{
+    out->n = 0;
     if (!in->json) {
-        br->st.non_json++;
+        st->non_json++;
         if (log_ratelimit_allow_capped("non-json", in->topic, 60000, 20))
             LOG_WARN("router", "%s: payload is not JSON (%zu bytes); delivered as a string "
                      "unless the route drops it", in->topic, in->raw_len);
     }
-    struct deliver_ctx d = {br, in, 0};
     size_t matched = 0;
-    walk(cfg, in, br, deliver_one, &d, &matched);
+    walk(cfg, in, st, add_delivery, out, &matched);
     if (!matched)
-        br->st.unrouted++;
-    return d.count;
+        st->unrouted++;
+    return out->n;
 }
 
 bool router_matches(const struct tb_config *cfg, const char *topic)

@@ -1,10 +1,12 @@
-/* router: from an MQTT message to (room, type) deliveries, driven by the config's routes.
+/* router: from an MQTT message to (route, room) deliveries, driven by the config's routes.
  *
  * The payload is examined once per message: UTF-8 checked, parsed as JSON (for 'when'
  * filters, payload templates and alerts), and its outgoing JSON text chosen (the raw
  * payload when it is a complete JSON document, else a JSON string of it). Then every
- * route whose pattern matches and whose 'when' holds renders its room templates and
- * delivers once per distinct room. Service thread. */
+ * route whose pattern matches and whose 'when' holds renders its room templates, once
+ * per distinct room. The router delivers nothing: it returns the deliveries, and the
+ * caller hands them to fanout. Pure apart from rate-limited log lines; any one thread
+ * per router_out. */
 #ifndef TB_ROUTER_H
 #define TB_ROUTER_H
 
@@ -13,10 +15,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "config.h"
 #include "sbuf.h"
+#include "stats.h"
 
-struct bridge;
-struct tb_config;
+#define ROUTER_ROOM_MAX 256
 
 struct inbound {
     const char *topic;
@@ -32,8 +35,26 @@ struct inbound {
 void inbound_init(struct inbound *in, const char *topic, const char *payload, size_t len);
 void inbound_free(struct inbound *in);
 
-/* Routes one message under the current config; returns the number of deliveries. */
-size_t router_route(struct bridge *br, const struct tb_config *cfg, struct inbound *in);
+/* One (route, room) pair a message goes to. */
+struct route_delivery {
+    const struct cfg_route *route;
+    size_t route_index;
+    char room[ROUTER_ROOM_MAX];
+};
+
+/* The deliveries of one message; reused from message to message (no allocation once it
+ * has grown), freed with router_out_free. */
+struct router_out {
+    struct route_delivery *v;
+    size_t n, cap;
+};
+void router_out_free(struct router_out *out);
+
+/* Routes one message under 'cfg': fills 'out' (emptied first) with its deliveries in
+ * route order and returns their number. Counts non_json, unrouted and room_errors in st.
+ * Deliveries that do not fit in memory are dropped and logged. */
+size_t router_route(const struct tb_config *cfg, struct inbound *in, struct router_out *out,
+                    struct tb_stats *st);
 
 /* True when some route's pattern matches 'topic'. */
 bool router_matches(const struct tb_config *cfg, const char *topic);

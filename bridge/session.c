@@ -14,10 +14,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "bridge.h"
+#include "config.h"
 #include "log.h"
 #include "mqtt_client.h"
-#include "protocol.h"
+#include "room.h"
 #include "sbuf.h"
 
 #define REPLY_TOPIC_MAX 256
@@ -28,39 +28,27 @@ struct session_registry {
     size_t cap, head, len;
 };
 
-static struct session_registry *registry(struct bridge *br)
+struct session_registry *session_registry_new(void)
 {
-    struct protocol_state *ps = protocol_state(br);
-    if (!ps)
-        return NULL;
-    size_t cap = br->cfg->sessions.max_sessions ? br->cfg->sessions.max_sessions : 10000;
-    if (!ps->sessions) {
-        struct session_registry *r = calloc(1, sizeof *r);
-        if (!r || !(r->ids = calloc(cap, sizeof *r->ids))) {
-            free(r);
-            return NULL;
-        }
-        r->cap = cap;
-        ps->sessions = r;
-    }
-    return ps->sessions;
+    return calloc(1, sizeof(struct session_registry));
 }
 
-void session_registry_free(struct bridge *br)
+void session_registry_free(struct session_registry *r)
 {
-    struct protocol_state *ps = br->protocol;
-    if (!ps || !ps->sessions)
-        return;
-    free(ps->sessions->ids);
-    free(ps->sessions);
-    ps->sessions = NULL;
-}
-
-static void remember(struct bridge *br, const char *sid)
-{
-    struct session_registry *r = registry(br);
     if (!r)
         return;
+    free(r->ids);
+    free(r);
+}
+
+static void remember(struct session_registry *r, const struct cfg_sessions *cs, const char *sid)
+{
+    if (!r->ids) {
+        size_t cap = cs->max_sessions ? cs->max_sessions : 10000;
+        if (!(r->ids = calloc(cap, sizeof *r->ids)))
+            return;
+        r->cap = cap;
+    }
     size_t k;
     if (r->len == r->cap) {
         k = r->head; /* forget the oldest */
@@ -78,32 +66,31 @@ bool session_id_valid(const char *sid)
            strspn(sid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
 }
 
-bool session_room(const struct bridge *br, const char *sid, char *out, size_t outlen)
+bool session_room(const struct cfg_sessions *cs, const char *sid, char *out, size_t outlen)
 {
-    const char *prefix = br->cfg->sessions.room_prefix ? br->cfg->sessions.room_prefix : "session:";
+    const char *prefix = cs->room_prefix ? cs->room_prefix : "session:";
     int n = snprintf(out, outlen, "%s%s", prefix, sid);
     return n > 0 && (size_t)n < outlen;
 }
 
-const char *session_of_room(const struct bridge *br, const char *room)
+const char *session_of_room(const struct cfg_sessions *cs, const char *room)
 {
-    const char *prefix = br->cfg->sessions.room_prefix ? br->cfg->sessions.room_prefix : "session:";
+    const char *prefix = cs->room_prefix ? cs->room_prefix : "session:";
     size_t n = strlen(prefix);
     return strncmp(room, prefix, n) == 0 && room[n] ? room + n : NULL;
 }
 
-bool session_known(struct bridge *br, const char *sid)
+bool session_known(const struct session_registry *r, const struct cfg_sessions *cs,
+                   struct room_registry *rooms, const char *sid)
 {
-    struct protocol_state *ps = br->protocol;
-    struct session_registry *r = ps ? ps->sessions : NULL;
     for (size_t i = 0; r && i < r->len; i++)
         if (strcmp(r->ids[(r->head + i) % r->cap], sid) == 0)
             return true;
     char name[SESSION_ID_MAX + 128];
-    if (!session_room(br, sid, name, sizeof name))
+    if (!session_room(cs, sid, name, sizeof name))
         return false;
-    struct room *room = room_find(br->rooms, name);
-    return room && (room->n_lasts || room->hist_len || room->last);
+    struct room *room = room_find(rooms, name);
+    return room && room_has_state(room);
 }
 
 void session_uuid4(char out[37])
@@ -132,11 +119,12 @@ static bool reply_topic_ok(const char *t)
     return n > 0 && n <= REPLY_TOPIC_MAX && !strpbrk(t, "+#") && utf8_valid(t, n);
 }
 
-static void answer(struct bridge *br, const char *reply_to, const void *corr, size_t corr_len);
+static void answer(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
+                   const char *reply_to, const void *corr, size_t corr_len);
 
-bool session_on_mqtt(struct bridge *br, const struct mqtt_event *ev)
+bool session_on_mqtt(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
+                     const struct mqtt_event *ev)
 {
-    const struct cfg_sessions *cs = &br->cfg->sessions;
     if (!cs->enabled || !cs->request_topic || strcmp(ev->topic, cs->request_topic) != 0)
         return false;
     if (ev->retain)
@@ -159,18 +147,19 @@ bool session_on_mqtt(struct bridge *br, const struct mqtt_event *ev)
     } else if (corr_len > CORRELATION_MAX) {
         LOG_WARN("session", "%s: correlation longer than %d bytes; ignored", ev->topic, CORRELATION_MAX);
     } else {
-        answer(br, reply_to, corr, corr_len);
+        answer(r, cs, mqtt, reply_to, corr, corr_len);
     }
     cJSON_Delete(j);
     return true;
 }
 
-static void answer(struct bridge *br, const char *reply_to, const void *corr, size_t corr_len)
+static void answer(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
+                   const char *reply_to, const void *corr, size_t corr_len)
 {
     char sid[37], room[SESSION_ID_MAX + 128];
     session_uuid4(sid);
-    remember(br, sid);
-    session_room(br, sid, room, sizeof room);
+    remember(r, cs, sid);
+    session_room(cs, sid, room, sizeof room);
     struct sbuf b;
     sbuf_init(&b);
     sbuf_puts(&b, "{\"session_id\":\"");
@@ -182,8 +171,8 @@ static void answer(struct bridge *br, const char *reply_to, const void *corr, si
         sbuf_json_string(&b, corr, corr_len);
     }
     sbuf_puts(&b, "}");
-    if (!sbuf_failed(&b) &&
-        mqtt_client_publish_response(br->mqtt, reply_to, b.data, b.len, corr_len ? corr : NULL,
+    if (!sbuf_failed(&b) && mqtt &&
+        mqtt_client_publish_response(mqtt, reply_to, b.data, b.len, corr_len ? corr : NULL,
                                      corr_len) == 0)
         LOG_INFO("session", "issued session %s (reply to %s)", sid, reply_to);
     else

@@ -12,34 +12,41 @@
  * forgotten first). A session id is also known when its room holds data (a setup or
  * telemetry seen on the broker, e.g. retained after a bridge restart, or from a
  * monitor that made up its own id), so a restart does not orphan running sessions.
- * Service thread only. */
+ * Service thread only; the registry of issued ids is this module's own struct. */
 #ifndef TB_SESSION_H
 #define TB_SESSION_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-struct bridge;
+struct cfg_sessions;
+struct mqtt_client;
 struct mqtt_event;
+struct room_registry;
+struct session_registry;
 
 #define SESSION_ID_MAX 64
 
-/* Handles the event when it is a session request; returns true if it was one. */
-bool session_on_mqtt(struct bridge *br, const struct mqtt_event *ev);
+/* The ids this bridge issued; empty until the first is issued. NULL when out of memory. */
+struct session_registry *session_registry_new(void);
+void session_registry_free(struct session_registry *r);   /* NULL is harmless */
+
+/* Handles the event when it is a session request (answered through 'mqtt', which may be
+ * NULL: nothing is published); returns true if it was one. */
+bool session_on_mqtt(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
+                     const struct mqtt_event *ev);
 
 /* Is 'sid' usable as a session id (1..64 of [A-Za-z0-9_.-])? */
 bool session_id_valid(const char *sid);
 /* Writes the room of session 'sid' into out; false when it does not fit. */
-bool session_room(const struct bridge *br, const char *sid, char *out, size_t outlen);
+bool session_room(const struct cfg_sessions *cs, const char *sid, char *out, size_t outlen);
 /* Is 'sid' a session this bridge issued, or one whose room holds data? */
-bool session_known(struct bridge *br, const char *sid);
+bool session_known(const struct session_registry *r, const struct cfg_sessions *cs,
+                   struct room_registry *rooms, const char *sid);
 /* The session id of a room name, or NULL when it is not a session room. */
-const char *session_of_room(const struct bridge *br, const char *room);
+const char *session_of_room(const struct cfg_sessions *cs, const char *room);
 
 /* A random UUID v4 in out (37 bytes with the NUL). */
 void session_uuid4(char out[37]);
-
-/* Frees the registry (at shutdown). */
-void session_registry_free(struct bridge *br);
 
 #endif

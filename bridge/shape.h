@@ -4,9 +4,9 @@
  * A shape is immutable and refcounted; every subscription made by one subscribe
  * request shares it. Its 'key' is the canonical list of fields (sorted, deduplicated),
  * so two clients asking for the same fields in any order get the same projection.
- * bridge_deliver projects each routed message at most once per distinct key through a
+ * fanout_deliver projects each routed message at most once per distinct key through a
  * shape_cache that lives for that one call: serialization stays shared among all
- * clients with the same shape. The rate part (max_rate) is applied by subscribe.c.
+ * clients with the same shape. The rate part (max_rate) is applied by fanout.c.
  * Service thread only (refcounts are not atomic). */
 #ifndef TB_SHAPE_H
 #define TB_SHAPE_H

@@ -1,5 +1,6 @@
-/* ws_server: libwebsockets glue. Service thread, except ws_server_wake (any thread,
- * async-signal-safe: lws_cancel_service only writes to the event pipe). */
+/* ws_server: libwebsockets glue (see ws_server.h). Service thread, except
+ * ws_server_wake (any thread, async-signal-safe: lws_cancel_service only writes to the
+ * event pipe). */
 #include "ws_server.h"
 
 #include <errno.h>
@@ -12,10 +13,12 @@
 #include <libwebsockets.h>
 
 #include "bridge.h"
+#include "fanout.h"
 #include "http_api.h"
 #include "log.h"
 #include "mqtt_client.h"
 #include "reload.h"
+#include "writer.h"
 
 #define PATH_MAX_LEN 1024
 #define SHUTDOWN_GRACE_MS 3000
@@ -31,56 +34,60 @@ struct pss {
 
 #define TICK_US (250 * LWS_US_PER_MS)
 
-static struct lws_context *g_ctx; /* for ws_server_wake from signal handlers */
-/* The event loop lws runs on when its libev plugin is available (epoll: the cost of a
- * wake-up does not grow with the number of connections); NULL when lws runs its own
- * poll() loop. Ours, so the service loop can check the shutdown state between events. */
-static struct ev_loop *g_loop;
-static lws_sorted_usec_list_t tick_sul;
-static lws_sorted_usec_list_t backlog_sul;
+struct ws_server {
+    struct lws_context *ctx;
+    /* The event loop lws runs on when its libev plugin is available (epoll: the cost of
+     * a wake-up does not grow with the number of connections); NULL when lws runs its own
+     * poll() loop. Ours, so the service loop can check the shutdown state between events. */
+    struct ev_loop *loop;
+    struct bridge *br;
+    struct reload *rl;
+    struct mqtt_client *mqtt;
+    lws_sorted_usec_list_t tick_sul;
+    lws_sorted_usec_list_t backlog_sul;
+    lws_retry_bo_t retry_policy;
+};
 
-/* One MQTT batch; the frames it queues are written directly at its end (conn.h). */
-static void process_mqtt(struct bridge *br)
+static void on_backlog(lws_sorted_usec_list_t *sul);
+
+/* One MQTT batch; the frames it queues are written directly at its end (writer.h). A
+ * larger backlog continues right after this round of socket events. */
+static void process_mqtt(struct ws_server *ws)
 {
-    conn_batch_begin();
-    bridge_process_mqtt(br);
-    conn_batch_end();
+    writer_batch_begin(ws->br->writer);
+    bool more = bridge_process_mqtt(ws->br);
+    writer_batch_end(ws->br->writer);
+    if (more)
+        lws_sul_schedule(ws->ctx, 0, &ws->backlog_sul, on_backlog, 1);
 }
 
 static void on_backlog(lws_sorted_usec_list_t *sul)
 {
-    (void)sul;
-    process_mqtt(lws_context_user(g_ctx));
-}
-
-void ws_server_continue_soon(struct bridge *br)
-{
-    (void)br;
-    if (g_ctx)
-        lws_sul_schedule(g_ctx, 0, &backlog_sul, on_backlog, 1);
+    process_mqtt(lws_container_of(sul, struct ws_server, backlog_sul));
 }
 
 /* Periodic work on the service thread: timers of the bridge and the shutdown deadline. */
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
-    (void)sul;
-    struct bridge *br = lws_context_user(g_ctx);
+    struct ws_server *ws = lws_container_of(sul, struct ws_server, tick_sul);
+    struct bridge *br = ws->br;
     /* Frames the tick queues (heartbeats to every connection, alerts, rate-limited
      * values) are written like an MQTT batch: directly, shared with the writer threads,
      * instead of one writable event per connection. */
     uint64_t now = tb_now_ms();
-    mqtt_client_tick(br->mqtt, now); /* first connection still to make? */
-    conn_batch_begin();
+    mqtt_client_tick(ws->mqtt, now); /* first connection still to make? */
+    writer_batch_begin(br->writer);
+    reload_poll(ws->rl, br, now);
     bridge_tick(br, now);
-    conn_batch_end();
-    lws_sul_schedule(g_ctx, 0, &tick_sul, on_tick, TICK_US);
+    writer_batch_end(br->writer);
+    lws_sul_schedule(ws->ctx, 0, &ws->tick_sul, on_tick, TICK_US);
 }
 
 void ws_server_wake(void *ud)
 {
-    (void)ud;
-    if (g_ctx)
-        lws_cancel_service(g_ctx);
+    struct ws_server *ws = ud;
+    if (ws && ws->ctx)
+        lws_cancel_service(ws->ctx);
 }
 
 static int uri_path(struct lws *wsi, char *buf, size_t len)
@@ -125,7 +132,7 @@ static int confirm_upgrade(struct bridge *br, struct lws *wsi)
         return reject(wsi, HTTP_STATUS_NOT_FOUND, "no such WebSocket endpoint", path);
     if (!origin_allowed(&br->cfg->server, wsi))
         return reject(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed", path);
-    if (br->n_conns >= (size_t)br->cfg->server.max_connections)
+    if (bridge_conn_count(br) >= (size_t)br->cfg->server.max_connections)
         return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection limit reached", path);
     if (ep->max_connections) {
         size_t *counts = calloc(br->cfg->n_endpoints, sizeof *counts);
@@ -144,21 +151,11 @@ static int on_established(struct bridge *br, struct lws *wsi, struct pss *pss)
 {
     char path[PATH_MAX_LEN];
     uri_path(wsi, path, sizeof path);
-    struct topic_match m;
-    const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
-    if (!ep)
-        return -1; /* the config changed between upgrade and now */
-    const struct cfg_server *s = &br->cfg->server;
-    struct conn *c = conn_new(br, wsi, ++br->next_conn_id, s->send_queue_frames, s->send_queue_bytes);
-    if (!c || !(c->path = strdup(path))) {
-        conn_free(c);
+    struct conn *c = bridge_open(br, wsi, path);
+    if (!c)
         return -1;
-    }
-    /* Captures point into 'path' on our stack: re-match against the connection's copy. */
-    config_find_endpoint(br->cfg, c->path, &m);
     pss->conn = c;
     sbuf_init(&pss->rx);
-    bridge_on_open(br, c, ep, &m);
     return 0;
 }
 
@@ -226,12 +223,14 @@ static int serve_static(struct bridge *br, struct lws *wsi, const char *path)
     return 0;
 }
 
-static int on_http(struct bridge *br, struct lws *wsi, struct pss *pss, const char *uri)
+static int on_http(struct ws_server *ws, struct lws *wsi, struct pss *pss, const char *uri)
 {
+    struct bridge *br = ws->br;
     struct sbuf body;
     sbuf_init(&body);
     const char *ctype = NULL;
-    int status = http_api_render(br, uri, &body, &ctype);
+    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws)};
+    int status = http_api_render(&src, uri, &body, &ctype);
     if (!status) {
         sbuf_free(&body);
         return serve_static(br, wsi, uri);
@@ -269,28 +268,21 @@ static int on_http_writable(struct lws *wsi, struct pss *pss)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static void begin_shutdown(struct bridge *br)
-{
-    br->stopping = true;
-    LOG_INFO("main", "shutting down: closing %zu connections", br->n_conns);
-    for (struct conn *c = br->conns; c; c = c->next)
-        conn_close(c, TB_CLOSE_GOING_AWAY, "server shutting down");
-}
-
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct lws_context *ctx = lws_get_context(wsi);
-    struct bridge *br = ctx ? lws_context_user(ctx) : NULL;
+    struct ws_server *ws = ctx ? lws_context_user(ctx) : NULL;
+    struct bridge *br = ws ? ws->br : NULL;
     struct pss *pss = user;
 
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (!br)
             return 0;
-        process_mqtt(br);
-        reload_poll(br, tb_now_ms());
+        process_mqtt(ws);
+        reload_poll(ws->rl, br, tb_now_ms());
         if (br->stop_requested && !br->stopping)
-            begin_shutdown(br);
+            bridge_begin_shutdown(br);
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(br, wsi);
@@ -299,7 +291,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_RECEIVE:
         return on_receive(br, wsi, pss, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return pss->conn ? conn_on_writable(pss->conn) : 0;
+        return pss->conn ? writer_on_writable(br->writer, pss->conn) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         /* lws answers the close; nothing of ours may follow it (direct writes included). */
         if (pss->conn)
@@ -307,14 +299,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_CLOSED:
         if (pss->conn) {
-            bridge_on_close(br, pss->conn);
-            conn_free(pss->conn);
+            bridge_close(br, pss->conn);
             pss->conn = NULL;
         }
         sbuf_free(&pss->rx);
         return 0;
     case LWS_CALLBACK_HTTP:
-        return on_http(br, wsi, pss, in ? (const char *)in : "/");
+        return on_http(ws, wsi, pss, in ? (const char *)in : "/");
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return on_http_writable(wsi, pss);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
@@ -343,8 +334,6 @@ static struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
-static lws_retry_bo_t retry_policy;
-
 static void lws_log_bridge(int level, const char *line)
 {
     size_t n = strlen(line);
@@ -358,26 +347,26 @@ static void lws_log_bridge(int level, const char *line)
 
 /* Creates the context on a libev (epoll) loop; without the plugin (package
  * libwebsockets-evlib-ev), or with TB_EVENT_LOOP=poll, on lws' own poll() loop. */
-static struct lws_context *create_context(struct lws_context_creation_info *info)
+static struct lws_context *create_context(struct ws_server *ws, struct lws_context_creation_info *info)
 {
     const char *want = getenv("TB_EVENT_LOOP");
     if (!want || strcmp(want, "poll") != 0) {
-        g_loop = ev_loop_new(EVBACKEND_EPOLL);
-        if (!g_loop)
-            g_loop = ev_loop_new(EVFLAG_AUTO);
+        ws->loop = ev_loop_new(EVBACKEND_EPOLL);
+        if (!ws->loop)
+            ws->loop = ev_loop_new(EVFLAG_AUTO);
     }
-    if (g_loop) {
-        void *loops[1] = {g_loop};
+    if (ws->loop) {
+        void *loops[1] = {ws->loop};
         struct lws_context_creation_info ev_info = *info;
         ev_info.options |= LWS_SERVER_OPTION_LIBEV;
         ev_info.foreign_loops = loops;
         struct lws_context *ctx = lws_create_context(&ev_info);
         if (ctx) {
-            LOG_DEBUG("ws", "event loop: libev (backend %u)", ev_backend(g_loop));
+            LOG_DEBUG("ws", "event loop: libev (backend %u)", ev_backend(ws->loop));
             return ctx;
         }
-        ev_loop_destroy(g_loop);
-        g_loop = NULL;
+        ev_loop_destroy(ws->loop);
+        ws->loop = NULL;
         /* A busy port fails either way; the poll() context tells which it was. */
         ctx = lws_create_context(info);
         if (ctx)
@@ -398,8 +387,13 @@ static int auto_writer_threads(void)
     return n < 0 ? 0 : n > CFG_MAX_WRITER_THREADS ? CFG_MAX_WRITER_THREADS : n;
 }
 
-int ws_server_start(struct bridge *br)
+struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
 {
+    struct ws_server *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return NULL;
+    ws->br = br;
+    ws->rl = rl;
     const struct cfg_server *s = &br->cfg->server;
     lws_set_log_level(LLL_ERR | (log_get_level() == TB_LOG_DEBUG ? LLL_WARN | LLL_NOTICE : 0), lws_log_bridge);
     struct lws_context_creation_info info;
@@ -407,75 +401,87 @@ int ws_server_start(struct bridge *br)
     info.port = s->port;
     info.iface = (s->listen_host && strcmp(s->listen_host, "0.0.0.0") != 0) ? s->listen_host : NULL;
     info.protocols = protocols;
-    info.user = br;
+    info.user = ws;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     if (info.iface && strchr(info.iface, ':'))
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     if (!info.iface)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     const struct cfg_heartbeat *hb = &br->cfg->heartbeat;
+    lws_retry_bo_t *rp = &ws->retry_policy;
     if (hb->ws_ping_ms || hb->idle_timeout_ms) {
-        retry_policy.secs_since_valid_ping = (uint16_t)(hb->ws_ping_ms ? hb->ws_ping_ms / 1000 : 0xffff);
-        retry_policy.secs_since_valid_hangup = (uint16_t)(hb->idle_timeout_ms ? hb->idle_timeout_ms / 1000 : 0xffff);
-        if (retry_policy.secs_since_valid_hangup <= retry_policy.secs_since_valid_ping)
-            retry_policy.secs_since_valid_hangup = (uint16_t)(retry_policy.secs_since_valid_ping + 1);
-        info.retry_and_idle_policy = &retry_policy;
+        rp->secs_since_valid_ping = (uint16_t)(hb->ws_ping_ms ? hb->ws_ping_ms / 1000 : 0xffff);
+        rp->secs_since_valid_hangup = (uint16_t)(hb->idle_timeout_ms ? hb->idle_timeout_ms / 1000 : 0xffff);
+        if (rp->secs_since_valid_hangup <= rp->secs_since_valid_ping)
+            rp->secs_since_valid_hangup = (uint16_t)(rp->secs_since_valid_ping + 1);
+        info.retry_and_idle_policy = rp;
     }
     info.timeout_secs = 10;
-    br->ctx = create_context(&info);
-    if (!br->ctx) {
+    ws->ctx = create_context(ws, &info);
+    if (!ws->ctx) {
         LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?)",
                   s->listen_host ? s->listen_host : "*", s->port);
-        return -1;
+        free(ws);
+        return NULL;
     }
-    g_ctx = br->ctx;
+    fanout_set_timer_context(br->fan, ws->ctx);
     int writers = s->writer_threads == CFG_WRITER_THREADS_AUTO ? auto_writer_threads()
                                                                : s->writer_threads;
-    if (conn_writer_start((unsigned)writers) != 0)
+    if (writer_start_threads(br->writer, (unsigned)writers) != 0)
         LOG_WARN("ws", "cannot start %d writer threads; the service thread writes alone", writers);
     else
         LOG_INFO("ws", "%d writer thread%s", writers, writers == 1 ? "" : "s");
-    lws_sul_schedule(g_ctx, 0, &tick_sul, on_tick, TICK_US);
+    lws_sul_schedule(ws->ctx, 0, &ws->tick_sul, on_tick, TICK_US);
     LOG_INFO("ws", "listening on %s:%d", s->listen_host ? s->listen_host : "*", s->port);
-    return 0;
+    return ws;
 }
 
-const char *ws_server_event_loop(void)
+void ws_server_set_mqtt(struct ws_server *ws, struct mqtt_client *mqtt)
 {
-    return g_loop ? "libev" : "poll";
+    ws->mqtt = mqtt;
 }
 
-int ws_server_run(struct bridge *br)
+void ws_server_set_reload(struct ws_server *ws, struct reload *rl)
 {
+    ws->rl = rl;
+}
+
+const char *ws_server_event_loop(const struct ws_server *ws)
+{
+    return ws->loop ? "libev" : "poll";
+}
+
+int ws_server_run(struct ws_server *ws)
+{
+    struct bridge *br = ws->br;
     uint64_t deadline = 0;
     /* With libev, one loop iteration handles every ready descriptor, lws' timers and the
      * wake-ups of lws_cancel_service (ws_server_wake); then the shutdown state is checked
      * as after lws_service. */
-    while (g_loop ? (ev_run(g_loop, EVRUN_ONCE), true) : lws_service(br->ctx, 0) >= 0) {
+    while (ws->loop ? (ev_run(ws->loop, EVRUN_ONCE), true) : lws_service(ws->ctx, 0) >= 0) {
         if (br->stop_requested && !br->stopping)
-            begin_shutdown(br);
+            bridge_begin_shutdown(br);
         if (!br->stopping)
             continue;
         if (!deadline)
             deadline = tb_now_ms() + SHUTDOWN_GRACE_MS;
-        if (br->n_conns == 0 || tb_now_ms() >= deadline)
+        if (bridge_conn_count(br) == 0 || tb_now_ms() >= deadline)
             break;
     }
     return 0;
 }
 
-void ws_server_destroy(struct bridge *br)
+void ws_server_destroy(struct ws_server *ws)
 {
-    if (!br->ctx)
+    if (!ws)
         return;
-    lws_sul_cancel(&tick_sul);
-    lws_sul_cancel(&backlog_sul);
-    g_ctx = NULL;
-    lws_context_destroy(br->ctx);
-    br->ctx = NULL;
-    conn_writer_stop();
-    if (g_loop) {
-        ev_loop_destroy(g_loop);
-        g_loop = NULL;
-    }
+    lws_sul_cancel(&ws->tick_sul);
+    lws_sul_cancel(&ws->backlog_sul);
+    struct lws_context *ctx = ws->ctx;
+    lws_context_destroy(ctx);   /* closes the remaining connections (bridge_close) */
+    ws->ctx = NULL;
+    fanout_set_timer_context(ws->br->fan, NULL);
+    if (ws->loop)
+        ev_loop_destroy(ws->loop);
+    free(ws);
 }

@@ -1,0 +1,359 @@
+/* fanout: envelopes, room delivery, shaped delivery, control frames and join state
+ * (see fanout.h). Service thread only. */
+#include "fanout.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "log.h"
+#include "sbuf.h"
+#include "shape.h"
+
+struct fanout {
+    struct room_registry *rooms;
+    struct tb_stats *st;
+    struct sbuf scratch;            /* envelope and control frame building */
+    size_t max_rooms;
+    struct lws_context *ctx;        /* max_rate timers */
+    bool (*watching)(void *ud);
+    void *watching_ud;
+    void (*join_state)(void *ud, struct conn *c, struct sub *s);
+    void *join_state_ud;
+    bool (*may_join)(void *ud, const struct conn *c, const char *room);
+    void *may_join_ud;
+};
+
+/* A connection's max_rate timer: sends messages that waited for their slot. */
+struct conn_rate {
+    struct conn *c;
+    struct fanout *f;
+    lws_sorted_usec_list_t sul;
+    uint64_t due_ms;                /* 0 = not armed */
+};
+
+struct fanout *fanout_new(struct room_registry *rooms, struct tb_stats *st)
+{
+    struct fanout *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->rooms = rooms;
+    f->st = st;
+    f->max_rooms = SIZE_MAX;
+    sbuf_init(&f->scratch);
+    return f;
+}
+
+void fanout_free(struct fanout *f)
+{
+    if (!f)
+        return;
+    sbuf_free(&f->scratch);
+    free(f);
+}
+
+void fanout_set_max_rooms(struct fanout *f, size_t max_rooms) { f->max_rooms = max_rooms; }
+void fanout_set_timer_context(struct fanout *f, struct lws_context *ctx) { f->ctx = ctx; }
+struct room_registry *fanout_rooms(const struct fanout *f) { return f->rooms; }
+
+void fanout_watch_new_rooms(struct fanout *f, bool (*watching)(void *ud), void *ud)
+{
+    f->watching = watching;
+    f->watching_ud = ud;
+}
+
+void fanout_on_join_state(struct fanout *f, void (*fn)(void *ud, struct conn *c, struct sub *s), void *ud)
+{
+    f->join_state = fn;
+    f->join_state_ud = ud;
+}
+
+void fanout_set_authorizer(struct fanout *f,
+                          bool (*may_join)(void *ud, const struct conn *c, const char *room), void *ud)
+{
+    f->may_join = may_join;
+    f->may_join_ud = ud;
+}
+
+bool fanout_may_join(const struct fanout *f, const struct conn *c, const char *room)
+{
+    return !f->may_join || f->may_join(f->may_join_ud, c, room);
+}
+
+/* ---- rooms ------------------------------------------------------------------------- */
+
+struct room *fanout_room(struct fanout *f, const char *name)
+{
+    struct room *room = room_find(f->rooms, name);
+    if (room)
+        return room;
+    if (room_registry_count(f->rooms) >= f->max_rooms) {
+        /* A publisher inventing topics must not grow memory without bound. */
+        f->st->rooms_refused++;
+        if (log_ratelimit_allow("max-rooms", 60000))
+            LOG_WARN("bridge", "room limit reached (server.max_rooms = %zu): room '%s' not created",
+                     f->max_rooms, name);
+        return NULL;
+    }
+    return room_get(f->rooms, name);   /* the registry tells its listener (patterns) */
+}
+
+struct sub *fanout_join(struct fanout *f, struct conn *c, const char *name)
+{
+    struct room *room = fanout_room(f, name);
+    if (!room)
+        return NULL;
+    /* already in (also when a new room matched one of c's patterns just now) */
+    struct sub *s = room_sub_of(room, c, c->subs);
+    return s ? s : conn_subscribe(c, room);
+}
+
+/* ---- routed messages ---------------------------------------------------------------- */
+
+/* {"type":T,"room":R,"topic":P,"seq":N,"ts":MS,"data":D} */
+static struct tb_msg *build_envelope(struct fanout *f, const char *type, const char *room,
+                                     const char *topic, uint64_t seq, const char *data, size_t data_len)
+{
+    struct sbuf *b = &f->scratch;
+    sbuf_reset(b);
+    sbuf_puts(b, "{\"type\":");
+    sbuf_json_string(b, type, strlen(type));
+    sbuf_puts(b, ",\"room\":");
+    sbuf_json_string(b, room, strlen(room));
+    sbuf_puts(b, ",\"topic\":");
+    sbuf_json_string(b, topic, strlen(topic));
+    sbuf_puts(b, ",\"seq\":");
+    sbuf_u64(b, seq);
+    sbuf_puts(b, ",\"ts\":");
+    sbuf_u64(b, tb_wall_ms());
+    sbuf_puts(b, ",\"data\":");
+    sbuf_append(b, data, data_len);
+    sbuf_puts(b, "}");
+    if (sbuf_failed(b))
+        return NULL;
+    struct tb_msg *m = msg_new(b->data, b->len);
+    if (m)
+        m->key = msg_topic_key(topic);
+    return m;
+}
+
+static void on_rate_timer(lws_sorted_usec_list_t *sul);
+
+static struct conn_rate *rate_of(struct fanout *f, struct conn *c)
+{
+    if (!c->rate && (c->rate = calloc(1, sizeof *c->rate))) {
+        c->rate->c = c;
+        c->rate->f = f;
+    }
+    return c->rate;
+}
+
+static void arm_timer(struct conn_rate *r, uint64_t due, uint64_t now)
+{
+    if (!r->f->ctx || (r->due_ms && r->due_ms <= due))
+        return;
+    r->due_ms = due;
+    lws_sul_schedule(r->f->ctx, 0, &r->sul, on_rate_timer,
+                     (lws_usec_t)(due > now ? due - now : 0) * LWS_US_PER_MS);
+}
+
+/* Sends every waiting message whose slot has come; re-arms for the next one. */
+static void flush_due(struct conn_rate *r, uint64_t now)
+{
+    uint64_t next = 0;
+    for (struct sub *s = r->c->subs; s; s = s->conn_next) {
+        if (!s->held)
+            continue;
+        if (s->next_ms <= now) {
+            conn_enqueue(s->conn, s->held, s, true);
+            msg_unref(s->held);
+            s->held = NULL;
+            uint64_t iv = s->shape ? s->shape->interval_ms : 0;
+            /* keep the cadence (a late timer does not stretch it) without bursting */
+            s->next_ms = s->next_ms + iv > now ? s->next_ms + iv : now + iv;
+        } else if (!next || s->next_ms < next) {
+            next = s->next_ms;
+        }
+    }
+    if (next)
+        arm_timer(r, next, now);
+}
+
+static void on_rate_timer(lws_sorted_usec_list_t *sul)
+{
+    struct conn_rate *r = lws_container_of(sul, struct conn_rate, sul);
+    r->due_ms = 0;
+    flush_due(r, tb_now_ms());
+}
+
+/* A shaped subscription: its projection (shared per field list) and its rate slot. The
+ * first message goes out at once, later ones wait for the next slot; a newer message
+ * replaces the waiting one, so what is sent is always the newest. */
+static void deliver_shaped(struct fanout *f, struct sub *s, struct tb_msg *m, bool conflate,
+                           struct shape_cache *sc, uint64_t now_ms)
+{
+    (void)m;
+    struct tb_msg *out = shape_cache_get(sc, s->shape);
+    if (!out)
+        return;
+    uint64_t iv = s->shape->interval_ms;
+    struct conn_rate *r = iv ? rate_of(f, s->conn) : NULL;
+    if (!iv || !r) {
+        conn_enqueue(s->conn, out, s, conflate);
+    } else if (!s->held && now_ms >= s->next_ms) {
+        conn_enqueue(s->conn, out, s, true);
+        s->next_ms = now_ms + iv;
+    } else {
+        msg_unref(s->held);   /* superseded: only the newest waits */
+        s->held = msg_ref(out);
+        arm_timer(r, s->next_ms, now_ms);
+    }
+    msg_unref(out);
+}
+
+void fanout_deliver(struct fanout *f, const char *room_name, const struct cfg_route *route,
+                    const char *topic, const char *data, size_t data_len)
+{
+    struct room_keep keep = {route->keep_last, route->history, route->history_ttl_ms};
+    bool remember = keep.last || keep.history;
+    struct room *room = room_find(f->rooms, room_name);
+    if (!room) {
+        if (!remember && !(f->watching && f->watching(f->watching_ud)))
+            return; /* nobody listens and nothing to remember: no work at all */
+        if (!(room = fanout_room(f, room_name)))
+            return;
+        if (!room_has_members(room) && !remember) {
+            room_release_if_idle(f->rooms, room);
+            return;
+        }
+    } else if (!room_has_members(room) && !remember) {
+        return;
+    }
+    uint64_t seq = ++room->seq;
+    struct tb_msg *m = build_envelope(f, route->type, room_name, topic, seq, data, data_len);
+    if (!m) {
+        LOG_ERROR("bridge", "out of memory building a message for room %s", room_name);
+        return;
+    }
+    uint64_t now = tb_now_ms();
+    room_remember(room, &keep, route->type, m, seq, now);
+    f->st->routed++;
+    bool conflate = route->slow_client == CFG_SLOW_CONFLATE;
+    /* Shaped subscriptions share one projection per field list (shape_cache). */
+    struct shape_cache sc;
+    shape_cache_init(&sc, m);
+    for (struct sub *s = room_first_member(room), *next; s; s = next) {
+        next = room_next_member(s); /* a disconnect policy may not unlink, but stay safe */
+        if (s->shape)
+            deliver_shaped(f, s, m, conflate, &sc, now);
+        else
+            conn_enqueue(s->conn, m, s, conflate);
+    }
+    shape_cache_clear(&sc);
+    msg_unref(m);
+}
+
+void fanout_send_room_state(struct fanout *f, struct conn *c, struct sub *s)
+{
+    struct room *r = s->room;
+    for (size_t i = 0; i < r->n_lasts; i++) {
+        struct tb_msg *out = shape_project(s->shape, r->lasts[i].msg);
+        if (!out)
+            continue;
+        conn_enqueue(c, out, s, true);
+        msg_unref(out);
+    }
+    if (!r->n_lasts && r->last)
+        conn_enqueue(c, r->last, s, true);
+    if (r->n_lasts && s->shape && s->shape->interval_ms)
+        s->next_ms = tb_now_ms() + s->shape->interval_ms;
+    if (f->join_state)
+        f->join_state(f->join_state_ud, c, s);
+}
+
+void fanout_replay(struct fanout *f, struct sub *s, const struct room_span *span)
+{
+    (void)f;
+    for (size_t k = 0; k < span->count; k++) {
+        struct tb_msg *out = shape_project(s->shape, room_span_msg(s->room, span, k));
+        if (out) {
+            conn_enqueue(s->conn, out, s, false);
+            msg_unref(out);
+        }
+    }
+    if (s->shape && s->shape->interval_ms)
+        s->next_ms = tb_now_ms() + s->shape->interval_ms;
+}
+
+void fanout_set_shape(struct sub *s, struct sub_shape *sh)
+{
+    if (s->shape == sh)
+        return;
+    shape_unref(s->shape);
+    s->shape = shape_ref(sh);
+    if (!sh || !sh->interval_ms) {
+        /* No rate limit any more: a waiting message goes out now. */
+        if (s->held) {
+            conn_enqueue(s->conn, s->held, s, true);
+            msg_unref(s->held);
+            s->held = NULL;
+        }
+        s->next_ms = 0;
+    }
+}
+
+/* ---- control frames ----------------------------------------------------------------- */
+
+/* {"type":T,"ts":MS[,<fields of top>][,"data":D]} */
+struct tb_msg *fanout_build_control(struct fanout *f, const char *type, const cJSON *top,
+                                    const cJSON *data)
+{
+    struct sbuf *b = &f->scratch;
+    sbuf_reset(b);
+    sbuf_puts(b, "{\"type\":");
+    sbuf_json_string(b, type, strlen(type));
+    sbuf_puts(b, ",\"ts\":");
+    sbuf_u64(b, tb_wall_ms());
+    for (const cJSON *it = top ? top->child : NULL; it; it = it->next) {
+        char *text = cJSON_PrintUnformatted(it);
+        if (!text)
+            return NULL;
+        sbuf_puts(b, ",");
+        sbuf_json_string(b, it->string, strlen(it->string));
+        sbuf_puts(b, ":");
+        sbuf_puts(b, text);
+        free(text);
+    }
+    if (data) {
+        char *text = cJSON_PrintUnformatted(data);
+        if (!text)
+            return NULL;
+        sbuf_puts(b, ",\"data\":");
+        sbuf_puts(b, text);
+        free(text);
+    }
+    sbuf_puts(b, "}");
+    return sbuf_failed(b) ? NULL : msg_new(b->data, b->len);
+}
+
+void fanout_send_frame(struct fanout *f, struct conn *c, const char *type, const cJSON *top,
+                       const cJSON *data)
+{
+    struct tb_msg *m = fanout_build_control(f, type, top, data);
+    if (!m)
+        return;
+    conn_enqueue(c, m, NULL, false);
+    msg_unref(m);
+}
+
+void fanout_conn_close(struct fanout *f, struct conn *c)
+{
+    (void)f;
+    if (!c->rate)
+        return;
+    if (c->rate->due_ms)
+        lws_sul_cancel(&c->rate->sul);
+    free(c->rate);
+    c->rate = NULL;
+}
