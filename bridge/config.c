@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config_schema.h"
+#include "hash.h"
 #include "suggest.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -733,16 +734,6 @@ static int collect_filters(struct tb_config *c)
     return 0;
 }
 
-static uint64_t fnv1a64(const char *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /* The directory of 'name', absolute; the working directory when it has none. */
 static char *config_dir(const char *name)
 {
@@ -878,7 +869,7 @@ struct tb_config *config_load_string(const char *name, const char *text, size_t 
         goto fail;
     l.dir = c->dir;
     c->refcount = 1;
-    c->version = fnv1a64(text, len);
+    c->version = tb_hash_bytes(text, len);
     if (parse_yaml(&l, text, len))
         goto fail;
     const yaml_node_t *root = yaml_document_get_root_node(&l.doc);
