@@ -1,4 +1,4 @@
-/* subscribe: client subscriptions, patterns, resume and shaped delivery (see
+/* subscribe: client subscriptions, patterns and resume planning (see
  * subscribe.h). Service thread only.
  *
  * A subscribe request is handled in two steps so the reply comes first: plan()
