@@ -12,8 +12,10 @@ ratios) is easier to get right in Python than in shell.
 scenario) by adding counts and histogram buckets, then recomputes the percentiles.
 `summarize` groups records by (scenario, bridge), takes medians over repeats, finds the
 highest passing saturate step, prints a table, one JSON line per (scenario, bridge) and one
-per ratio Telebridge / baseline.  Its exit status is 1 if a record carries an error, or a
-measurement delivered no frames (the latter only counts in --quick mode or for telebridge).
+per ratio Telebridge / baseline.  `telebridge-base` (run.sh --baseline-telebridge: an older
+Telebridge binary) is one more baseline: its row, and ratios telebridge/telebridge-base.
+Its exit status is 1 if a record carries an error, or a measurement delivered no frames (the
+latter only counts in --quick mode or for telebridge and telebridge-base).
 """
 import json
 import statistics
@@ -197,11 +199,13 @@ def print_table(rows):
         print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
 
 
+TELEBRIDGES = ("telebridge", "telebridge-base")
 RATIO_KEYS = ("cpu_us_per_frame", "p99_us", "hwm_kb", "rss_per_conn_b", "recv_fps",
               "max_pass_fps")
 
 
 def ratios(rows):
+    """telebridge / every other bridge of the same scenario (telebridge-base included)."""
     out = []
     for (scen, bridge), tb in sorted(rows.items()):
         if bridge != "telebridge":
@@ -239,7 +243,7 @@ def cmd_summarize(argv):
     for r in records:
         if r.get("error"):
             bad.append(f"{r['scenario']}/{r['bridge']}: {r['error']}")
-        elif r["data_frames"] == 0 and (quick or r["bridge"] == "telebridge"):
+        elif r["data_frames"] == 0 and (quick or r["bridge"] in TELEBRIDGES):
             bad.append(f"{r['scenario']}/{r['bridge']}: no frames delivered")
     for b in bad:
         print("FAIL " + b, file=sys.stderr)

@@ -9,10 +9,17 @@
 # per measurement (results/<date>/raw.jsonl), then a table, one JSON line per (scenario,
 # bridge) and the Telebridge/baseline ratios (results/<date>/summary.txt).
 #
+# --baseline-telebridge OLD adds a bridge `telebridge-base`: the binary OLD with the same
+# config (bench/telebridge-bench.yaml) and environment, run right next to `telebridge` in
+# every repeat and scenario (the two swap order on even repeats), so a build can be compared
+# with its starting point: ratios telebridge/telebridge-base in summary.txt.
+#
 # Every process is started by this script and ended by its PID.  Only loopback addresses.
 #
 #   bench/run.sh [--scenarios fleet-2hz,fanout,saturate,idle,slow] [--bridges telebridge,node,python]
-#                [--quick] [--repeat N] [--telebridge PATH] [--out DIR] [--no-build]
+#                [--quick] [--repeat N] [--telebridge PATH] [--baseline-telebridge PATH]
+#                [--out DIR] [--no-build]
+#   bench/run.sh --bridges telebridge --baseline-telebridge OLD --telebridge NEW   # two builds
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,9 +32,10 @@ QUICK=0
 REPEAT=1
 BUILD_IT=1
 TELEBRIDGE=""
+BASE_TELEBRIDGE=""
 OUT=""
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,${/^#/!q;s/^# \{0,1\}//p;}' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --scenarios) SCENARIOS=$2; shift 2 ;;
@@ -35,12 +43,26 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1; shift ;;
     --repeat) REPEAT=$2; shift 2 ;;
     --telebridge) TELEBRIDGE=$2; shift 2 ;;
+    --baseline-telebridge) BASE_TELEBRIDGE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD_IT=0; shift ;;
     -h|--help) usage 0 ;;
     *) echo "unknown option $1" >&2; usage 2 ;;
   esac
 done
+# telebridge-base runs right after telebridge (last when telebridge is not in the list)
+if [ -n "$BASE_TELEBRIDGE" ]; then
+  [ -x "$BASE_TELEBRIDGE" ] || { echo "--baseline-telebridge: $BASE_TELEBRIDGE is not an executable" >&2; exit 2; }
+  case ",$BRIDGES," in
+    *,telebridge-base,*) ;;
+    *,telebridge,*) BRIDGES=$(echo ",$BRIDGES," | sed 's/,telebridge,/,telebridge,telebridge-base,/; s/^,//; s/,$//') ;;
+    *) BRIDGES=$BRIDGES,telebridge-base ;;
+  esac
+else
+  case ",$BRIDGES," in
+    *,telebridge-base,*) echo "bridge telebridge-base needs --baseline-telebridge PATH" >&2; exit 2 ;;
+  esac
+fi
 OUT=${OUT:-$BENCH/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 RAW=$OUT/raw.jsonl
@@ -107,6 +129,17 @@ PUB=$BUILD/bench/tb-pub
 WSLOAD=$BUILD/bench/tb-wsload
 FLOOR=$BUILD/bench/send-floor
 TELEBRIDGE=${TELEBRIDGE:-$BUILD/bridge/telebridge}
+# With --no-build nothing is built: say what is missing instead of failing every probe.
+check_binaries() {
+  local f missing=0
+  for f in "$PUB" "$WSLOAD"; do
+    [ -x "$f" ] || { log "no $f (build the tools: drop --no-build, or point TB_BENCH_BUILD at a build tree)"; missing=1; }
+  done
+  if has "$BRIDGES" telebridge && [ ! -x "$TELEBRIDGE" ]; then
+    log "no telebridge binary $TELEBRIDGE"; missing=1
+  fi
+  [ "$missing" = 0 ] || exit 1
+}
 
 # ---- broker + bridge lifecycle ----
 MOSQ_PID="" BRIDGE_PID="" MQTT_PORT="" WS_PORT="" RUN_DIR=""
@@ -124,6 +157,7 @@ start_stack() {  # $1 = bridge, $2 = run dir
   local env=(TB_MQTT_HOST=127.0.0.1 TB_MQTT_PORT="$MQTT_PORT" TB_LISTEN="127.0.0.1:$WS_PORT")
   case "$bridge" in
     telebridge) env "${env[@]}" "$TELEBRIDGE" -c "$BENCH/telebridge-bench.yaml" > "$RUN_DIR/bridge.log" 2>&1 & ;;
+    telebridge-base) env "${env[@]}" "$BASE_TELEBRIDGE" -c "$BENCH/telebridge-bench.yaml" > "$RUN_DIR/bridge.log" 2>&1 & ;;
     node) env "${env[@]}" node "$BENCH/baselines/node/bridge.js" > "$RUN_DIR/bridge.log" 2>&1 & ;;
     python) env "${env[@]}" "$PY" "$BENCH/baselines/python/bridge.py" > "$RUN_DIR/bridge.log" 2>&1 & ;;
     *) log "unknown bridge $bridge"; return 1 ;;
@@ -209,7 +243,7 @@ measure() {
     clk_tck="$CLK_TCK" rss_before_kb="${rss_before:-0}" rss_conn_kb="${rss_conn:-0}" \
     rss_end_kb="${rss_end:-0}" rss_max_kb="$rss_max" hwm_kb="${hwm:-0}" rss_series="$series" \
     error="$err" --pub "$dir/$tag-pub.json" --ws "${wouts[@]}" | tee -a "$RAW" |
-    "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read()); l=r["lat_us"]; print("  %-10s %-10s step %-6s %9.0f frames/s  lost %d  p50 %.2f ms  p99 %.2f ms  cpu %s us/frame  rss %d MB%s" % (r["scenario"], r["bridge"], r["step"], r["recv_fps"], r["lost"], l["p50"]/1e3, l["p99"]/1e3, "%.2f" % r["cpu_us_per_frame"] if r["cpu_us_per_frame"] else "-", r["hwm_kb"]//1024, ("  ERROR " + r["error"]) if r.get("error") else ""))' >&2
+    "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read()); l=r["lat_us"]; print("  %-10s %-15s step %-6s %9.0f frames/s  lost %d  p50 %.2f ms  p99 %.2f ms  cpu %s us/frame  rss %d MB%s" % (r["scenario"], r["bridge"], r["step"], r["recv_fps"], r["lost"], l["p50"]/1e3, l["p99"]/1e3, "%.2f" % r["cpu_us_per_frame"] if r["cpu_us_per_frame"] else "-", r["hwm_kb"]//1024, ("  ERROR " + r["error"]) if r.get("error") else ""))' >&2
   LAST_REC=$(tail -1 "$RAW")
 }
 
@@ -304,12 +338,26 @@ send_floor() {
   { echo "send() floor (bench/send_floor.c, same machine):"; cat "$OUT/floor.jsonl"; } | tee -a "$OUT/summary.txt"
 }
 
+# The bridges of one repeat; on even repeats telebridge-base goes before telebridge, so
+# neither of the two always runs first (warm caches, a neighbour's load coming or going).
+bridge_order() {
+  local order=",$BRIDGES,"
+  if [ $(($1 % 2)) = 0 ] && has "$BRIDGES" telebridge && has "$BRIDGES" telebridge-base; then
+    order=${order/,telebridge,/,@,}
+    order=${order/,telebridge-base,/,telebridge,}
+    order=${order/,@,/,telebridge-base,}
+  fi
+  order=${order#,}; echo "${order%,}"
+}
+
 main() {
   build
+  check_binaries
   log "results in $OUT"
+  [ -z "$BASE_TELEBRIDGE" ] || log "telebridge: $TELEBRIDGE; telebridge-base: $BASE_TELEBRIDGE"
   for REP in $(seq 1 "$REPEAT"); do
     for scen in ${SCENARIOS//,/ }; do
-      for BRIDGE in ${BRIDGES//,/ }; do
+      for BRIDGE in $(bridge_order "$REP" | tr , ' '); do
         log "repeat $REP: $scen on $BRIDGE"
         if ! start_stack "$BRIDGE" "$OUT/$REP-$scen-$BRIDGE"; then
           stack_failed "$scen"; stop_stack; continue
