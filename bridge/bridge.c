@@ -29,8 +29,10 @@
 struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
 {
     struct bridge *br = calloc(1, sizeof *br);
-    if (!br)
+    if (!br) {
+        config_unref(cfg);
         return NULL;
+    }
     br->cfg = cfg;
     br->epoch = epoch;
     br->started_ms = tb_now_ms();

@@ -64,8 +64,9 @@ struct bridge {
     struct router_out routed;       /* the current message's deliveries (reused) */
 };
 
-/* A bridge for 'cfg' (takes over the caller's reference) with every module but the MQTT
- * client and the alert runtime; nothing is listening yet. NULL when out of memory. */
+/* A bridge for 'cfg' (takes over the caller's reference, also on failure) with every
+ * module but the MQTT client and the alert runtime; nothing is listening yet. NULL when
+ * out of memory. */
 struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch);
 /* Closes what is left (connections, features) and frees everything; NULL is harmless.
  * mqtt is not freed (its owner stops it first: it wakes the service loop). */

@@ -172,10 +172,8 @@ static int run(const char *path)
     struct ws_server *ws = NULL;
     struct mqtt_client *mqtt = NULL;
     struct bridge *br = bridge_new(cfg, make_epoch());
-    if (!br) {
-        config_unref(cfg);
+    if (!br)
         goto out;
-    }
     g_br = br;
     install_signals();
     if (!(ws = ws_server_start(br, NULL)))
