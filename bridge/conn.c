@@ -33,9 +33,16 @@ struct pending {
     struct sub *sub;
     uint64_t key;
     struct tb_msg *msg;
-    struct pending *next, *prev; /* FIFO, in order of the last update (= room seq order) */
+    struct lws_dll2 in_fifo;  /* conn->pending, in order of the last update (= room seq order) */
     struct pending *hnext;    /* index chain */
 };
+
+static struct pending *pending_of(struct lws_dll2 *d)
+{
+    return d ? lws_container_of(d, struct pending, in_fifo) : NULL;
+}
+static struct pending *pending_first(const struct conn *c) { return pending_of(c->pending.head); }
+static struct pending *pending_next(const struct pending *p) { return pending_of(p->in_fifo.next); }
 
 static size_t pending_slot(const struct conn *c, const struct sub *s, uint64_t key)
 {
@@ -71,7 +78,7 @@ static bool pending_index_grow(struct conn *c)
     free(c->pending_index);
     c->pending_index = idx;
     c->pending_buckets = n;
-    for (struct pending *p = c->pending_head; p; p = p->next) {
+    for (struct pending *p = pending_first(c); p; p = pending_next(p)) {
         size_t k = pending_slot(c, p->sub, p->key);
         p->hnext = idx[k];
         idx[k] = p;
@@ -81,31 +88,17 @@ static bool pending_index_grow(struct conn *c)
 
 static void fifo_append(struct conn *c, struct pending *p)
 {
-    p->next = NULL;
-    p->prev = c->pending_tail;
-    if (c->pending_tail)
-        c->pending_tail->next = p;
-    else
-        c->pending_head = p;
-    c->pending_tail = p;
+    lws_dll2_add_tail(&p->in_fifo, &c->pending);
 }
 
-static void fifo_unlink(struct conn *c, struct pending *p)
+static void fifo_unlink(struct pending *p)
 {
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        c->pending_head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        c->pending_tail = p->prev;
-    p->next = p->prev = NULL;
+    lws_dll2_remove(&p->in_fifo);
 }
 
 static bool pending_add(struct conn *c, struct sub *s, struct tb_msg *m)
 {
-    if (c->pending_count >= c->pending_buckets && !pending_index_grow(c))
+    if (conn_pending_count(c) >= c->pending_buckets && !pending_index_grow(c))
         return false;
     struct pending *p = calloc(1, sizeof *p);
     if (!p)
@@ -117,7 +110,6 @@ static bool pending_add(struct conn *c, struct sub *s, struct tb_msg *m)
     p->hnext = c->pending_index[k];
     c->pending_index[k] = p;
     fifo_append(c, p);
-    c->pending_count++;
     s->n_pending++;
     return true;
 }
@@ -125,11 +117,10 @@ static bool pending_add(struct conn *c, struct sub *s, struct tb_msg *m)
 /* Unlinks the FIFO head (the caller owns its message reference afterwards). */
 static struct tb_msg *pending_pop(struct conn *c)
 {
-    struct pending *p = c->pending_head;
+    struct pending *p = pending_first(c);
     struct tb_msg *m = p->msg;
     pending_index_remove(c, p);
-    fifo_unlink(c, p);
-    c->pending_count--;
+    fifo_unlink(p);
     p->sub->n_pending--;
     free(p);
     return m;
@@ -138,13 +129,12 @@ static struct tb_msg *pending_pop(struct conn *c)
 /* Drops every pending message of one subscription (it is going away). */
 static void pending_drop_sub(struct conn *c, struct sub *s)
 {
-    for (struct pending *p = c->pending_head, *next; p && s->n_pending; p = next) {
-        next = p->next;
+    for (struct pending *p = pending_first(c), *next; p && s->n_pending; p = next) {
+        next = pending_next(p);
         if (p->sub != s)
             continue;
         pending_index_remove(c, p);
-        fifo_unlink(c, p);
-        c->pending_count--;
+        fifo_unlink(p);
         s->n_pending--;
         msg_unref(p->msg);
         free(p);
@@ -262,7 +252,7 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
          * of the line, so waiting messages stay in room seq order. */
         msg_unref(p->msg);
         p->msg = msg_ref(m);
-        fifo_unlink(c, p);
+        fifo_unlink(p);
         fifo_append(c, p);
         c->conflated++;
         c->env->st->conflated++;
@@ -273,7 +263,7 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
     bool behind = s && s->n_pending;
     if (!behind && !queue_full(c, m->len) && queue_push(c, m))
         return CONN_QUEUED;
-    if (s && conflate && m->key && c->pending_count < c->max_frames * PENDING_PER_QUEUE_FRAME &&
+    if (s && conflate && m->key && conn_pending_count(c) < c->max_frames * PENDING_PER_QUEUE_FRAME &&
         pending_add(c, s, m)) {
         c->conflated++;
         c->env->st->conflated++;
@@ -308,7 +298,7 @@ void conn_close(struct conn *c, int code, const char *reason)
 
 void conn_admit_pending(struct conn *c)
 {
-    while (c->pending_head && !queue_full(c, c->pending_head->msg->len)) {
+    for (struct pending *p; (p = pending_first(c)) && !queue_full(c, p->msg->len);) {
         if (c->q_len == c->q_cap && !queue_grow(c))
             return;
         struct tb_msg *m = pending_pop(c);

@@ -66,9 +66,9 @@ struct conn {
     uint32_t q_cap, q_head, q_len;
     uint32_t max_frames;
     size_t q_bytes, max_bytes;
-    struct pending *pending_head, *pending_tail;   /* FIFO of conflated messages */
+    struct lws_dll2_owner pending;                /* FIFO of conflated messages (conn.c) */
     struct pending **pending_index;               /* hash of (sub, topic key) -> entry */
-    uint32_t pending_buckets, pending_count;
+    uint32_t pending_buckets;
     bool closing;
     bool peer_closed;             /* the client sent a close frame: write nothing more */
     bool flush_queued;            /* on the writer's end-of-batch list */
@@ -109,7 +109,9 @@ struct tb_msg *conn_queue_pop(struct conn *c);
 /* Moves waiting (conflated) messages into the queue while there is room. */
 void conn_admit_pending(struct conn *c);
 /* Anything left to write (queued or waiting)? */
-static inline bool conn_has_backlog(const struct conn *c) { return c->q_len || c->pending_head; }
+static inline bool conn_has_backlog(const struct conn *c) { return c->q_len || c->pending.count; }
+/* Conflated messages waiting for queue space. */
+static inline uint32_t conn_pending_count(const struct conn *c) { return c->pending.count; }
 /* Counts frames written (the connection's and the shared counters). */
 void conn_count_sent(struct conn *c, uint64_t frames);
 
