@@ -33,28 +33,44 @@ struct pending {
     struct sub *sub;
     uint64_t key;
     struct tb_msg *msg;
-    struct lws_dll2 in_fifo;  /* conn->pending, in order of the last update (= room seq order) */
+    struct lws_dll2 in_fifo;  /* conn_waiting.fifo, in order of the last update (= room seq order) */
     struct pending *hnext;    /* index chain */
 };
+
+/* A connection's conflated messages: allocated when the first one waits, so a connection
+ * that keeps up (almost all) pays one pointer for it. */
+struct conn_waiting {
+    struct lws_dll2_owner fifo;       /* struct pending */
+    struct pending **index;           /* hash of (sub, topic key) -> entry */
+    uint32_t buckets;
+};
+
+uint32_t conn_pending_count(const struct conn *c)
+{
+    return c->waiting ? c->waiting->fifo.count : 0;
+}
 
 static struct pending *pending_of(struct lws_dll2 *d)
 {
     return d ? lws_container_of(d, struct pending, in_fifo) : NULL;
 }
-static struct pending *pending_first(const struct conn *c) { return pending_of(c->pending.head); }
+static struct pending *pending_first(const struct conn *c)
+{
+    return c->waiting ? pending_of(c->waiting->fifo.head) : NULL;
+}
 static struct pending *pending_next(const struct pending *p) { return pending_of(p->in_fifo.next); }
 
 static size_t pending_slot(const struct conn *c, const struct sub *s, uint64_t key)
 {
     uint64_t h = key ^ ((uint64_t)(uintptr_t)s * 0x9E3779B97F4A7C15ull);
-    return (size_t)(h ^ (h >> 29)) & (c->pending_buckets - 1);
+    return (size_t)(h ^ (h >> 29)) & (c->waiting->buckets - 1);
 }
 
 static struct pending *pending_find(const struct conn *c, const struct sub *s, uint64_t key)
 {
-    if (!s->n_pending || !c->pending_buckets)
+    if (!s->n_pending || !c->waiting || !c->waiting->buckets)
         return NULL;
-    struct pending *p = c->pending_index[pending_slot(c, s, key)];
+    struct pending *p = c->waiting->index[pending_slot(c, s, key)];
     while (p && !(p->sub == s && p->key == key))
         p = p->hnext;
     return p;
@@ -62,7 +78,7 @@ static struct pending *pending_find(const struct conn *c, const struct sub *s, u
 
 static void pending_index_remove(struct conn *c, struct pending *p)
 {
-    struct pending **pp = &c->pending_index[pending_slot(c, p->sub, p->key)];
+    struct pending **pp = &c->waiting->index[pending_slot(c, p->sub, p->key)];
     while (*pp && *pp != p)
         pp = &(*pp)->hnext;
     if (*pp)
@@ -71,13 +87,14 @@ static void pending_index_remove(struct conn *c, struct pending *p)
 
 static bool pending_index_grow(struct conn *c)
 {
-    uint32_t n = c->pending_buckets ? c->pending_buckets * 2 : 16;
+    struct conn_waiting *w = c->waiting;
+    uint32_t n = w->buckets ? w->buckets * 2 : 16;
     struct pending **idx = calloc(n, sizeof *idx);
     if (!idx)
         return false;
-    free(c->pending_index);
-    c->pending_index = idx;
-    c->pending_buckets = n;
+    free(w->index);
+    w->index = idx;
+    w->buckets = n;
     for (struct pending *p = pending_first(c); p; p = pending_next(p)) {
         size_t k = pending_slot(c, p->sub, p->key);
         p->hnext = idx[k];
@@ -88,7 +105,7 @@ static bool pending_index_grow(struct conn *c)
 
 static void fifo_append(struct conn *c, struct pending *p)
 {
-    lws_dll2_add_tail(&p->in_fifo, &c->pending);
+    lws_dll2_add_tail(&p->in_fifo, &c->waiting->fifo);
 }
 
 static void fifo_unlink(struct pending *p)
@@ -98,7 +115,9 @@ static void fifo_unlink(struct pending *p)
 
 static bool pending_add(struct conn *c, struct sub *s, struct tb_msg *m)
 {
-    if (conn_pending_count(c) >= c->pending_buckets && !pending_index_grow(c))
+    if (!c->waiting && !(c->waiting = calloc(1, sizeof *c->waiting)))
+        return false;
+    if (c->waiting->fifo.count >= c->waiting->buckets && !pending_index_grow(c))
         return false;
     struct pending *p = calloc(1, sizeof *p);
     if (!p)
@@ -107,8 +126,8 @@ static bool pending_add(struct conn *c, struct sub *s, struct tb_msg *m)
     p->key = m->key;
     p->msg = msg_ref(m);
     size_t k = pending_slot(c, s, p->key);
-    p->hnext = c->pending_index[k];
-    c->pending_index[k] = p;
+    p->hnext = c->waiting->index[k];
+    c->waiting->index[k] = p;
     fifo_append(c, p);
     s->n_pending++;
     return true;
@@ -185,7 +204,9 @@ void conn_free(struct conn *c)
     for (uint32_t i = 0; i < c->q_len; i++)
         msg_unref(c->q[(c->q_head + i) % c->q_cap]);
     free(c->q);
-    free(c->pending_index);
+    if (c->waiting)
+        free(c->waiting->index);
+    free(c->waiting);
     free(c->close_reason);
     free(c->path);
     free(c);
@@ -307,14 +328,6 @@ void conn_admit_pending(struct conn *c)
     }
 }
 
-struct tb_msg *conn_queue_pop(struct conn *c)
-{
-    struct tb_msg *m = c->q[c->q_head];
-    c->q_head = (c->q_head + 1) % c->q_cap;
-    c->q_len--;
-    c->q_bytes -= m->len;
-    return m;
-}
 
 void conn_count_sent(struct conn *c, uint64_t frames)
 {

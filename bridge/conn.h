@@ -51,7 +51,7 @@ struct conn_env {
     void *ud;
 };
 
-struct pending;
+struct conn_waiting;
 struct conn_patterns;   /* subscribe.c: the client's room patterns */
 struct conn_rate;       /* fanout.c: the max_rate timer */
 
@@ -66,9 +66,7 @@ struct conn {
     uint32_t q_cap, q_head, q_len;
     uint32_t max_frames;
     size_t q_bytes, max_bytes;
-    struct lws_dll2_owner pending;                /* FIFO of conflated messages (conn.c) */
-    struct pending **pending_index;               /* hash of (sub, topic key) -> entry */
-    uint32_t pending_buckets;
+    struct conn_waiting *waiting; /* conflated messages waiting for queue space (conn.c) */
     bool closing;
     bool peer_closed;             /* the client sent a close frame: write nothing more */
     bool flush_queued;            /* on the writer's end-of-batch list */
@@ -104,14 +102,23 @@ static inline struct tb_msg *conn_queue_frame(const struct conn *c, uint32_t i)
 {
     return c->q[(c->q_head + i) % c->q_cap];
 }
-/* Takes the oldest frame off the queue; the caller owns the reference. */
-struct tb_msg *conn_queue_pop(struct conn *c);
+/* The oldest frame; q_len > 0. */
+static inline struct tb_msg *conn_queue_head(const struct conn *c) { return c->q[c->q_head]; }
+/* Takes the oldest frame off the queue; the caller owns the reference. Service thread. */
+static inline struct tb_msg *conn_queue_pop(struct conn *c)
+{
+    struct tb_msg *m = c->q[c->q_head];
+    c->q_head = c->q_head + 1 == c->q_cap ? 0 : c->q_head + 1;
+    c->q_len--;
+    c->q_bytes -= m->len;
+    return m;
+}
 /* Moves waiting (conflated) messages into the queue while there is room. */
 void conn_admit_pending(struct conn *c);
 /* Anything left to write (queued or waiting)? */
-static inline bool conn_has_backlog(const struct conn *c) { return c->q_len || c->pending.count; }
 /* Conflated messages waiting for queue space. */
-static inline uint32_t conn_pending_count(const struct conn *c) { return c->pending.count; }
+uint32_t conn_pending_count(const struct conn *c);
+static inline bool conn_has_backlog(const struct conn *c) { return c->q_len || conn_pending_count(c); }
 /* Counts frames written (the connection's and the shared counters). */
 void conn_count_sent(struct conn *c, uint64_t frames);
 

@@ -71,7 +71,7 @@ static int write_batch(struct writer *w, struct conn *c)
     unsigned char *scratch = w->scratch;
     size_t used = 0, frames = 0;
     while (c->q_len) {
-        struct tb_msg *m = conn_queue_frame(c, 0);
+        struct tb_msg *m = conn_queue_head(c);
         size_t fl = msg_frame_len(m);
         if (used + fl > WRITE_BATCH_BYTES)
             break;
@@ -89,7 +89,7 @@ static int write_batch(struct writer *w, struct conn *c)
 /* One write: the head frame alone when it is the only one or large, else a batch. */
 static int write_some(struct writer *w, struct conn *c)
 {
-    struct tb_msg *head = conn_queue_frame(c, 0);
+    struct tb_msg *head = conn_queue_head(c);
     return (c->q_len == 1 || msg_frame_len(head) > WRITE_BATCH_BYTES / 2) ? write_single(c)
                                                                            : write_batch(w, c);
 }
@@ -334,7 +334,7 @@ static void fast_commit(const struct flush_item *it)
     size_t left = (size_t)it->sent;
     uint64_t frames = 0;
     while (left && c->q_len) {
-        struct tb_msg *m = conn_queue_frame(c, 0);
+        struct tb_msg *m = conn_queue_head(c);
         size_t fl = msg_frame_len(m);
         if (left < fl && lws_write(c->wsi, msg_frame(m) + left, fl - left, LWS_WRITE_HTTP) < 0) {
             conn_close(c, TB_CLOSE_GOING_AWAY, "write failed");
