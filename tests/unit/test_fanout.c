@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "bridge.h"
+#include "bridge_fixture.h"
 #include "config.h"
 #include "conn.h"
 #include "fanout.h"
@@ -48,15 +49,7 @@ static const char CONFIG[] =
 
 static struct bridge *make_bridge(const char *yaml)
 {
-    struct config_diag diag = {0};
-    struct tb_config *cfg = config_load_string("t.yaml", yaml, strlen(yaml), &diag);
-    for (size_t i = 0; i < diag.n; i++)
-        print_error("%s\n", diag.msgs[i]);
-    config_diag_free(&diag);
-    assert_non_null(cfg);
-    struct bridge *br = bridge_new(cfg, EPOCH);
-    assert_non_null(br);
-    return br;
+    return fixture_bridge(yaml, EPOCH);
 }
 
 static int setup(void **state)
@@ -72,16 +65,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* The route whose match is 'match' (the router is not involved: deliveries are direct). */
-static const struct cfg_route *route(struct bridge *br, const char *match)
-{
-    for (size_t i = 0; i < br->cfg->n_routes; i++)
-        if (strcmp(br->cfg->routes[i].match_src, match) == 0)
-            return &br->cfg->routes[i];
-    fail_msg("no route %s", match);
-    return NULL;
-}
-
 #define TELE "vehicle/{id}/telemetry"
 #define STATE "vehicle/{id}/state"
 #define SETUP "session/{sid}/setup"
@@ -89,7 +72,7 @@ static const struct cfg_route *route(struct bridge *br, const char *match)
 
 static void deliver(struct bridge *br, const char *room, const char *match, const char *data)
 {
-    fanout_deliver(br->fan, room, route(br, match), "vehicle/1/telemetry", data, strlen(data));
+    fanout_deliver(br->fan, room, fixture_route(br, match), "vehicle/1/telemetry", data, strlen(data));
 }
 
 static struct conn *open_conn(struct bridge *br, const char *path)
@@ -97,55 +80,6 @@ static struct conn *open_conn(struct bridge *br, const char *path)
     struct conn *c = bridge_open(br, NULL, path);
     assert_non_null(c);
     return c;
-}
-
-static struct tb_msg *frame(const struct conn *c, uint32_t i)
-{
-    if (i >= c->q_len)
-        fail_msg("frame %u asked, queue holds %u", (unsigned)i, (unsigned)c->q_len);
-    return conn_queue_frame(c, i);
-}
-
-static const char *text_of(const struct conn *c, uint32_t i)
-{
-    return (const char *)msg_payload(frame(c, i));
-}
-
-/* Frame i parsed (caller frees). */
-static cJSON *parse(const struct conn *c, uint32_t i)
-{
-    cJSON *j = cJSON_Parse(text_of(c, i));
-    if (!j)
-        fail_msg("frame %u is not JSON: %s", (unsigned)i, text_of(c, i));
-    return j;
-}
-
-static const char *str_of(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsString(v))
-        fail_msg("\"%s\" is not a string", key);
-    return v->valuestring;
-}
-
-static double num_of(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v))
-        fail_msg("\"%s\" is not a number", key);
-    return v->valuedouble;
-}
-
-/* Frame i has this type (and, when given, room and seq). */
-static void expect_frame(const struct conn *c, uint32_t i, const char *type, const char *room, long seq)
-{
-    cJSON *j = parse(c, i);
-    assert_string_equal(str_of(j, "type"), type);
-    if (room)
-        assert_string_equal(str_of(j, "room"), room);
-    if (seq >= 0)
-        assert_int_equal((long)num_of(j, "seq"), seq);
-    cJSON_Delete(j);
 }
 
 /* "data" of frame i equals the JSON 'want' (member order ignored). */
@@ -165,11 +99,6 @@ static void expect_data(const struct conn *c, uint32_t i, const char *want)
     cJSON_Delete(j);
 }
 
-static void send_json(struct bridge *br, struct conn *c, const char *json)
-{
-    bridge_on_client_frame(br, c, json, strlen(json), false);
-}
-
 /* ---- serialize once ---------------------------------------------------------------- */
 
 static void test_serialize_once(void **state)
@@ -185,7 +114,7 @@ static void test_serialize_once(void **state)
     /* not canonical JSON on purpose: it must be embedded byte for byte */
     static const char data[] = "{\"speed\": 5.50, \"tags\":[ \"a\",\"b\" ],\"nested\":{\"x\":1e2}}";
     uint64_t before = tb_wall_ms();
-    fanout_deliver(br->fan, "vehicle:1", route(br, TELE), "vehicle/1/telemetry", data, strlen(data));
+    fanout_deliver(br->fan, "vehicle:1", fixture_route(br, TELE), "vehicle/1/telemetry", data, strlen(data));
     uint64_t after = tb_wall_ms();
 
     assert_int_equal(br->st.routed, routed + 1);
@@ -518,12 +447,12 @@ static void test_max_rooms(void **state)
     assert_int_equal(br->st.rooms_refused, 1);
 
     /* a delivery that would create a room is refused too, and nothing is routed */
-    fanout_deliver(br->fan, "vehicle:1", route(br, STATE), "vehicle/1/state", "{}", 2);
+    fanout_deliver(br->fan, "vehicle:1", fixture_route(br, STATE), "vehicle/1/state", "{}", 2);
     assert_null(room_find(br->rooms, "vehicle:1"));
     assert_int_equal(br->st.rooms_refused, 2);
     assert_int_equal(br->st.routed, 0);
     /* into an existing one it goes */
-    fanout_deliver(br->fan, "r1", route(br, STATE), "vehicle/1/state", "{}", 2);
+    fanout_deliver(br->fan, "r1", fixture_route(br, STATE), "vehicle/1/state", "{}", 2);
     assert_int_equal(br->st.routed, 1);
     assert_int_equal(r1->seq, 1);
 

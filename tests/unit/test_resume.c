@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "bridge.h"
+#include "bridge_fixture.h"
 #include "config.h"
 #include "conn.h"
 #include "fanout.h"
@@ -49,15 +50,7 @@ static const char CONFIG[] =
 
 static struct bridge *make_bridge(const char *yaml)
 {
-    struct config_diag diag = {0};
-    struct tb_config *cfg = config_load_string("t.yaml", yaml, strlen(yaml), &diag);
-    for (size_t i = 0; i < diag.n; i++)
-        print_error("%s\n", diag.msgs[i]);
-    config_diag_free(&diag);
-    assert_non_null(cfg);
-    struct bridge *br = bridge_new(cfg, EPOCH);
-    assert_non_null(br);
-    return br;
+    return fixture_bridge(yaml, EPOCH);
 }
 
 static int setup(void **state)
@@ -73,15 +66,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static const struct cfg_route *route(struct bridge *br, const char *match)
-{
-    for (size_t i = 0; i < br->cfg->n_routes; i++)
-        if (strcmp(br->cfg->routes[i].match_src, match) == 0)
-            return &br->cfg->routes[i];
-    fail_msg("no route %s", match);
-    return NULL;
-}
-
 #define TELE "vehicle/{id}/telemetry"
 #define LIVE "vehicle/{id}/live"
 #define FLEET "fleet/{id}"
@@ -94,51 +78,8 @@ static void deliver_n(struct bridge *br, const char *room, const char *match, in
     for (int k = first; k < first + n; k++) {
         char data[32];
         int len = snprintf(data, sizeof data, "{\"n\":%d}", k);
-        fanout_deliver(br->fan, room, route(br, match), "vehicle/1/telemetry", data, (size_t)len);
+        fanout_deliver(br->fan, room, fixture_route(br, match), "vehicle/1/telemetry", data, (size_t)len);
     }
-}
-
-static struct tb_msg *frame(const struct conn *c, uint32_t i)
-{
-    if (i >= c->q_len)
-        fail_msg("frame %u asked, queue holds %u", (unsigned)i, (unsigned)c->q_len);
-    return conn_queue_frame(c, i);
-}
-
-static cJSON *parse(const struct conn *c, uint32_t i)
-{
-    const char *text = (const char *)msg_payload(frame(c, i));
-    cJSON *j = cJSON_Parse(text);
-    if (!j)
-        fail_msg("frame %u is not JSON: %s", (unsigned)i, text);
-    return j;
-}
-
-static const char *str_of(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsString(v))
-        fail_msg("\"%s\" is not a string", key);
-    return v->valuestring;
-}
-
-static double num_of(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v))
-        fail_msg("\"%s\" is not a number", key);
-    return v->valuedouble;
-}
-
-static void expect_frame(const struct conn *c, uint32_t i, const char *type, const char *room, long seq)
-{
-    cJSON *j = parse(c, i);
-    assert_string_equal(str_of(j, "type"), type);
-    if (room)
-        assert_string_equal(str_of(j, "room"), room);
-    if (seq >= 0)
-        assert_int_equal((long)num_of(j, "seq"), seq);
-    cJSON_Delete(j);
 }
 
 /* A connection on /ws/connect; its welcome frame's epoch copied to 'epoch' (17 bytes). */
@@ -155,11 +96,6 @@ static struct conn *open_conn(struct bridge *br, char *epoch)
         snprintf(epoch, 17, "%s", e);
     cJSON_Delete(w);
     return c;
-}
-
-static void send_json(struct bridge *br, struct conn *c, const char *json)
-{
-    bridge_on_client_frame(br, c, json, strlen(json), false);
 }
 
 /* Subscribes to 'room' with since {room: since} and 'epoch' (NULL: no epoch member). */
@@ -613,7 +549,7 @@ static void test_resync_backlog_bytes(void **state)
     data[sizeof data - 2] = '"';
     data[sizeof data - 1] = '\0';             /* a 1000-byte JSON string */
     for (int i = 0; i < 6; i++)
-        fanout_deliver(br->fan, "vehicle:1", route(br, TELE), "vehicle/1/telemetry", data, strlen(data));
+        fanout_deliver(br->fan, "vehicle:1", fixture_route(br, TELE), "vehicle/1/telemetry", data, strlen(data));
     struct room *room = room_find(br->rooms, "vehicle:1");
     size_t one = room->lasts[0].msg->len;
 
