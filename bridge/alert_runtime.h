@@ -77,6 +77,7 @@ int alert_runtime_apply_config(struct alert_runtime *rt, const struct tb_config 
 struct alert_runtime_stats {
     size_t active;
     uint64_t raised, cleared, acknowledged, restored;
+    uint64_t restore_refused;   /* retained states not restored (origin, sig, max_restored) */
 };
 void alert_runtime_stats(const struct alert_runtime *rt, struct alert_runtime_stats *out);
 
