@@ -315,6 +315,8 @@ static int endpoint_identity(struct loader *l, const yaml_node_t *n, struct cfg_
     const char *name = scalar_or_error(l, n, "identity");
     if (!name)
         return -1;
+    if (!strcmp(name, "none"))
+        return 0;    /* anonymous: acknowledged_by stays empty */
     e->identity_capture = topic_pattern_capture_index(e->pattern, name, strlen(name));
     if (e->identity_capture < 0)
         return cfg_error(l, n, 0, "identity '%s' is not a capture of the path '%s' (write e.g. "
@@ -339,6 +341,8 @@ static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_
         return -1;
     if (in->identity && endpoint_identity(l, in->identity, e))
         rc = -1;
+    else if (!in->identity && topic_pattern_ncaptures(e->pattern) == 1)
+        e->identity_capture = 0;   /* /ws/alerts/{user_id}: the client is user_id */
     struct tb_config *c = l->cfg;
     for (size_t i = 0; i < c->n_endpoints; i++) {
         if (c->endpoints[i].pattern &&
@@ -412,10 +416,7 @@ static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_no
     if (t->identity_capture >= 0) {
         const char *who = topic_pattern_capture_name(t->pattern, (size_t)t->identity_capture);
         e->identity_capture = topic_pattern_capture_index(e->pattern, who, strlen(who));
-        if (e->identity_capture < 0)
-            rc = cfg_error(l, n, 0, "'%s' cannot alias '%s': it has no capture {%s} for the identity",
-                           e->path, t->path, who);
-    }
+    }   /* an alias without that capture is anonymous (-1): it cannot send "by" */
     if (!e->n_allow_subscribe && t->n_allow_subscribe) {
         if (!(e->allow_subscribe = calloc(t->n_allow_subscribe + 1, sizeof(*e->allow_subscribe))))
             return -1;
@@ -723,14 +724,15 @@ static int section_sessions(struct loader *l, const yaml_node_t *n, void *base)
 
 #define AS(f) offsetof(struct cfg_alert_state, f)
 static const struct cfg_field alert_state_fields[] = {
-    { .name = "origin", .type = CT_OPTSTR, .off = AS(origin) },
+    { .name = "origin", .type = CT_STR, .off = AS(origin), .def = "telebridge" },
     { .name = "hmac_key", .type = CT_OPTSTR, .off = AS(hmac_key) },
     { .name = "max_restored", .type = CT_COUNT, .off = AS(max_restored), .min = 0, .max = 10000000, .def = "10000" },
 };
 #undef AS
 static const struct cfg_schema alert_state_schema = { "alert_state", alert_state_fields, COUNT(alert_state_fields) };
 
-/* origin defaults to mqtt.client_id: set by default_origin() once every section is read. */
+/* origin is a fixed name, not the client_id: the generated client_id holds the pid and
+ * would change at every start, and restoring is across starts. */
 static int section_alert_state(struct loader *l, const yaml_node_t *n, void *base)
 {
     struct tb_config *c = base;
@@ -761,20 +763,6 @@ size_t config_keep_restart_settings(struct tb_config *next, const struct tb_conf
                                     const char **names, size_t max_names)
 {
     return cfg_keep_restart(&top_schema, next, cur, names, 0, max_names);
-}
-
-/* alert_state.origin defaults to mqtt.client_id, but not to the generated one: its pid
- * changes at every start, so "telebridge-<hostname>" stands in for it. */
-static int default_origin(struct tb_config *c)
-{
-    if (c->alert_state.origin || !c->mqtt.client_id)
-        return 0;
-    char host[64] = "localhost", generated[128], stable[128];
-    gethostname(host, sizeof(host) - 1);
-    snprintf(generated, sizeof(generated), "telebridge-%s-%ld", host, (long)getpid());
-    snprintf(stable, sizeof(stable), "telebridge-%s", host);
-    const char *o = strcmp(c->mqtt.client_id, generated) ? c->mqtt.client_id : stable;
-    return (c->alert_state.origin = strdup(o)) ? 0 : -1;
 }
 
 static int add_filter_str(struct tb_config *c, const char *f)
@@ -980,7 +968,7 @@ struct tb_config *config_load_string(const char *name, const char *text, size_t 
         goto fail;
     }
     if (!(l.pub_pattern = topic_pattern_compile("{key}/{name}", NULL, 0, NULL)) ||
-        cfg_substitute_all(&l) || cfg_apply(&l, root, &top_schema, c) || default_origin(c) || collect_filters(c) ||
+        cfg_substitute_all(&l) || cfg_apply(&l, root, &top_schema, c) || collect_filters(c) ||
         l.nmsgs)
         goto fail;
     loader_finish(&l, diag);

@@ -74,7 +74,8 @@ struct cfg_endpoint {
     int max_connections;             /* 0 = only the server-wide limit */
     enum cfg_ack ack;                /* who may send ack_alert: members (default) or none */
     int identity_capture;            /* 'identity': index of the path capture naming the
-                                        client (acknowledged_by), -1 = anonymous */
+                                        client (acknowledged_by), -1 = anonymous; default:
+                                        the path's capture when it has exactly one */
     int line, col;
 };
 
@@ -131,7 +132,7 @@ struct cfg_sessions {
 /* Retained alert states (alert_runtime.c): what the bridge stamps on the states it
  * publishes and which retained states it restores after a restart. */
 struct cfg_alert_state {
-    char *origin;                    /* stamped as "origin"; default mqtt.client_id */
+    char *origin;                    /* stamped as "origin"; default "telebridge" */
     char *hmac_key;                  /* NULL = no "sig"; else HMAC-SHA256 over the state */
     size_t max_restored;             /* retained states restored at most, default 10000 */
 };
