@@ -13,7 +13,13 @@
  * precede telemetry). Only messages with the retain flag restore: our own publishes come
  * back to us live (retain flag clear) and are ignored. A restored alert is not announced
  * again as a raise (nothing is published); clients already in its rooms (they joined
- * before the broker sent it back) get it as an "alert" frame, like joiners do. */
+ * before the broker sent it back) get it as an "alert" frame, like joiners do. Only states
+ * this bridge published restore (issue 14.10): "origin" must be alert_state.origin, "sig"
+ * must check with alert_state.hmac_key when one is set, and at most max_restored restore;
+ * refusals are counted (restore_refused) and logged, rate-limited.
+ *
+ * Acks (issue 14.5): rights come from the endpoint ('ack', 'identity'); acknowledged_by is
+ * the endpoint's identity capture, never the client's free text. */
 #include "alert_runtime.h"
 
 #include <stdio.h>
