@@ -13,7 +13,13 @@
  * precede telemetry). Only messages with the retain flag restore: our own publishes come
  * back to us live (retain flag clear) and are ignored. A restored alert is not announced
  * again as a raise (nothing is published); clients already in its rooms (they joined
- * before the broker sent it back) get it as an "alert" frame, like joiners do. */
+ * before the broker sent it back) get it as an "alert" frame, like joiners do. Only states
+ * this bridge published restore (issue 14.10): "origin" must be alert_state.origin, "sig"
+ * must check with alert_state.hmac_key when one is set, and at most max_restored restore;
+ * refusals are counted (restore_refused) and logged, rate-limited.
+ *
+ * Acks (issue 14.5): rights come from the endpoint ('ack', 'identity'); acknowledged_by is
+ * the endpoint's identity capture, never the client's free text. */
 #include "alert_runtime.h"
 
 #include <stdio.h>
@@ -22,6 +28,7 @@
 
 #include "alert.h"
 #include "fanout.h"
+#include "hmac.h"
 #include "log.h"
 #include "mqtt_client.h"
 #include "reply.h"
@@ -40,7 +47,7 @@ struct alert_runtime {
     struct topic_pattern **alert_pats;  /* the alert-topic filters, compiled for matching */
     struct topic_pattern *status_pat;   /* ALERT_STATUS_PATTERN */
     struct alert_events ev;
-    uint64_t raised, cleared, acknowledged, restored;
+    uint64_t raised, cleared, acknowledged, restored, restore_refused;
 };
 
 static bool is_alert_topic(const struct alert_runtime *rt, const char *topic);
@@ -197,7 +204,23 @@ static void fan_out(struct alert_runtime *rt, const char *type, const struct ale
     msg_unref(m);
 }
 
-static void publish_state(struct alert_runtime *rt, const struct alert *a, const cJSON *data, bool active)
+/* The retained state carries "origin" (alert_state.origin) and, with alert_state.hmac_key,
+ * "sig": HMAC-SHA256 of the state printed without "sig" (verified by state_refusal). */
+static char *print_state(const struct alert_runtime *rt, cJSON *data)
+{
+    const struct cfg_alert_state *as = &rt->cfg->alert_state;
+    if (as->origin)
+        cJSON_AddStringToObject(data, "origin", as->origin);
+    char *text = cJSON_PrintUnformatted(data);
+    char sig[HMAC_HEX_LEN + 1];
+    if (!text || !as->hmac_key)
+        return text;
+    int rc = hmac_sha256_hex(as->hmac_key, text, strlen(text), sig);
+    free(text);
+    return rc == 0 && cJSON_AddStringToObject(data, "sig", sig) ? cJSON_PrintUnformatted(data) : NULL;
+}
+
+static void publish_state(struct alert_runtime *rt, const struct alert *a, cJSON *data, bool active)
 {
     if (!rt->mqtt || !a->publish_topic)
         return;
@@ -205,7 +228,7 @@ static void publish_state(struct alert_runtime *rt, const struct alert *a, const
         mqtt_client_publish(rt->mqtt, a->publish_topic, NULL, 0, 1, true);
         return;
     }
-    char *text = cJSON_PrintUnformatted(data);
+    char *text = print_state(rt, data);
     if (!text) {
         LOG_ERROR("alert", "out of memory: %s not published", a->id);
         return;
@@ -315,6 +338,37 @@ static void restored_id(const cJSON *j, char *out, size_t outlen)
         snprintf(out, outlen, "%s:%s", rule->valuestring, key->valuestring);
 }
 
+/* True when the state's "sig" is the HMAC of the state printed without it. */
+static bool signature_ok(const char *key, const cJSON *j)
+{
+    const cJSON *sig = cJSON_GetObjectItemCaseSensitive(j, "sig");
+    if (!cJSON_IsString(sig))
+        return false;
+    cJSON *copy = cJSON_Duplicate(j, true);
+    cJSON_DeleteItemFromObjectCaseSensitive(copy, "sig");
+    char *text = copy ? cJSON_PrintUnformatted(copy) : NULL;
+    bool ok = text && hmac_sha256_check(key, text, strlen(text), sig->valuestring);
+    free(text);
+    cJSON_Delete(copy);
+    return ok;
+}
+
+/* Why a retained state may not be restored (issue 14.10: anyone with broker write access
+ * could plant them), or NULL: it must carry this bridge's origin, a valid signature when
+ * alert_state.hmac_key is set, and fit under alert_state.max_restored when it is new. */
+static const char *state_refusal(const struct alert_runtime *rt, const cJSON *j, bool known)
+{
+    const struct cfg_alert_state *as = &rt->cfg->alert_state;
+    const cJSON *origin = cJSON_GetObjectItemCaseSensitive(j, "origin");
+    if (!cJSON_IsString(origin) || !as->origin || strcmp(origin->valuestring, as->origin) != 0)
+        return "not published by this bridge (origin differs from alert_state.origin)";
+    if (as->hmac_key && !signature_ok(as->hmac_key, j))
+        return "its signature does not match alert_state.hmac_key";
+    if (!known && rt->restored >= as->max_restored)
+        return "alert_state.max_restored reached";
+    return NULL;
+}
+
 /* A retained alert read back from the broker. Newly restored alerts are not announced as
  * raises (nothing is published), but clients that joined their rooms before the broker
  * sent them back (just after a start) get them now, as a joiner would. */
@@ -326,6 +380,14 @@ static void restore(struct alert_runtime *rt, const struct inbound *in)
     if (in->json)
         restored_id(in->json, id, sizeof id);
     bool known = id[0] && alert_engine_find(rt->engine, id);
+    const char *refused = cJSON_IsObject(in->json) ? state_refusal(rt, in->json, known) : NULL;
+    if (refused) {
+        rt->restore_refused++;
+        if (log_ratelimit_allow_capped("alert-restore-refused", in->topic, 60000, 5))
+            LOG_WARN("alert", "retained alert state on %s not restored: %s (%llu refused so far)",
+                     in->topic, refused, (unsigned long long)rt->restore_refused);
+        return;
+    }
     if (!in->json || alert_engine_restore(rt->engine, in->json) < 0) {
         if (log_ratelimit_allow_capped("alert-restore", in->topic, 60000, 20))
             LOG_WARN("alert", "retained message on %s is not an active alert of a current rule; ignored",
@@ -424,6 +486,31 @@ static bool member_of_any(struct conn *c, const struct alert *a)
     return false;
 }
 
+/* Ack rights come from configuration until tokens exist (issue 14.5): the endpoint's
+ * 'ack' says whether its clients may acknowledge, its 'identity' capture names them, and
+ * "by" is accepted only when it equals that name. Fills who ("" = anonymous); returns
+ * NULL or the refusal's message. */
+static const char *ack_identity(const struct alert_runtime *rt, const struct conn *c,
+                                const cJSON *by, char *who, size_t wholen)
+{
+    struct topic_match m;
+    const struct cfg_endpoint *ep = rt && c->path ? config_find_endpoint(rt->cfg, c->path, &m) : NULL;
+    who[0] = '\0';
+    if (!ep || ep->ack == CFG_ACK_NONE)
+        return "this endpoint may not acknowledge alerts (endpoint 'ack: none')";
+    if (ep->identity_capture >= 0 && (size_t)ep->identity_capture < m.n) {
+        const struct topic_slice *cap = &m.cap[ep->identity_capture];
+        if (cap->len >= wholen)
+            return "the endpoint's identity is too long";
+        memcpy(who, cap->ptr, cap->len);
+        who[cap->len] = '\0';
+    }
+    if (by && strcmp(by->valuestring, who) != 0)
+        return who[0] ? "\"by\" must be your own identity (the endpoint's capture), or absent"
+                      : "this endpoint has no identity: send ack_alert without \"by\"";
+    return NULL;
+}
+
 void alert_runtime_handle_ack(struct alert_runtime *rt, struct fanout *f, struct conn *c,
                               const cJSON *req, const cJSON *id)
 {
@@ -447,7 +534,13 @@ void alert_runtime_handle_ack(struct alert_runtime *rt, struct fanout *f, struct
         reply_error(f, c, id, TB_ERR_NOT_ALLOWED, "not a member of any room of that alert");
         return;
     }
-    int rc = alert_engine_ack(rt->engine, aid->valuestring, by ? by->valuestring : NULL, tb_now_ms(), &rt->ev);
+    char who[BY_MAX + 1];
+    const char *refused = ack_identity(rt, c, by, who, sizeof who);
+    if (refused) {
+        reply_error(f, c, id, TB_ERR_NOT_ALLOWED, refused);
+        return;
+    }
+    int rc = alert_engine_ack(rt->engine, aid->valuestring, who[0] ? who : NULL, tb_now_ms(), &rt->ev);
     cJSON *top = cJSON_CreateObject();
     if (top) {
         cJSON_AddStringToObject(top, "alert_id", aid->valuestring);
@@ -470,4 +563,5 @@ void alert_runtime_stats(const struct alert_runtime *rt, struct alert_runtime_st
     out->cleared = rt->cleared;
     out->acknowledged = rt->acknowledged;
     out->restored = rt->restored;
+    out->restore_refused = rt->restore_refused;
 }

@@ -20,7 +20,11 @@
  *   - joins: a connection joining a room gets that room's active alerts (a join-state
  *     hook registered with fanout);
  *   - client requests {"type":"ack_alert","alert_id":..}: "acked" reply to the sender,
- *     "alert_acknowledged" to the rooms.
+ *     "alert_acknowledged" to the rooms; refused with not_allowed unless the endpoint has
+ *     ack: members and the client is in one of the alert's rooms; acknowledged_by is the
+ *     endpoint's identity capture ("by" must equal it);
+ *   - published states carry "origin" (and "sig", HMAC-SHA256, with alert_state.hmac_key);
+ *     retained states without them are not restored (restore_refused).
  *
  * Config snapshots: the engine borrows the cfg_alert array of the snapshot it was last
  * given. The runtime holds its own reference (config_ref) on that snapshot and drops it
@@ -77,6 +81,7 @@ int alert_runtime_apply_config(struct alert_runtime *rt, const struct tb_config 
 struct alert_runtime_stats {
     size_t active;
     uint64_t raised, cleared, acknowledged, restored;
+    uint64_t restore_refused;   /* retained states not restored (origin, sig, max_restored) */
 };
 void alert_runtime_stats(const struct alert_runtime *rt, struct alert_runtime_stats *out);
 

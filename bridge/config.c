@@ -119,8 +119,8 @@ static const struct cfg_field mqtt_fields[] = {
     { MR("tls_cert"), .type = CT_PATH, .off = M(tls_cert) },
     { MR("tls_key"), .type = CT_PATH, .off = M(tls_key) },
     { MR("tls_insecure"), .type = CT_BOOL, .off = M(tls_insecure), .def = "false" },
-    { MR("reconnect_min"), .type = CT_DUR_INT, .off = M(reconnect_min_ms), .min = 1, .max = 3600000, .def = "500ms" },
-    { MR("reconnect_max"), .type = CT_DUR_INT, .off = M(reconnect_max_ms), .min = 1, .max = 3600000, .def = "10s" },
+    { MR("reconnect_min"), .type = CT_DUR_INT, .off = M(reconnect_min_ms), .min = 10, .max = 3600000, .def = "500ms" },
+    { MR("reconnect_max"), .type = CT_DUR_INT, .off = M(reconnect_max_ms), .min = 10, .max = 3600000, .def = "10s" },
 };
 #undef M
 #undef MR
@@ -147,9 +147,9 @@ static const struct cfg_schema server_schema = { "server", server_fields, COUNT(
 #define H(f) offsetof(struct cfg_heartbeat, f)
 #define HR(k) .name = k, .restart = "heartbeat." k
 static const struct cfg_field heartbeat_fields[] = {
-    { .name = "interval", .type = CT_DUR, .off = H(interval_ms), .min = 0, .max = DAY_MS, .def = "10s" },
-    { HR("ws_ping"), .type = CT_DUR, .off = H(ws_ping_ms), .min = 0, .max = DAY_MS, .def = "20s" },
-    { HR("idle_timeout"), .type = CT_DUR, .off = H(idle_timeout_ms), .min = 0, .max = DAY_MS, .def = "60s" },
+    { .name = "interval", .type = CT_DUR, .off = H(interval_ms), .min_on = 100, .max = DAY_MS, .def = "10s" },
+    { HR("ws_ping"), .type = CT_DUR, .off = H(ws_ping_ms), .min_on = 1000, .max = DAY_MS, .def = "20s" },
+    { HR("idle_timeout"), .type = CT_DUR, .off = H(idle_timeout_ms), .min_on = 1000, .max = DAY_MS, .def = "60s" },
 };
 #undef H
 #undef HR
@@ -289,9 +289,11 @@ static const yaml_node_t *seq_item(struct loader *l, const yaml_node_t *n, size_
 
 /* ---- endpoints ---------------------------------------------------------------------- */
 
+static const char *const ack_modes[] = { "members", "none", NULL };
+
 struct endpoint_in {
     struct cfg_endpoint e;
-    const yaml_node_t *rooms, *same_as;
+    const yaml_node_t *rooms, *same_as, *identity;
 };
 
 #define E(f) offsetof(struct endpoint_in, f)
@@ -301,9 +303,26 @@ static const struct cfg_field endpoint_fields[] = {
     { .name = "client_subscriptions", .type = CT_BOOL, .off = E(e.client_subscriptions), .def = "false" },
     { .name = "max_connections", .type = CT_INT, .off = E(e.max_connections), .min = 0, .max = 10000000, .def = "0" },
     { .name = "allow_subscribe", .type = CT_STRLIST, .off = E(e.allow_subscribe), .off_n = E(e.n_allow_subscribe) },
+    { .name = "ack", .type = CT_ENUM, .off = E(e.ack), .def = "members", .choices = ack_modes },
+    { .name = "identity", .type = CT_NODE, .off = E(identity) },
 };
 #undef E
 static const struct cfg_schema endpoint_schema = { "endpoint", endpoint_fields, COUNT(endpoint_fields) };
+
+/* 'identity: user_id' names the path capture that identifies the client (ack_alert). */
+static int endpoint_identity(struct loader *l, const yaml_node_t *n, struct cfg_endpoint *e)
+{
+    const char *name = scalar_or_error(l, n, "identity");
+    if (!name)
+        return -1;
+    if (!strcmp(name, "none"))
+        return 0;    /* anonymous: acknowledged_by stays empty */
+    e->identity_capture = topic_pattern_capture_index(e->pattern, name, strlen(name));
+    if (e->identity_capture < 0)
+        return cfg_error(l, n, 0, "identity '%s' is not a capture of the path '%s' (write e.g. "
+                         "/ws/alerts/{user_id} with identity: user_id)", name, e->path);
+    return 0;
+}
 
 static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_t *v,
                         struct endpoint_in *in)
@@ -316,9 +335,14 @@ static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_
         return -1;
     if (path[0] != '/')
         return cfg_error(l, k, 0, "endpoint path '%s' must start with '/'", path);
+    e->identity_capture = -1;
     int rc = cfg_apply(l, v, &endpoint_schema, in);
     if (!(e->pattern = compile_pattern(l, k, "endpoint path")))
         return -1;
+    if (in->identity && endpoint_identity(l, in->identity, e))
+        rc = -1;
+    else if (!in->identity && topic_pattern_ncaptures(e->pattern) == 1)
+        e->identity_capture = 0;   /* /ws/alerts/{user_id}: the client is user_id */
     struct tb_config *c = l->cfg;
     for (size_t i = 0; i < c->n_endpoints; i++) {
         if (c->endpoints[i].pattern &&
@@ -388,6 +412,11 @@ static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_no
             e->rooms[e->n_rooms++] = r;
     }
     e->client_subscriptions |= t->client_subscriptions;
+    e->ack = t->ack;
+    if (t->identity_capture >= 0) {
+        const char *who = topic_pattern_capture_name(t->pattern, (size_t)t->identity_capture);
+        e->identity_capture = topic_pattern_capture_index(e->pattern, who, strlen(who));
+    }   /* an alias without that capture is anonymous (-1): it cannot send "by" */
     if (!e->n_allow_subscribe && t->n_allow_subscribe) {
         if (!(e->allow_subscribe = calloc(t->n_allow_subscribe + 1, sizeof(*e->allow_subscribe))))
             return -1;
@@ -449,12 +478,21 @@ static const struct cfg_field route_fields[] = {
     { .name = "type", .type = CT_STR, .off = R(r.type), .def = "message" },
     { .name = "keep_last", .type = CT_BOOL, .off = R(r.keep_last), .def = "false" },
     { .name = "history", .type = CT_COUNT, .off = R(r.history), .min = 0, .max = 1000000, .def = "0" },
-    { .name = "history_ttl", .type = CT_DUR, .off = R(r.history_ttl_ms), .min = 0, .max = 365 * DAY_MS, .def = "0" },
+    { .name = "history_ttl", .type = CT_DUR, .off = R(r.history_ttl_ms), .min_on = 10, .max = 365 * DAY_MS, .def = "0" },
     { .name = "slow_client", .type = CT_ENUM, .off = R(r.slow_client), .def = "conflate", .choices = slow_policies },
     { .name = "non_json", .type = CT_ENUM, .off = R(r.non_json), .def = "string", .choices = nonjson_policies },
+    { .name = "rooms_allowed", .type = CT_STRLIST, .off = R(r.rooms_allowed), .off_n = R(r.n_rooms_allowed) },
 };
 #undef R
 static const struct cfg_schema route_schema = { "route", route_fields, COUNT(route_fields) };
+
+static bool route_reads_payload(const struct cfg_route *r)
+{
+    for (size_t i = 0; i < r->n_rooms; i++)
+        if (tmpl_uses_payload(r->rooms[i]))
+            return true;
+    return false;
+}
 
 static int route_one(struct loader *l, const yaml_node_t *n, struct route_in *in)
 {
@@ -474,6 +512,9 @@ static int route_one(struct loader *l, const yaml_node_t *n, struct route_in *in
         rc = -1;
     if (in->when && !(r->when = compile_expr(l, in->when, "when")))
         rc = -1;
+    if (!r->n_rooms_allowed && route_reads_payload(r))
+        rc = cfg_error(l, in->rooms, 0, "a room of this route is chosen by the payload: list the "
+                       "rooms it may select in 'rooms_allowed' (e.g. rooms_allowed: [personal, fleet])");
     return rc;
 }
 
@@ -516,9 +557,9 @@ static const struct cfg_field alert_fields[] = {
     { .name = "name", .type = CT_STR, .off = A(a.name), .required = true },
     { .name = "match", .type = CT_NODE, .off = A(match), .required = true },
     { .name = "when", .type = CT_NODE, .off = A(when) },
-    { .name = "for", .type = CT_DUR, .off = A(a.for_ms), .min = 0, .max = 365 * DAY_MS, .def = "0" },
+    { .name = "for", .type = CT_DUR, .off = A(a.for_ms), .min_on = 10, .max = 365 * DAY_MS, .def = "0" },
     { .name = "clear_when", .type = CT_NODE, .off = A(clear_when) },
-    { .name = "inactive_for", .type = CT_DUR, .off = A(a.inactive_for_ms), .min = 0, .max = 365 * DAY_MS, .def = "0" },
+    { .name = "inactive_for", .type = CT_DUR, .off = A(a.inactive_for_ms), .min_on = 100, .max = 365 * DAY_MS, .def = "0" },
     { .name = "severity", .type = CT_ENUM, .off = A(a.severity), .def = "warning", .choices = severities },
     { .name = "message", .type = CT_NODE, .off = A(message) },
     { .name = "key", .type = CT_NODE, .off = A(key) },
@@ -679,6 +720,28 @@ static int section_sessions(struct loader *l, const yaml_node_t *n, void *base)
     return rc;
 }
 
+/* ---- alert_state ---------------------------------------------------------------------- */
+
+#define AS(f) offsetof(struct cfg_alert_state, f)
+static const struct cfg_field alert_state_fields[] = {
+    { .name = "origin", .type = CT_STR, .off = AS(origin), .def = "telebridge" },
+    { .name = "hmac_key", .type = CT_OPTSTR, .off = AS(hmac_key) },
+    { .name = "max_restored", .type = CT_COUNT, .off = AS(max_restored), .min = 0, .max = 10000000, .def = "10000" },
+};
+#undef AS
+static const struct cfg_schema alert_state_schema = { "alert_state", alert_state_fields, COUNT(alert_state_fields) };
+
+/* origin is a fixed name, not the client_id: the generated client_id holds the pid and
+ * would change at every start, and restoring is across starts. */
+static int section_alert_state(struct loader *l, const yaml_node_t *n, void *base)
+{
+    struct tb_config *c = base;
+    int rc = cfg_apply(l, n, &alert_state_schema, &c->alert_state);
+    if (n && c->alert_state.hmac_key && strlen(c->alert_state.hmac_key) < 16)
+        rc = cfg_error(l, n, 0, "alert_state: hmac_key must be at least 16 bytes (use ${ENV} to keep it out of the file)");
+    return rc;
+}
+
 /* ---- top level ---------------------------------------------------------------------- */
 
 /* .off / .sub: sections embedded in struct tb_config, walked by cfg_keep_restart(). */
@@ -691,6 +754,7 @@ static const struct cfg_field top_fields[] = {
     { .name = "alerts", .type = CT_SECTION, .section = section_alerts },
     { .name = "heartbeat", .type = CT_SECTION, .section = section_heartbeat, .off = TOP(heartbeat), .sub = &heartbeat_schema },
     { .name = "sessions", .type = CT_SECTION, .section = section_sessions, .off = TOP(sessions), .sub = &sessions_schema },
+    { .name = "alert_state", .type = CT_SECTION, .section = section_alert_state },
 };
 #undef TOP
 static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };
@@ -761,6 +825,9 @@ static void free_route(struct cfg_route *r)
     free_rooms(r->rooms, r->n_rooms);
     expr_free(r->when);
     free(r->type);
+    for (size_t i = 0; i < r->n_rooms_allowed; i++)
+        free(r->rooms_allowed[i]);
+    free(r->rooms_allowed);
 }
 
 void cfg_alert_free(struct cfg_alert *a)
@@ -788,6 +855,7 @@ static void free_config(struct tb_config *c)
     free(c->server.listen_host);
     free(c->server.static_dir);
     free(c->sessions.request_topic), free(c->sessions.room_prefix);
+    free(c->alert_state.origin), free(c->alert_state.hmac_key);
     for (size_t i = 0; i < c->n_endpoints; i++)
         free_endpoint(&c->endpoints[i]);
     for (size_t i = 0; i < c->n_routes; i++)
@@ -842,6 +910,23 @@ static void loader_finish(struct loader *l, struct config_diag *diag)
     topic_pattern_free(l->pub_pattern);
 }
 
+/* One file, one document: a second one ("---" then more) would be silently ignored. */
+static int refuse_second_document(struct loader *l, yaml_parser_t *parser)
+{
+    yaml_document_t next;
+    if (!yaml_parser_load(parser, &next))
+        return cfg_error_at(l, (int)parser->problem_mark.line + 1, (int)parser->problem_mark.column + 1,
+                            "YAML syntax error after the first document: %s",
+                            parser->problem ? parser->problem : "unknown");
+    bool more = yaml_document_get_root_node(&next) != NULL;
+    int line = (int)next.start_mark.line + 1, col = (int)next.start_mark.column + 1;
+    yaml_document_delete(&next);
+    if (more)
+        return cfg_error_at(l, line, col, "a second YAML document starts here; the configuration "
+                            "is one document (remove this '---' and what follows, or merge it)");
+    return 0;
+}
+
 static int parse_yaml(struct loader *l, const char *text, size_t len)
 {
     yaml_parser_t parser;
@@ -855,6 +940,7 @@ static int parse_yaml(struct loader *l, const char *text, size_t len)
                           parser.context ? " " : "", parser.context ? parser.context : "");
     } else {
         l->have_doc = true;
+        rc = refuse_second_document(l, &parser);
     }
     yaml_parser_delete(&parser);
     return rc;

@@ -28,6 +28,7 @@
 enum cfg_slow_policy { CFG_SLOW_CONFLATE, CFG_SLOW_DISCONNECT };
 enum cfg_nonjson_policy { CFG_NONJSON_STRING, CFG_NONJSON_DROP };
 enum cfg_severity { CFG_SEV_INFO, CFG_SEV_WARNING, CFG_SEV_CRITICAL };
+enum cfg_ack { CFG_ACK_MEMBERS, CFG_ACK_NONE };   /* endpoint 'ack' */
 
 struct cfg_mqtt {
     char *host;                 /* default "127.0.0.1" */
@@ -71,6 +72,10 @@ struct cfg_endpoint {
                                         subscribe to; empty = any room */
     size_t n_allow_subscribe;
     int max_connections;             /* 0 = only the server-wide limit */
+    enum cfg_ack ack;                /* who may send ack_alert: members (default) or none */
+    int identity_capture;            /* 'identity': index of the path capture naming the
+                                        client (acknowledged_by), -1 = anonymous; default:
+                                        the path's capture when it has exactly one */
     int line, col;
 };
 
@@ -86,6 +91,9 @@ struct cfg_route {
     uint64_t history_ttl_ms;         /* 0 = no age limit */
     enum cfg_slow_policy slow_client;     /* default conflate */
     enum cfg_nonjson_policy non_json;     /* default string */
+    char **rooms_allowed;            /* globs ('*' = any run): the rooms a payload-reading room
+                                        template may render to; required with such a template */
+    size_t n_rooms_allowed;
     int line, col;
 };
 
@@ -121,6 +129,14 @@ struct cfg_sessions {
     size_t max_sessions;             /* ids remembered, oldest forgotten first, default 10000 */
 };
 
+/* Retained alert states (alert_runtime.c): what the bridge stamps on the states it
+ * publishes and which retained states it restores after a restart. */
+struct cfg_alert_state {
+    char *origin;                    /* stamped as "origin"; default "telebridge" */
+    char *hmac_key;                  /* NULL = no "sig"; else HMAC-SHA256 over the state */
+    size_t max_restored;             /* retained states restored at most, default 10000 */
+};
+
 struct tb_config {
     char *path;                      /* file it was loaded from */
     char *dir;                       /* directory of 'path', for relative paths */
@@ -135,6 +151,7 @@ struct tb_config {
     size_t n_alerts;
     struct cfg_heartbeat heartbeat;
     struct cfg_sessions sessions;
+    struct cfg_alert_state alert_state;
     char **filters;                  /* distinct MQTT subscription filters the routes and alerts need */
     size_t n_filters;
     int refcount;                    /* atomic; use config_ref / config_unref */

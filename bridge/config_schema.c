@@ -215,7 +215,8 @@ int cfg_parse_duration_ms(const char *s, uint64_t *out)
     double v;
     if (parse_with_units(s, units, sizeof(units) / sizeof(units[0]), &v) || v > 1e15)
         return -1;
-    *out = (uint64_t)llround(v);
+    /* A positive value below 1 ms is not "off": it rounds up, to meet the key's minimum. */
+    *out = v > 0 && v < 1 ? 1 : (uint64_t)llround(v);
     return 0;
 }
 
@@ -272,6 +273,14 @@ static const void *cat(const void *base, size_t off) { return (const char *)base
 static int check_range(struct loader *l, const yaml_node_t *n, const struct cfg_field *f,
                        long long v, const char *unit)
 {
+    if (f->min_on && v != 0 && (v < f->min_on || v > f->max)) {
+        if (n)
+            cfg_error(l, n, 0, "%s must be 0 (off) or between %lld and %lld%s (got '%s')", f->name,
+                      f->min_on, f->max, unit, cfg_text(l, n));
+        return -2;
+    }
+    if (f->min_on)
+        return 0;
     if ((f->min || f->max) && (v < f->min || v > f->max)) {
         if (n)
             cfg_error(l, n, 0, "%s must be between %lld and %lld%s (got %lld%s)", f->name,

@@ -61,6 +61,7 @@ struct cfg_field {
     enum cfg_type type;
     size_t off;
     long long min, max;       /* CT_INT/COUNT/SIZE/DUR*: inclusive range; both 0 = unchecked */
+    long long min_on;         /* CT_DUR*: 0 (off) or at least this (then 'min' is unused) */
     const char *def;          /* default as YAML text; NULL = zero / NULL */
     bool required;
     const char *const *choices;     /* CT_ENUM, NULL-terminated */

@@ -55,6 +55,8 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(m, "conflated", (double)br->st.conflated);
     cJSON_AddNumberToObject(m, "non_json", (double)br->st.non_json);
     cJSON_AddNumberToObject(m, "unrouted", (double)br->st.unrouted);
+    cJSON_AddNumberToObject(m, "room_errors", (double)br->st.room_errors);
+    cJSON_AddNumberToObject(m, "rooms_not_allowed", (double)br->st.rooms_not_allowed);
     double up = (double)(tb_now_ms() - br->started_ms) / 1000.0;
     cJSON_AddNumberToObject(m, "received_per_s_avg", up > 0 ? (double)br->st.received / up : 0);
     cJSON_AddNumberToObject(h, "rooms", (double)room_registry_count(br->rooms));
@@ -67,6 +69,7 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(a, "cleared", (double)as.cleared);
     cJSON_AddNumberToObject(a, "acknowledged", (double)as.acknowledged);
     cJSON_AddNumberToObject(a, "restored", (double)as.restored);
+    cJSON_AddNumberToObject(a, "restore_refused", (double)as.restore_refused);
     cJSON *cfg = cJSON_AddObjectToObject(h, "config");
     cJSON_AddStringToObject(cfg, "path", br->cfg->path);
     char ver[24];

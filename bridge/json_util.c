@@ -190,3 +190,15 @@ bool json_strict_valid(const char *text, size_t len)
     skip_ws(&j);
     return j.p == j.end;
 }
+
+bool json_has_nul_escape(const char *text, size_t len)
+{
+    const char *end = text + len;
+    for (const char *p = memchr(text, '\\', len); p && p + 1 < end;
+         p = memchr(p, '\\', (size_t)(end - p))) {
+        if (p[1] == 'u' && end - p >= 6 && !memcmp(p + 2, "0000", 4))
+            return true;
+        p += 2;    /* the escaped character, whatever it is */
+    }
+    return false;
+}

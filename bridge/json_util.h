@@ -21,4 +21,8 @@ int json_format_number(double v, char *out, size_t outlen);
  * Nesting deeper than 512 levels is rejected. UTF-8 is checked separately. */
 bool json_strict_valid(const char *text, size_t len);
 
+/* True when JSON text holds the escape \u0000 (cJSON would cut that string at the NUL):
+ * names must refuse it rather than be cut. Escaped backslashes ("\\u0000") do not count. */
+bool json_has_nul_escape(const char *text, size_t len);
+
 #endif

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "conn.h"
 #include "fanout.h"
+#include "json_util.h"
 #include "log.h"
 #include "reply.h"
 #include "sbuf.h"
@@ -166,6 +167,10 @@ void protocol_handle_frame(const struct protocol *p, struct conn *c, const char 
     }
     if (id && !cJSON_IsString(id) && !cJSON_IsNumber(id)) {
         reply_error(p->f, c, NULL, TB_ERR_BAD_FIELD, "\"id\" must be a string or a number");
+        goto done;
+    }
+    if (json_has_nul_escape(data, len)) {     /* a name would be cut at the NUL: refuse */
+        reply_error(p->f, c, id, TB_ERR_BAD_FIELD, "strings must not contain U+0000 (\\u0000)");
         goto done;
     }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(req, "type");

@@ -37,6 +37,7 @@ void inbound_init(struct inbound *in, const char *topic, const char *payload, si
             cJSON_Delete(in->json);
             in->json = NULL;
         }
+        in->has_nul = in->json && json_has_nul_escape(payload, len);
     }
     if (in->json && json_strict_valid(payload, len)) {
         in->data = payload; /* embedded as is: no re-printing on the hot path */
@@ -64,21 +65,72 @@ void inbound_free(struct inbound *in)
     in->json = NULL;
 }
 
-/* Renders a route's rooms into 'names', skipping duplicates; returns the count. */
-static size_t render_rooms(const struct cfg_route *r, const struct tmpl_ctx *ctx,
+/* '*' matches any run of characters; the rest is literal. Iterative, backtracking only to
+ * the last '*': O(len(glob) * len(s)) at worst, never exponential. */
+static bool glob_match(const char *g, const char *s)
+{
+    const char *star = NULL, *resume = NULL;
+    while (*s) {
+        if (*g == '*') {
+            star = g++;
+            resume = s;
+        } else if (*g == *s) {
+            g++, s++;
+        } else if (star) {
+            g = star + 1;
+            s = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (*g == '*')
+        g++;
+    return !*g;
+}
+
+bool router_room_allowed(const struct cfg_route *r, const char *room)
+{
+    for (size_t i = 0; i < r->n_rooms_allowed; i++)
+        if (glob_match(r->rooms_allowed[i], room))
+            return true;
+    return false;
+}
+
+/* A room chosen by the payload must be one the route lists in rooms_allowed (issue 14:
+ * "simulation_mode": "alerts" must not write into the alerts room). */
+static bool payload_room_ok(const struct cfg_route *r, const struct tmpl *t, const char *room,
+                            const struct tmpl_ctx *ctx, struct tb_stats *st)
+{
+    if (!tmpl_uses_payload(t) || router_room_allowed(r, room))
+        return true;
+    if (st)
+        st->rooms_not_allowed++;
+    if (log_ratelimit_allow_capped("room-not-allowed", ctx->topic, 60000, 20))
+        LOG_WARN("router", "%s: the payload selects room '%s', which is not in the route's "
+                 "rooms_allowed; not delivered there", ctx->topic, room);
+    return false;
+}
+
+/* Renders a route's rooms into 'names', skipping duplicates; returns the count. A payload
+ * holding U+0000 selects no room: its strings would be cut at the NUL. */
+static size_t render_rooms(const struct cfg_route *r, const struct tmpl_ctx *ctx, bool has_nul,
                            char names[][ROOM_NAME_MAX], struct tb_stats *st)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->n_rooms && n < MAX_ROOMS_PER_ROUTE; i++) {
-        int len = tmpl_render(r->rooms[i], ctx, names[n], ROOM_NAME_MAX);
+        bool nul = has_nul && tmpl_uses_payload(r->rooms[i]);
+        int len = nul ? -3 : tmpl_render(r->rooms[i], ctx, names[n], ROOM_NAME_MAX);
         if (len <= 0) {
             if (st)
                 st->room_errors++;
             if (log_ratelimit_allow_capped("room-render", ctx->topic, 60000, 20))
                 LOG_WARN("router", "%s: room '%s' cannot be rendered (%s)", ctx->topic,
-                         tmpl_source(r->rooms[i]), len == -2 ? "too long" : "field missing");
+                         tmpl_source(r->rooms[i]), len == -2 ? "too long"
+                         : len == -3 ? "the payload holds U+0000" : "field missing");
             continue;
         }
+        if (!payload_room_ok(r, r->rooms[i], names[n], ctx, st))
+            continue;
         bool dup = false;
         for (size_t k = 0; k < n && !dup; k++)
             dup = strcmp(names[k], names[n]) == 0;
@@ -104,7 +156,7 @@ static void walk(const struct tb_config *cfg, struct inbound *in, struct tb_stat
         if (r->when && !expr_eval(r->when, in->json))
             continue;
         struct tmpl_ctx ctx = {in->topic, &m, in->json};
-        size_t n = render_rooms(r, &ctx, names, st);
+        size_t n = render_rooms(r, &ctx, in->has_nul, names, st);
         for (size_t k = 0; k < n; k++)
             fn(i, r, names[k], ud);
     }

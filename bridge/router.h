@@ -29,7 +29,12 @@ struct inbound {
     const char *data;       /* JSON text to embed as "data" */
     size_t data_len;
     struct sbuf text;       /* storage for 'data' when the payload is not JSON */
+    bool has_nul;           /* JSON with a \u0000 escape: selects no room (cut strings) */
 };
+
+/* True when a payload-reading room template of route r may render to 'room'
+ * (route.rooms_allowed, '*' globs). */
+bool router_room_allowed(const struct cfg_route *r, const char *room);
 
 /* Fills 'in' from a payload; inbound_free releases it. */
 void inbound_init(struct inbound *in, const char *topic, const char *payload, size_t len);

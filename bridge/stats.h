@@ -17,6 +17,7 @@ struct tb_stats {
     uint64_t non_json;     /* payloads that were not JSON */
     uint64_t unrouted;     /* messages no route matched */
     uint64_t room_errors;  /* room templates that could not be rendered */
+    uint64_t rooms_not_allowed; /* payload-chosen rooms outside the route's rooms_allowed */
     uint64_t rooms_refused; /* rooms not created because server.max_rooms was reached */
 };
 

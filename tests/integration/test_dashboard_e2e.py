@@ -53,6 +53,7 @@ endpoints:
 routes:
   - match: vehicle/{id}/telemetry
     rooms: ["vehicle:{id}", "{payload.simulation_mode|personal}"]
+    rooms_allowed: [personal, fleet]
     type: telemetry_update
     keep_last: true
     history: 200

@@ -765,6 +765,121 @@ static void test_restart_engine_types(void **state)
     free(next.list);
 }
 
+
+/* issue 14.11: a second document is refused at its start, not silently ignored */
+static void test_second_document_refused(void **state)
+{
+    (void)state;
+    struct config_diag d = { 0 };
+    assert_null(load_str("mqtt: {host: a}\n---\nmqtt: {host: b}\n", &d));
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.msgs[0], "inline.yaml:2:1: a second YAML document starts here"));
+    config_diag_free(&d);
+    /* a document end marker alone is fine */
+    struct tb_config *c = load_str("mqtt: {host: a}\n...\n", &d);
+    assert_non_null(c);
+    assert_int_equal(d.n, 0);
+    config_unref(c);
+    /* broken YAML after the first document is reported too */
+    assert_null(load_str("mqtt: {host: a}\n---\n[a\n", &d));
+    assert_true(d.n >= 1 && strstr(d.msgs[0], "YAML syntax error after the first document"));
+    config_diag_free(&d);
+}
+
+/* issue 14.11: durations are 0 (off) or at least a sane minimum per key */
+static void test_duration_minimums(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml, *want;
+    } bad[] = {
+        { "heartbeat: {interval: 0.0000001ms}\n",
+          "inline.yaml:1:23: interval must be 0 (off) or between 100 and 86400000 ms (got '0.0000001ms')" },
+        { "heartbeat: {interval: 50ms}\n", "interval must be 0 (off) or between 100" },
+        { "heartbeat: {ws_ping: 10ms}\n", "ws_ping must be 0 (off) or between 1000" },
+        { "heartbeat: {idle_timeout: 0.5s}\n", "idle_timeout must be 0 (off) or between 1000" },
+        { "mqtt: {reconnect_min: 1ms}\n", "reconnect_min must be between 10 and 3600000 ms (got 1 ms)" },
+        { "mqtt: {reconnect_min: 0.0001ms}\n", "reconnect_min must be between 10 and 3600000 ms (got 1 ms)" },
+        { "routes:\n  - {match: a, rooms: [b], history_ttl: 1ms}\n", "history_ttl must be 0 (off) or between 10" },
+        { "alerts:\n  - {name: a, match: x, when: v, for: 1ms}\n", "for must be 0 (off) or between 10" },
+        { "alerts:\n  - {name: a, match: x, inactive_for: 0.001s}\n", "inactive_for must be 0 (off) or between 100" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct config_diag d = { 0 };
+        assert_null(load_str(bad[i].yaml, &d));
+        bool ok = false;
+        for (size_t k = 0; k < d.n; k++)
+            ok |= strstr(d.msgs[k], bad[i].want) != NULL;
+        if (!ok)
+            print_error("case %zu: got '%s', want '%s'\n", i, d.n ? d.msgs[0] : "(none)", bad[i].want);
+        config_diag_free(&d);
+        assert_true(ok);
+    }
+    struct config_diag d = { 0 };
+    struct tb_config *c = load_str("heartbeat: {interval: 0, ws_ping: 0, idle_timeout: 0}\n"
+                                   "mqtt: {reconnect_min: 10ms}\n", &d);
+    assert_non_null(c);
+    assert_int_equal(c->heartbeat.interval_ms, 0);
+    assert_int_equal(c->mqtt.reconnect_min_ms, 10);
+    config_unref(c);
+}
+
+/* issue 14.4 / 14.5 / 14.10: the keys behind them */
+static void test_hardening_keys(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml, *want;
+    } bad[] = {
+        { "routes:\n  - {match: \"v/{id}\", rooms: [\"{payload.mode|p}\"]}\n",
+          "inline.yaml:2:30: a room of this route is chosen by the payload: list the rooms it may select in 'rooms_allowed'" },
+        { "endpoints: {\"/a/{u}\": {rooms: [a], identity: user}}\n",
+          "identity 'user' is not a capture of the path '/a/{u}'" },
+        { "endpoints: {/a: {rooms: [a], ack: all}}\n", "ack must be one of members, none" },
+        { "alert_state: {hmac_key: short}\n", "hmac_key must be at least 16 bytes" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct config_diag d = { 0 };
+        assert_null(load_str(bad[i].yaml, &d));
+        bool ok = false;
+        for (size_t k = 0; k < d.n; k++)
+            ok |= strstr(d.msgs[k], bad[i].want) != NULL;
+        if (!ok)
+            print_error("case %zu: got '%s', want '%s'\n", i, d.n ? d.msgs[0] : "(none)", bad[i].want);
+        config_diag_free(&d);
+        assert_true(ok);
+    }
+    struct config_diag d = { 0 };
+    struct tb_config *c = load_str(
+        "mqtt: {client_id: me}\n"
+        "endpoints:\n"
+        "  \"/a/{x}/{u}\": {rooms: [a], identity: u}\n"
+        "  /n: {rooms: [a], ack: none}\n"
+        "  \"/one/{who}\": {rooms: [a]}\n"
+        "  \"/anon/{who}\": {rooms: [a], identity: none}\n"
+        "routes:\n"
+        "  - {match: \"v/{id}\", rooms: [\"{payload.mode|p}\"], rooms_allowed: [p, \"q*\"]}\n", &d);
+    assert_non_null(c);
+    assert_int_equal(c->endpoints[0].identity_capture, 1);
+    assert_int_equal(c->endpoints[0].ack, CFG_ACK_MEMBERS);
+    assert_int_equal(c->endpoints[1].identity_capture, -1);
+    assert_int_equal(c->endpoints[1].ack, CFG_ACK_NONE);
+    assert_int_equal(c->endpoints[2].identity_capture, 0);
+    assert_int_equal(c->endpoints[3].identity_capture, -1);
+    assert_int_equal(c->routes[0].n_rooms_allowed, 2);
+    assert_string_equal(c->routes[0].rooms_allowed[1], "q*");
+    assert_string_equal(c->alert_state.origin, "telebridge");
+    assert_null(c->alert_state.hmac_key);
+    assert_int_equal(c->alert_state.max_restored, 10000);
+    config_unref(c);
+    c = load_str("alert_state: {origin: bridge-a, hmac_key: 0123456789abcdef, max_restored: 5}\n", &d);
+    assert_non_null(c);
+    assert_string_equal(c->alert_state.origin, "bridge-a");
+    assert_string_equal(c->alert_state.hmac_key, "0123456789abcdef");
+    assert_int_equal(c->alert_state.max_restored, 5);
+    config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -797,6 +912,9 @@ int main(void)
         cmocka_unit_test(test_restart_listen),
         cmocka_unit_test(test_restart_every_key),
         cmocka_unit_test(test_restart_engine_types),
+        cmocka_unit_test(test_second_document_refused),
+        cmocka_unit_test(test_duration_minimums),
+        cmocka_unit_test(test_hardening_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

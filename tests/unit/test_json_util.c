@@ -1,6 +1,7 @@
 /* Unit tests for json_util: strict JSON recognition, path lookup, number formatting. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -70,6 +71,31 @@ static void test_path_and_numbers(void **state)
     assert_string_equal(buf, "0.1");
 }
 
+/* issue 14.11: a \u0000 escape is found; an escaped backslash before "u0000" is not one */
+static void test_nul_escape(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        bool nul;
+    } cases[] = {
+        { "{\"a\":\"x\\u0000y\"}", true },
+        { "[\"\\u0000\"]", true },
+        { "{\"\\u0000\":1}", true },
+        { "{\"a\":\"x\\\\u0000\"}", false },       /* \\ then u0000: text */
+        { "{\"a\":\"x\\\\\\u0000\"}", true },     /* \\ then \u0000 */
+        { "{\"a\":\"\\u00001\"}", true },
+        { "{\"a\":\"\\u0001\"}", false },
+        { "{\"a\":\"\\u000\"}", false },
+        { "\"\\", false },
+        { "", false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (json_has_nul_escape(cases[i].text, strlen(cases[i].text)) != cases[i].nul)
+            fail_msg("case %zu: %s", i, cases[i].text);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -77,6 +103,7 @@ int main(void)
         cmocka_unit_test(test_strict_rejects_what_cjson_lets_through),
         cmocka_unit_test(test_strict_depth_limit),
         cmocka_unit_test(test_path_and_numbers),
+        cmocka_unit_test(test_nul_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

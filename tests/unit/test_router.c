@@ -27,6 +27,7 @@ static const char CONFIG[] =
     /* 0: a capture, a payload field with a default, and the capture room again */
     "  - match: vehicle/{id}/telemetry\n"
     "    rooms: [\"vehicle:{id}\", \"{payload.simulation_mode|personal}\", \"vehicle:{id}\"]\n"
+    "    rooms_allowed: [personal, fleet]\n"
     "    type: telemetry_update\n"
     /* 1: the same topic, filtered */
     "  - match: vehicle/{id}/telemetry\n"
@@ -42,6 +43,7 @@ static const char CONFIG[] =
     /* 4: a payload field without default */
     "  - match: driver/{d}\n"
     "    rooms: [\"team:{payload.team}\", \"driver:{d}\"]\n"
+    "    rooms_allowed: [\"team:*\"]\n"
     /* 5: a topic whose only route filters everything out */
     "  - match: alarm/{id}\n"
     "    rooms: [alarms]\n"
@@ -127,6 +129,30 @@ static void test_route_order_and_rooms(void **state)
     expect_delivery(&out, 0, 0, "vehicle:fleet");
     expect_delivery(&out, 1, 0, "fleet");
     expect_no_counts(&st);
+    router_out_free(&out);
+}
+
+/* issue 14.4: the payload selects only among rooms_allowed; 14.11: a NUL selects nothing */
+static void test_payload_rooms_allowed(void **state)
+{
+    (void)state;
+    struct router_out out = {0};
+    struct tb_stats st = {0};
+    assert_int_equal(route("vehicle/7/telemetry", "{\"simulation_mode\":\"alerts\"}", &out, &st), 1);
+    expect_delivery(&out, 0, 0, "vehicle:7");
+    assert_int_equal(st.rooms_not_allowed, 1);
+    assert_true(router_room_allowed(&cfg->routes[4], "team:a"));
+    assert_false(router_room_allowed(&cfg->routes[4], "teamx"));
+    assert_true(router_room_allowed(&cfg->routes[0], "fleet"));
+    assert_false(router_room_allowed(&cfg->routes[0], "fleet2"));
+    memset(&st, 0, sizeof st);
+    assert_int_equal(route("vehicle/7/telemetry", "{\"simulation_mode\":\"fleet\\u0000x\"}", &out, &st), 1);
+    expect_delivery(&out, 0, 0, "vehicle:7");
+    assert_int_equal(st.room_errors, 1);
+    memset(&st, 0, sizeof st);
+    /* an escaped backslash before "u0000" is not a NUL */
+    assert_int_equal(route("vehicle/7/telemetry", "{\"simulation_mode\":\"fleet\",\"n\":\"\\\\u0000\"}", &out, &st), 2);
+    assert_int_equal(st.room_errors, 0);
     router_out_free(&out);
 }
 
@@ -347,6 +373,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_order_and_rooms),
+        cmocka_unit_test(test_payload_rooms_allowed),
         cmocka_unit_test(test_when_false_and_unrouted),
         cmocka_unit_test(test_non_json),
         cmocka_unit_test(test_room_errors),
