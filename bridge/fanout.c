@@ -87,6 +87,14 @@ bool fanout_may_join(const struct fanout *f, const struct conn *c, const char *r
 
 /* ---- rooms ------------------------------------------------------------------------- */
 
+/* Rooms clients may create: max_client_rooms, and never more than half of max_rooms,
+ * so the other half stays for routed rooms whatever the two keys say. */
+static size_t client_room_cap(const struct fanout *f)
+{
+    size_t half = f->max_rooms == SIZE_MAX ? SIZE_MAX : f->max_rooms / 2;
+    return f->max_client_rooms < half ? f->max_client_rooms : half;
+}
+
 static struct room *room_for(struct fanout *f, const char *name, bool by_client)
 {
     struct room *room = room_find(f->rooms, name);
@@ -100,12 +108,12 @@ static struct room *room_for(struct fanout *f, const char *name, bool by_client)
                      f->max_rooms, name);
         return NULL;
     }
-    if (by_client && room_registry_client_count(f->rooms) >= f->max_client_rooms) {
+    if (by_client && room_registry_client_count(f->rooms) >= client_room_cap(f)) {
         /* Clients inventing names must not take the rooms routed telemetry needs. */
         f->st->client_rooms_refused++;
         if (log_ratelimit_allow("max-client-rooms", 60000))
-            LOG_WARN("bridge", "client room limit reached (server.max_client_rooms = %zu): "
-                     "room '%s' not created for a client", f->max_client_rooms, name);
+            LOG_WARN("bridge", "client room limit reached (%zu: server.max_client_rooms, at most half "
+                     "of server.max_rooms): room '%s' not created for a client", client_room_cap(f), name);
         return NULL;
     }
     return room_get_for(f->rooms, name, by_client);   /* the registry tells its listener (patterns) */
