@@ -12,6 +12,7 @@
 #include "fanout.h"
 #include "log.h"
 #include "mqtt_client.h"
+#include "reply.h"
 #include "room.h"
 #include "session.h"
 #include "subscribe.h"
@@ -25,6 +26,14 @@
 #define MQTT_BATCH 256
 
 /* ---- life cycle ------------------------------------------------------------------------ */
+
+/* The room and byte bounds of a config (at start and on every reload). */
+static void apply_limits(struct bridge *br, const struct tb_config *cfg)
+{
+    fanout_set_max_rooms(br->fan, cfg->server.max_rooms);
+    fanout_set_max_client_rooms(br->fan, cfg->server.max_client_rooms);
+    room_registry_set_byte_limits(br->rooms, cfg->server.max_room_bytes, cfg->server.max_stored_bytes);
+}
 
 struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
 {
@@ -43,7 +52,7 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
         bridge_free(br);
         return NULL;
     }
-    fanout_set_max_rooms(br->fan, cfg->server.max_rooms);
+    apply_limits(br, cfg);
     br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer};
     br->proto = (struct protocol){cfg, br->fan, br->subs, br->sessions, NULL};
     return br;
@@ -109,6 +118,19 @@ static void send_welcome(struct bridge *br, struct conn *c, const struct cfg_end
     cJSON_Delete(d);
 }
 
+/* An endpoint room that could not be created for this connection (max_client_rooms or
+ * max_rooms): the client is told after the welcome frame and stays connected; the room
+ * is joined on the next connection once it exists (routed data creates it). */
+static void send_room_refused(struct bridge *br, struct conn *c, const char *room)
+{
+    cJSON *top = cJSON_CreateObject();
+    cJSON_AddStringToObject(top, "code", TB_ERR_ROOM_LIMIT);
+    cJSON_AddStringToObject(top, "message", "room limit reached: this room cannot be created for a client now");
+    cJSON_AddStringToObject(top, "room", room);
+    fanout_send_frame(br->fan, c, "error", top, NULL);
+    cJSON_Delete(top);
+}
+
 /* The endpoint's rooms for this connection, rendered and authorized; returns the count. */
 static size_t endpoint_rooms(struct bridge *br, const struct conn *c, const struct cfg_endpoint *ep,
                              const struct topic_match *m, char names[][256])
@@ -140,12 +162,18 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
     lws_dll2_add_head(&c->in_bridge, &br->conns);
     char names[CFG_MAX_ROOMS][256];
     size_t n = endpoint_rooms(br, c, ep, &m, names);
+    bool refused[CFG_MAX_ROOMS] = {false};
     for (size_t i = 0; i < n; i++) {
         struct sub *s = fanout_join(br->fan, c, names[i]);
         if (s)
             s->auto_joined = true;
+        else
+            refused[i] = true;
     }
     send_welcome(br, c, ep);
+    for (size_t i = 0; i < n; i++)
+        if (refused[i])
+            send_room_refused(br, c, names[i]);
     /* Room state after the welcome frame, in the order of the endpoint's rooms. */
     struct sub *order[CFG_MAX_ROOMS];
     n = 0;
@@ -217,6 +245,14 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
         return;
     }
     br->st.received++;
+    if (ev->payload_len > br->cfg->server.max_payload_bytes) {
+        /* not routed, not stored, not evaluated: one payload must not take the memory */
+        br->st.payloads_refused++;
+        if (log_ratelimit_allow_capped("max-payload", ev->topic, 60000, 20))
+            LOG_WARN("bridge", "%s: payload of %zu bytes refused (server.max_payload_bytes = %zu)",
+                     ev->topic, (size_t)ev->payload_len, br->cfg->server.max_payload_bytes);
+        return;
+    }
     if (session_on_mqtt(br->sessions, &br->cfg->sessions, br->mqtt, ev))
         return;
     struct inbound in;
@@ -374,7 +410,7 @@ void bridge_apply_config(struct bridge *br, struct tb_config *next)
     br->cfg = next;
     br->proto.cfg = next;
     subscriptions_set_config(br->subs, next);
-    fanout_set_max_rooms(br->fan, next->server.max_rooms);
+    apply_limits(br, next);
     if (br->mqtt)
         mqtt_client_set_filters(br->mqtt, next->filters, next->n_filters);
     lws_start_foreach_dll(struct lws_dll2 *, it, lws_dll2_get_head(&br->conns)) {

@@ -138,6 +138,10 @@ static const struct cfg_field server_fields[] = {
     { .name = "send_queue_bytes", .type = CT_SIZE, .off = S(send_queue_bytes), .min = 1024, .max = 1LL << 30, .def = "1MiB" },
     { .name = "max_rooms_per_connection", .type = CT_COUNT, .off = S(max_rooms_per_connection), .min = 1, .max = 100000, .def = "100" },
     { .name = "max_rooms", .type = CT_COUNT, .off = S(max_rooms), .min = 1, .max = 100000000, .def = "200000" },
+    { .name = "max_client_rooms", .type = CT_COUNT, .off = S(max_client_rooms), .min = 0, .max = 100000000, .def = "20000" },
+    { .name = "max_payload_bytes", .type = CT_SIZE, .off = S(max_payload_bytes), .min = 64, .max = 256LL << 20, .def = "4MiB" },
+    { .name = "max_room_bytes", .type = CT_SIZE, .off = S(max_room_bytes), .min = 1024, .max = 1LL << 40, .def = "16MiB" },
+    { .name = "max_stored_bytes", .type = CT_SIZE, .off = S(max_stored_bytes), .min = 1024, .max = 1LL << 40, .def = "256MiB" },
     { SR("writer_threads"), .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads, .keep = keep_writer_threads },
 };
 #undef S

@@ -16,6 +16,7 @@ struct fanout {
     struct tb_stats *st;
     struct sbuf scratch;            /* envelope and control frame building */
     size_t max_rooms;
+    size_t max_client_rooms;
     struct lws_context *ctx;        /* max_rate timers */
     bool (*watching)(void *ud);
     void *watching_ud;
@@ -41,6 +42,7 @@ struct fanout *fanout_new(struct room_registry *rooms, struct tb_stats *st)
     f->rooms = rooms;
     f->st = st;
     f->max_rooms = SIZE_MAX;
+    f->max_client_rooms = SIZE_MAX;
     sbuf_init(&f->scratch);
     return f;
 }
@@ -54,6 +56,8 @@ void fanout_free(struct fanout *f)
 }
 
 void fanout_set_max_rooms(struct fanout *f, size_t max_rooms) { f->max_rooms = max_rooms; }
+void fanout_set_max_client_rooms(struct fanout *f, size_t n) { f->max_client_rooms = n; }
+struct tb_stats *fanout_stats(const struct fanout *f) { return f->st; }
 void fanout_set_timer_context(struct fanout *f, struct lws_context *ctx) { f->ctx = ctx; }
 struct room_registry *fanout_rooms(const struct fanout *f) { return f->rooms; }
 
@@ -83,7 +87,15 @@ bool fanout_may_join(const struct fanout *f, const struct conn *c, const char *r
 
 /* ---- rooms ------------------------------------------------------------------------- */
 
-struct room *fanout_room(struct fanout *f, const char *name)
+/* Rooms clients may create: max_client_rooms, and never more than half of max_rooms,
+ * so the other half stays for routed rooms whatever the two keys say. */
+static size_t client_room_cap(const struct fanout *f)
+{
+    size_t half = f->max_rooms == SIZE_MAX ? SIZE_MAX : f->max_rooms / 2;
+    return f->max_client_rooms < half ? f->max_client_rooms : half;
+}
+
+static struct room *room_for(struct fanout *f, const char *name, bool by_client)
 {
     struct room *room = room_find(f->rooms, name);
     if (room)
@@ -96,12 +108,25 @@ struct room *fanout_room(struct fanout *f, const char *name)
                      f->max_rooms, name);
         return NULL;
     }
-    return room_get(f->rooms, name);   /* the registry tells its listener (patterns) */
+    if (by_client && room_registry_client_count(f->rooms) >= client_room_cap(f)) {
+        /* Clients inventing names must not take the rooms routed telemetry needs. */
+        f->st->client_rooms_refused++;
+        if (log_ratelimit_allow("max-client-rooms", 60000))
+            LOG_WARN("bridge", "client room limit reached (%zu: server.max_client_rooms, at most half "
+                     "of server.max_rooms): room '%s' not created for a client", client_room_cap(f), name);
+        return NULL;
+    }
+    return room_get_for(f->rooms, name, by_client);   /* the registry tells its listener (patterns) */
+}
+
+struct room *fanout_room(struct fanout *f, const char *name)
+{
+    return room_for(f, name, false);
 }
 
 struct sub *fanout_join(struct fanout *f, struct conn *c, const char *name)
 {
-    struct room *room = fanout_room(f, name);
+    struct room *room = room_for(f, name, true);
     if (!room)
         return NULL;
     /* already in (also when a new room matched one of c's patterns just now) */
@@ -230,6 +255,7 @@ void fanout_deliver(struct fanout *f, const char *room_name, const struct cfg_ro
     } else if (!room_has_members(room) && !remember) {
         return;
     }
+    room_mark_routed(room);   /* routed data makes a client-created room a routed one */
     uint64_t seq = ++room->seq;
     struct tb_msg *m = build_envelope(f, route->type, room_name, topic, seq, data, data_len);
     if (!m) {

@@ -38,6 +38,11 @@ void fanout_free(struct fanout *f);
 
 /* server.max_rooms of the running config (start and every reload). */
 void fanout_set_max_rooms(struct fanout *f, size_t max_rooms);
+/* server.max_client_rooms: rooms created for clients (fanout_join) and not routed to
+ * since; they cannot starve routed rooms (issue 14, point 2). */
+void fanout_set_max_client_rooms(struct fanout *f, size_t max_client_rooms);
+/* The counters fanout adds to (for the features above it that count through it). */
+struct tb_stats *fanout_stats(const struct fanout *f);
 /* The service loop's context, for max_rate timers (NULL: rate-limited messages wait
  * for the next delivery instead). */
 void fanout_set_timer_context(struct fanout *f, struct lws_context *ctx);
@@ -58,7 +63,8 @@ struct room_registry *fanout_rooms(const struct fanout *f);
 /* Finds or creates a room; NULL when out of memory or when max_rooms is reached
  * (counted in rooms_refused). */
 struct room *fanout_room(struct fanout *f, const char *name);
-/* Joins a room (idempotent); NULL when the room cannot be had. */
+/* Joins a room (idempotent); NULL when the room cannot be had. A room it creates is a
+ * client room, within max_client_rooms (refusals counted in client_rooms_refused). */
 struct sub *fanout_join(struct fanout *f, struct conn *c, const char *room);
 
 /* ---- routed messages ---- */

@@ -61,6 +61,14 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(m, "received_per_s_avg", up > 0 ? (double)br->st.received / up : 0);
     cJSON_AddNumberToObject(h, "rooms", (double)room_registry_count(br->rooms));
     cJSON_AddNumberToObject(h, "rooms_refused", (double)br->st.rooms_refused);
+    cJSON_AddNumberToObject(h, "client_rooms", (double)room_registry_client_count(br->rooms));
+    cJSON_AddNumberToObject(h, "client_rooms_refused", (double)br->st.client_rooms_refused);
+    cJSON_AddNumberToObject(h, "stored_bytes", (double)room_registry_stored_bytes(br->rooms));
+    cJSON_AddNumberToObject(h, "history_trimmed", (double)room_registry_trimmed(br->rooms));
+    cJSON_AddNumberToObject(m, "payloads_refused", (double)br->st.payloads_refused);
+    cJSON *pw = cJSON_AddObjectToObject(h, "patterns");
+    cJSON_AddNumberToObject(pw, "rooms_walked", (double)br->st.pattern_rooms_walked);
+    cJSON_AddNumberToObject(pw, "busy", (double)br->st.patterns_busy);
     struct alert_runtime_stats as;
     alert_runtime_stats(br->alerts, &as);
     cJSON *a = cJSON_AddObjectToObject(h, "alerts");

@@ -12,7 +12,27 @@ struct room_registry {
     size_t nbuckets, count;
     void (*on_create)(void *ud, struct room *room);
     void *on_create_ud;
+    size_t n_client;                /* rooms with by_client set */
+    size_t stored;                  /* sum of room->bytes */
+    size_t max_room_bytes, max_total_bytes;   /* 0 = no bound */
+    uint64_t trimmed;
 };
+
+/* Every change of what a room stores goes through here: the room's and the registry's
+ * byte counts stay equal to the sum of the stored payloads. */
+static void stored_add(struct room *room, size_t n)
+{
+    room->bytes += n;
+    if (room->reg)
+        room->reg->stored += n;
+}
+
+static void stored_sub(struct room *room, size_t n)
+{
+    room->bytes -= n;
+    if (room->reg)
+        room->reg->stored -= n;
+}
 
 static uint64_t hash_name(const char *s) { return tb_hash_str(s); }
 
@@ -32,6 +52,10 @@ struct room_registry *room_registry_new(void)
 
 static void room_free(struct room *room)
 {
+    if (room->reg) {
+        room->reg->stored -= room->bytes;
+        room->reg->n_client -= room->by_client;
+    }
     msg_unref(room->last);
     for (size_t i = 0; i < room->n_lasts; i++) {
         free(room->lasts[i].type);
@@ -64,6 +88,24 @@ void room_registry_free(struct room_registry *r)
 }
 
 size_t room_registry_count(const struct room_registry *r) { return r->count; }
+size_t room_registry_client_count(const struct room_registry *r) { return r->n_client; }
+size_t room_registry_stored_bytes(const struct room_registry *r) { return r->stored; }
+uint64_t room_registry_trimmed(const struct room_registry *r) { return r->trimmed; }
+
+void room_registry_set_byte_limits(struct room_registry *r, size_t per_room, size_t total)
+{
+    r->max_room_bytes = per_room;
+    r->max_total_bytes = total;
+}
+
+void room_mark_routed(struct room *room)
+{
+    if (!room->by_client)
+        return;
+    room->by_client = false;
+    if (room->reg)
+        room->reg->n_client--;
+}
 
 void room_registry_on_create(struct room_registry *r, void (*fn)(void *ud, struct room *room), void *ud)
 {
@@ -102,6 +144,11 @@ static void grow(struct room_registry *r)
 
 struct room *room_get(struct room_registry *r, const char *name)
 {
+    return room_get_for(r, name, false);
+}
+
+struct room *room_get_for(struct room_registry *r, const char *name, bool by_client)
+{
     struct room *room = room_find(r, name);
     if (room)
         return room;
@@ -110,6 +157,9 @@ struct room *room_get(struct room_registry *r, const char *name)
         free(room);
         return NULL;
     }
+    room->reg = r;
+    room->by_client = by_client;
+    r->n_client += by_client;
     if (r->count >= r->nbuckets)
         grow(r);
     size_t k = hash_name(name) & (r->nbuckets - 1);
@@ -153,6 +203,7 @@ int room_set_last_typed(struct room *room, const char *type, struct tb_msg *m, u
     struct room_last cur;
     if (i < room->n_lasts) {
         cur = room->lasts[i];
+        stored_sub(room, cur.msg->len);
         msg_unref(cur.msg);
         memmove(&room->lasts[i], &room->lasts[i + 1], (room->n_lasts - i - 1) * sizeof cur);
         room->n_lasts--;
@@ -166,6 +217,7 @@ int room_set_last_typed(struct room *room, const char *type, struct tb_msg *m, u
     }
     /* The newest goes to the end, so the array stays ordered by seq. */
     cur.msg = msg_ref(m);
+    stored_add(room, m->len);
     cur.seq = seq;
     room->lasts[room->n_lasts++] = cur;
     return 0;
@@ -193,6 +245,7 @@ int room_set_history_cap(struct room *room, size_t cap)
     for (size_t i = 0; i < room->hist_len; i++) {
         size_t k = (room->hist_head + i) % room->hist_cap;
         if (i < drop) {
+            stored_sub(room, room->hist[k]->len);
             msg_unref(room->hist[k]);
         } else {
             h[i - drop] = room->hist[k];
@@ -212,15 +265,21 @@ int room_set_history_cap(struct room *room, size_t cap)
     return 0;
 }
 
+static void history_drop_oldest(struct room *room)
+{
+    stored_sub(room, room->hist[room->hist_head]->len);
+    msg_unref(room->hist[room->hist_head]);
+    room->hist[room->hist_head] = NULL;
+    room->hist_head = (room->hist_head + 1) % room->hist_cap;
+    room->hist_len--;
+}
+
 size_t room_history_expire(struct room *room, uint64_t now_ms)
 {
     size_t n = 0;
     while (room->hist_ttl_ms && room->hist_len &&
            room->hist_at[room->hist_head] + room->hist_ttl_ms < now_ms) {
-        msg_unref(room->hist[room->hist_head]);
-        room->hist[room->hist_head] = NULL;
-        room->hist_head = (room->hist_head + 1) % room->hist_cap;
-        room->hist_len--;
+        history_drop_oldest(room);
         n++;
     }
     return n;
@@ -233,6 +292,7 @@ void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64
     size_t k;
     if (room->hist_len == room->hist_cap) {
         k = room->hist_head;
+        stored_sub(room, room->hist[k]->len);
         msg_unref(room->hist[k]);
         room->hist_head = (room->hist_head + 1) % room->hist_cap;
     } else {
@@ -240,8 +300,25 @@ void room_history_push(struct room *room, struct tb_msg *m, uint64_t seq, uint64
         room->hist_len++;
     }
     room->hist[k] = msg_ref(m);
+    stored_add(room, m->len);
     room->hist_seq[k] = seq;
     room->hist_at[k] = now_ms;
+}
+
+static bool over_limits(const struct room *room)
+{
+    const struct room_registry *r = room->reg;
+    return r && ((r->max_room_bytes && room->bytes > r->max_room_bytes) ||
+                 (r->max_total_bytes && r->stored > r->max_total_bytes));
+}
+
+/* The byte bounds: the room's oldest history goes first (see room.h). */
+static void trim_to_limits(struct room *room)
+{
+    while (room->hist_len && over_limits(room)) {
+        history_drop_oldest(room);
+        room->reg->trimmed++;
+    }
 }
 
 void room_remember(struct room *room, const struct room_keep *keep, const char *type,
@@ -255,6 +332,7 @@ void room_remember(struct room *room, const struct room_keep *keep, const char *
         room->hist_ttl_ms = keep->history_ttl_ms;
         room_history_push(room, m, seq, now_ms);
     }
+    trim_to_limits(room);
 }
 
 static size_t ring_index(const struct room *room, size_t k)

@@ -57,6 +57,9 @@ struct room_last {
 
 struct room {
     char *name;
+    struct room_registry *reg;   /* for the registry-wide byte and client-room counts */
+    bool by_client;              /* created for a client (subscribe, endpoint path), not yet routed to */
+    size_t bytes;                /* payload bytes stored: history entries + last values per type */
     uint64_t seq;                /* of the last message routed here */
     struct tb_msg *last;         /* keep_last value, or NULL */
     uint64_t last_at_ms;
@@ -99,6 +102,22 @@ void room_registry_on_create(struct room_registry *r, void (*fn)(void *ud, struc
 struct room *room_find(struct room_registry *r, const char *name);
 /* Finds or creates; NULL when out of memory. */
 struct room *room_get(struct room_registry *r, const char *name);
+/* Same, marking a room it creates as client-created (counted in room_registry_client_count
+ * until room_mark_routed). */
+struct room *room_get_for(struct room_registry *r, const char *name, bool by_client);
+/* Routed data reached a client-created room: from now on it is a routed room. */
+void room_mark_routed(struct room *room);
+/* Rooms created for clients and not routed to since (issue 14, point 2). */
+size_t room_registry_client_count(const struct room_registry *r);
+
+/* Byte bounds on what rooms store (history + last values): per room and in total across
+ * rooms (0 = no bound). When a room stores a message beyond either bound, its own oldest
+ * history entries are dropped first (the newest included, if need be); last values are
+ * always kept. A resuming client then gets a resync ("history_gap"). */
+void room_registry_set_byte_limits(struct room_registry *r, size_t per_room, size_t total);
+size_t room_registry_stored_bytes(const struct room_registry *r);
+/* History entries dropped by the byte bounds since start. */
+uint64_t room_registry_trimmed(const struct room_registry *r);
 /* Frees the room if it has no members and no state (room_has_state). */
 void room_release_if_idle(struct room_registry *r, struct room *room);
 

@@ -19,6 +19,10 @@ struct tb_stats {
     uint64_t room_errors;  /* room templates that could not be rendered */
     uint64_t rooms_not_allowed; /* payload-chosen rooms outside the route's rooms_allowed */
     uint64_t rooms_refused; /* rooms not created because server.max_rooms was reached */
+    uint64_t client_rooms_refused; /* client-created rooms refused (server.max_client_rooms) */
+    uint64_t payloads_refused;     /* MQTT payloads over server.max_payload_bytes */
+    uint64_t pattern_rooms_walked; /* rooms matched against newly subscribed patterns */
+    uint64_t patterns_busy;        /* patterns refused "busy" (SUB_WALK_BUDGET) */
 };
 
 #endif

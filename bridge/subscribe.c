@@ -41,26 +41,41 @@ struct subscriptions {
 
 /* ---- pure helpers -------------------------------------------------------------------- */
 
+/* Linear in both inputs (issue 14, point 6): only '*' is special, so the text before
+ * the first star must be a prefix, the text after the last star a suffix, and every
+ * segment between stars is found leftmost after the previous one (the leftmost match
+ * never loses a solution). memmem is the two-way search: O(n + m), no backtracking. */
 bool subscribe_glob_match(const char *g, const char *s)
 {
-    const char *star = NULL, *resume = NULL;
-    while (*s) {
-        if (*g == '*') {
-            star = g++;
-            resume = s;
-        } else if (*g == *s) {
-            g++;
-            s++;
-        } else if (star) {
-            g = star + 1;
-            s = ++resume;
-        } else {
-            return false;
+    size_t gl = strlen(g), sl = strlen(s);
+    const char *first = memchr(g, '*', gl);
+    if (!first)
+        return gl == sl && memcmp(g, s, gl) == 0;
+    const char *last = strrchr(g, '*');
+    size_t pre = (size_t)(first - g), suf = (size_t)(g + gl - last - 1);
+    if (sl < pre + suf || memcmp(g, s, pre) != 0 || memcmp(last + 1, s + sl - suf, suf) != 0)
+        return false;
+    const char *at = s + pre, *end = s + sl - suf;
+    for (const char *seg = first + 1; seg < last;) {
+        const char *star = memchr(seg, '*', (size_t)(last - seg) + 1);
+        size_t n = (size_t)(star - seg);
+        if (n) {
+            const char *hit = memmem(at, (size_t)(end - at), seg, n);
+            if (!hit)
+                return false;
+            at = hit + n;
         }
+        seg = star + 1;
     }
-    while (*g == '*')
-        g++;
-    return !*g;
+    return true;
+}
+
+bool subscribe_pattern_valid(const char *glob)
+{
+    size_t stars = 0;
+    for (const char *p = glob; *p; p++)
+        stars += *p == '*';
+    return stars <= SUB_PATTERN_MAX_STARS;
 }
 
 bool subscribe_room_name_valid(const char *room)
@@ -269,6 +284,7 @@ struct step {
 struct plan {
     struct step *steps;
     size_t n, cap;
+    size_t walked;                  /* rooms matched against new patterns (SUB_WALK_BUDGET) */
     size_t reserve_frames, reserve_bytes;   /* queue space the plan will use */
     bool oom;
 };
@@ -376,6 +392,20 @@ static struct sub_pattern *find_pattern(struct conn_patterns *cp, const char *gl
     return NULL;
 }
 
+/* A pattern the connection already holds: no walk over the rooms (new rooms join it
+ * as they are created); only a changed shape is applied to the rooms it holds. */
+static void reshape_pattern(struct conn *c, struct sub_pattern *pat, const struct sub_opts *o)
+{
+    if (pat->shape == o->shape)
+        return;
+    shape_unref(pat->shape);
+    pat->shape = shape_ref(o->shape);
+    for (struct sub *s = c->subs; s; s = s->conn_next)
+        if ((s->how & SUB_BY_PATTERN) && !(s->how & SUB_BY_CLIENT) &&
+            subscribe_glob_match(pat->glob, s->room->name))
+            fanout_set_shape(s, pat->shape);
+}
+
 static const char *subscribe_pattern(struct subscriptions *ss, struct conn *c, const char *glob,
                                      const struct sub_opts *o, struct plan *p, size_t cap)
 {
@@ -383,20 +413,30 @@ static const char *subscribe_pattern(struct subscriptions *ss, struct conn *c, c
     if (!cp)
         return TB_ERR_INTERNAL;
     struct sub_pattern *pat = find_pattern(cp, glob);
-    if (!pat) {
-        if (client_count(c) >= cap)
-            return TB_ERR_TOO_MANY_ROOMS;
-        if (!(pat = calloc(1, sizeof *pat)) || !(pat->glob = strdup(glob))) {
-            free(pat);
-            return TB_ERR_INTERNAL;
-        }
-        pat->next = cp->list;
-        cp->list = pat;
-        cp->n++;
-        watch_link(ss, cp);
+    if (pat) {
+        reshape_pattern(c, pat, o);
+        return NULL;
     }
-    shape_unref(pat->shape);
+    if (client_count(c) >= cap)
+        return TB_ERR_TOO_MANY_ROOMS;
+    /* The work of one request is bounded: a new pattern is matched against every room,
+     * so past the budget (the first new pattern always goes) the client is told to retry. */
+    size_t rooms = room_registry_count(fanout_rooms(ss->f));
+    if (p->walked && p->walked + rooms > SUB_WALK_BUDGET) {
+        fanout_stats(ss->f)->patterns_busy++;
+        return TB_ERR_BUSY;
+    }
+    if (!(pat = calloc(1, sizeof *pat)) || !(pat->glob = strdup(glob))) {
+        free(pat);
+        return TB_ERR_INTERNAL;
+    }
+    pat->next = cp->list;
+    cp->list = pat;
+    cp->n++;
+    watch_link(ss, cp);
     pat->shape = shape_ref(o->shape);
+    p->walked += rooms;
+    fanout_stats(ss->f)->pattern_rooms_walked += rooms;
     struct pattern_join_ctx x = {ss, c, pat, o, p};
     room_foreach(fanout_rooms(ss->f), pattern_join_one, &x);
     return NULL;
@@ -413,13 +453,16 @@ static const char *plan_one(struct subscriptions *ss, struct conn *c, const char
     if (!ep || !allowed(ep, name))
         return TB_ERR_ROOM_NOT_ALLOWED;
     if (strchr(name, '*'))
-        return subscribe_pattern(ss, c, name, o, p, cap);
+        return subscribe_pattern_valid(name) ? subscribe_pattern(ss, c, name, o, p, cap) : TB_ERR_BAD_ROOM;
     if (!fanout_may_join(ss->f, c, name))
         return TB_ERR_ROOM_NOT_ALLOWED;
     struct sub *s = conn_find_sub(c, name);
     if (!(s && (s->how & SUB_BY_CLIENT)) && client_count(c) >= cap)
         return TB_ERR_TOO_MANY_ROOMS;
-    return join_for(ss, c, NULL, name, SUB_BY_CLIENT, o->shape, o, p) ? NULL : TB_ERR_INTERNAL;
+    if (join_for(ss, c, NULL, name, SUB_BY_CLIENT, o->shape, o, p))
+        return NULL;
+    /* the room did not exist and could not be created: the client-room budget is spent */
+    return room_find(fanout_rooms(ss->f), name) ? TB_ERR_INTERNAL : TB_ERR_ROOM_LIMIT;
 }
 
 /* ---- execute ------------------------------------------------------------------------- */
@@ -632,11 +675,14 @@ int subscribe_join_one(struct subscriptions *ss, struct conn *c, const cJSON *id
     else if (!(s && (s->how & SUB_BY_CLIENT)) && client_count(c) >= cap)
         code = TB_ERR_TOO_MANY_ROOMS;
     else if (!join_for(ss, c, NULL, room, SUB_BY_CLIENT, o->shape, o, &p))
-        code = TB_ERR_INTERNAL;
+        code = room_find(fanout_rooms(ss->f), room) ? TB_ERR_INTERNAL : TB_ERR_ROOM_LIMIT;
     if (code) {
         cJSON_Delete(top);
         reply_refusal(ss->f, c, id, code, strcmp(code, TB_ERR_TOO_MANY_ROOMS) == 0
-                              ? "max_rooms_per_connection reached" : "cannot join this room");
+                              ? "max_rooms_per_connection reached"
+                              : strcmp(code, TB_ERR_ROOM_LIMIT) == 0
+                              ? "server.max_client_rooms reached: no new room for clients now"
+                              : "cannot join this room");
         return -1;
     }
     cJSON_AddStringToObject(top, "room", room);

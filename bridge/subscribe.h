@@ -43,6 +43,11 @@ struct tb_config;
 
 #define SUB_ROOM_NAME_MAX 200       /* bytes of a room name or pattern in a request */
 #define SUB_MAX_ROOMS_PER_REQUEST 256
+#define SUB_PATTERN_MAX_STARS 8     /* '*' in one pattern; more is refused as bad_room */
+/* Rooms one subscribe request may match against new patterns; the first new pattern of
+ * a request always walks every room, later ones past this get "busy" (retry later). A
+ * pattern already held is not walked again. */
+#define SUB_WALK_BUDGET 100000
 
 /* Options shared by subscribe and join_session. */
 struct sub_opts {
@@ -53,6 +58,8 @@ struct sub_opts {
 
 /* '*' matches any run of characters (also none); everything else matches itself. */
 bool subscribe_glob_match(const char *glob, const char *s);
+/* At most SUB_PATTERN_MAX_STARS stars (the length is bounded by SUB_ROOM_NAME_MAX). */
+bool subscribe_pattern_valid(const char *glob);
 /* 1..SUB_ROOM_NAME_MAX bytes, no control characters. */
 bool subscribe_room_name_valid(const char *room);
 

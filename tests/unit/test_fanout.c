@@ -456,16 +456,22 @@ static void test_max_rooms(void **state)
     assert_int_equal(br->st.routed, 1);
     assert_int_equal(r1->seq, 1);
 
-    /* a connection whose endpoint room cannot be had still gets its welcome, without it */
+    /* a connection whose endpoint room cannot be had still gets its welcome, without it,
+     * then an error frame naming the room (code room_limit) */
     struct conn *c = open_conn(br, "/ws/vehicle/1");
     assert_int_equal(br->st.rooms_refused, 3);
     assert_null(c->subs);
-    assert_int_equal(c->q_len, 1);
+    assert_int_equal(c->q_len, 2);
     cJSON *w = parse(c, 0);
     assert_string_equal(str_of(w, "type"), "welcome");
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
                          cJSON_GetObjectItemCaseSensitive(w, "data"), "rooms")), 0);
     cJSON_Delete(w);
+    cJSON *e = parse(c, 1);
+    assert_string_equal(str_of(e, "type"), "error");
+    assert_string_equal(str_of(e, "code"), "room_limit");
+    assert_string_equal(str_of(e, "room"), "vehicle:1");
+    cJSON_Delete(e);
     bridge_close(br, c);
     bridge_free(br);
 }

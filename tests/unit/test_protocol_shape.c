@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -26,6 +27,56 @@ static void test_glob(void **state)
     /* an allow glob matching a pattern's text covers the pattern */
     assert_true(subscribe_glob_match("vehicle:*", "vehicle:1*"));
     assert_false(subscribe_glob_match("vehicle:*", "*"));
+}
+
+/* The reference: the definition of '*' (any run, also none), tried exhaustively. */
+static bool glob_ref(const char *g, const char *s)
+{
+    if (!*g)
+        return !*s;
+    if (*g == '*')
+        return glob_ref(g + 1, s) || (*s && glob_ref(g, s + 1));
+    return *s == *g && glob_ref(g + 1, s + 1);
+}
+
+/* Issue 14, point 6: the matcher agrees with the definition on every small pattern and
+ * name over {a, b, *} (the overlapping cases greedy matchers get wrong), and the
+ * adversarial worst cases finish at once (linear, no backtracking). */
+static void test_glob_exhaustive_and_worst_case(void **state)
+{
+    (void)state;
+    const char alpha[] = "ab*";
+    char g[8], s[8];
+    for (unsigned gi = 0; gi < 3 * 3 * 3 * 3 * 3 * 3; gi++) {
+        for (unsigned glen = 0; glen <= 6; glen++) {
+            unsigned v = gi;
+            for (unsigned k = 0; k < glen; k++, v /= 3)
+                g[k] = alpha[v % 3];
+            g[glen] = '\0';
+            for (unsigned si = 0; si < 64; si++) {
+                for (unsigned slen = 0; slen <= 6; slen++) {
+                    for (unsigned k = 0; k < slen; k++)
+                        s[k] = (si >> k) & 1 ? 'b' : 'a';
+                    s[slen] = '\0';
+                    if (subscribe_glob_match(g, s) != glob_ref(g, s))
+                        fail_msg("glob '%s' on '%s': %d", g, s, subscribe_glob_match(g, s));
+                }
+            }
+        }
+    }
+    assert_true(subscribe_glob_match("a*aab", "aaab"));
+    assert_true(subscribe_glob_match("*ab*ab", "abab"));
+    assert_false(subscribe_glob_match("ab*ba", "aba"));
+    /* backtracking bait: 8 stars and a tail that never matches, on a 200-byte name */
+    char name[SUB_ROOM_NAME_MAX + 1];
+    memset(name, 'a', SUB_ROOM_NAME_MAX);
+    name[SUB_ROOM_NAME_MAX] = '\0';
+    const char *bait = "*a*a*a*a*a*a*a*aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab";
+    for (int i = 0; i < 200000; i++)   /* ~ms when linear; minutes if it backtracked */
+        assert_false(subscribe_glob_match(bait, name));
+    assert_true(subscribe_pattern_valid("*a*a*a*a*a*a*a*"));
+    assert_false(subscribe_pattern_valid("*a*a*a*a*a*a*a*a*"));
+    assert_true(subscribe_pattern_valid("vehicle:*"));
 }
 
 static void test_names(void **state)
@@ -111,6 +162,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_glob),
+        cmocka_unit_test(test_glob_exhaustive_and_worst_case),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_shape_key_and_rate),
         cmocka_unit_test(test_projection),

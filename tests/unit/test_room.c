@@ -61,6 +61,70 @@ static void test_history_expiry(void **state)
     room_registry_free(r);
 }
 
+static void remember(struct room *room, size_t bytes, uint64_t seq)
+{
+    char *text = malloc(bytes);
+    memset(text, 'x', bytes);
+    struct tb_msg *m = msg_new(text, bytes);
+    free(text);
+    struct room_keep keep = {true, 100, 0};
+    room->seq = seq;
+    room_remember(room, &keep, "t", m, seq, seq);
+    msg_unref(m);
+}
+
+/* Issue 14, point 7: what rooms store is bounded in bytes, per room and in total; the
+ * oldest history goes first, the last value stays, and the counts return to 0. */
+static void test_byte_bounds(void **state)
+{
+    (void)state;
+    struct room_registry *r = room_registry_new();
+    room_registry_set_byte_limits(r, 10000, 15000);
+    struct room *a = room_get(r, "a");
+    for (uint64_t s = 1; s <= 20; s++)
+        remember(a, 1000, s);
+    /* last value (1000) + history <= 10000: 9 entries of history, the newest ones */
+    assert_true(a->bytes <= 10000);
+    assert_int_equal(a->hist_len, 9);
+    assert_int_equal(a->hist_seq[a->hist_head], 12);
+    assert_int_equal(room_registry_stored_bytes(r), a->bytes);
+    assert_int_equal(room_registry_trimmed(r), 11);
+    /* the total bound: room b may only take what is left of 15000 */
+    struct room *b = room_get(r, "b");
+    for (uint64_t s = 1; s <= 20; s++)
+        remember(b, 1000, s);
+    assert_true(room_registry_stored_bytes(r) <= 15000);
+    assert_int_equal(room_registry_stored_bytes(r), a->bytes + b->bytes);
+    assert_non_null(b->lasts);
+    /* a resume from before the trimmed entries is a gap (the client gets a resync) */
+    struct room_span span;
+    assert_int_equal(room_history_since(a, 5, 20, &span), ROOM_SINCE_GAP);
+    assert_int_equal(room_history_since(a, 15, 20, &span), ROOM_SINCE_OK);
+    /* one payload larger than the room bound: delivered as last value, no history */
+    remember(a, 20000, 21);
+    assert_int_equal(a->hist_len, 0);
+    assert_int_equal(a->bytes, 20000);
+    room_registry_free(r);
+}
+
+/* Issue 14, point 2: client-created rooms are counted until routed data reaches them. */
+static void test_client_rooms_counted(void **state)
+{
+    (void)state;
+    struct room_registry *r = room_registry_new();
+    struct room *c1 = room_get_for(r, "c1", true);
+    room_get_for(r, "c2", true);
+    room_get(r, "routed");
+    assert_int_equal(room_registry_client_count(r), 2);
+    room_mark_routed(c1);
+    room_mark_routed(c1);
+    assert_int_equal(room_registry_client_count(r), 1);
+    room_release_if_idle(r, room_find(r, "c2"));
+    assert_int_equal(room_registry_client_count(r), 0);
+    assert_int_equal(room_registry_count(r), 2);
+    room_registry_free(r);
+}
+
 static void test_lockstep_lookup(void **state)
 {
     (void)state;
@@ -90,6 +154,8 @@ int main(void)
         cmocka_unit_test(test_history_ring_keeps_newest),
         cmocka_unit_test(test_history_expiry),
         cmocka_unit_test(test_lockstep_lookup),
+        cmocka_unit_test(test_byte_bounds),
+        cmocka_unit_test(test_client_rooms_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
