@@ -4,6 +4,7 @@
 #include "ws_server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ struct pss {
     struct conn *conn;      /* WebSocket connections */
     struct sbuf rx;         /* reassembly of fragmented client frames */
     bool rx_binary, rx_overflow;
+    uint64_t last_ping_ms;  /* our last ping (on_idle_timer) */
+    bool idle_closed;       /* the idle close frame is out: cut after the grace */
     char *body;             /* HTTP response body being sent */
     size_t body_len;
 };
@@ -45,7 +48,6 @@ struct ws_server {
     struct mqtt_client *mqtt;
     lws_sorted_usec_list_t tick_sul;
     lws_sorted_usec_list_t backlog_sul;
-    lws_retry_bo_t retry_policy;
 };
 
 static void on_backlog(lws_sorted_usec_list_t *sul);
@@ -98,17 +100,23 @@ static int uri_path(struct lws *wsi, char *buf, size_t len)
     return n;
 }
 
+/* allowed_origins: a browser's Origin must match an entry exactly, at its full length (a
+ * long domain is still compared, never waved through). No Origin header: a non-browser
+ * client, allowed. An Origin that cannot be read is refused. */
 static bool origin_allowed(const struct cfg_server *s, struct lws *wsi)
 {
     if (!s->n_allowed_origins)
         return true;
-    char origin[256];
-    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+    int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (len <= 0)
         return true; /* non-browser clients send no Origin */
-    for (size_t i = 0; i < s->n_allowed_origins; i++)
-        if (strcmp(s->allowed_origins[i], origin) == 0 || strcmp(s->allowed_origins[i], "*") == 0)
-            return true;
-    return false;
+    char *origin = malloc((size_t)len + 1);
+    bool ok = false;
+    if (origin && lws_hdr_copy(wsi, origin, len + 1, WSI_TOKEN_ORIGIN) == len)
+        for (size_t i = 0; i < s->n_allowed_origins && !ok; i++)
+            ok = strcmp(s->allowed_origins[i], origin) == 0 || strcmp(s->allowed_origins[i], "*") == 0;
+    free(origin);
+    return ok;
 }
 
 static int reject(struct lws *wsi, unsigned status, const char *why, const char *path)
@@ -147,6 +155,94 @@ static int confirm_upgrade(struct bridge *br, struct lws *wsi)
     return 0;
 }
 
+/* heartbeat.ws_ping and idle_timeout, per connection, from an lws timer: lws' own
+ * retry_and_idle_policy hangs up silently and its empty pings come back as empty pongs,
+ * which lws 4.1 never reports (LWS_CALLBACK_RECEIVE_PONG needs a payload). So the bridge
+ * queues its own pings with a payload and, when nothing (frame or pong) came in for
+ * idle_timeout, sends the documented close frame (4009); a connection still open
+ * IDLE_CLOSE_GRACE_MS after that close frame is cut. */
+#define IDLE_CLOSE_GRACE_MS 3000
+#define IDLE_MIN_REARM_MS 50
+
+static void idle_arm(struct lws *wsi, uint64_t ms)
+{
+    lws_set_timer_usecs(wsi, (lws_usec_t)(ms < IDLE_MIN_REARM_MS ? IDLE_MIN_REARM_MS : ms) * LWS_US_PER_MS);
+}
+
+static void send_ping(struct conn *c)
+{
+    static const char payload[] = "tb";
+    struct tb_msg *m = msg_new_control(0x9, payload, sizeof payload - 1);
+    if (m)
+        conn_enqueue(c, m, NULL, false);
+    msg_unref(m);
+}
+
+/* When the timer must fire next: the idle deadline or the next ping, whichever is first. */
+static uint64_t next_check(const struct cfg_heartbeat *hb, const struct pss *pss, uint64_t last_rx)
+{
+    uint64_t at = UINT64_MAX;
+    if (hb->idle_timeout_ms)
+        at = last_rx + hb->idle_timeout_ms;
+    if (hb->ws_ping_ms) {
+        uint64_t since = pss->last_ping_ms > last_rx ? pss->last_ping_ms : last_rx;
+        if (since + hb->ws_ping_ms < at)
+            at = since + hb->ws_ping_ms;
+    }
+    return at;
+}
+
+static int on_idle_timer(struct bridge *br, struct lws *wsi, struct pss *pss)
+{
+    struct conn *c = pss->conn;
+    const struct cfg_heartbeat *hb = &br->cfg->heartbeat;
+    if (!c || pss->idle_closed)
+        return c ? -1 : 0; /* the idle close frame had its grace */
+    if (c->closing || c->peer_closed)
+        return 0;
+    uint64_t now = tb_now_ms(), quiet = now - c->last_rx_ms;
+    if (hb->idle_timeout_ms && quiet >= hb->idle_timeout_ms) {
+        conn_close(c, TB_CLOSE_IDLE, "idle timeout: no pong, no frame");
+        pss->idle_closed = true;
+        idle_arm(wsi, IDLE_CLOSE_GRACE_MS);
+        return 0;
+    }
+    if (hb->ws_ping_ms && quiet >= hb->ws_ping_ms && now - pss->last_ping_ms >= hb->ws_ping_ms) {
+        send_ping(c);
+        pss->last_ping_ms = now;
+    }
+    uint64_t at = next_check(hb, pss, c->last_rx_ms);
+    if (at != UINT64_MAX)
+        idle_arm(wsi, at > now ? at - now : 0);
+    return 0;
+}
+
+/* RFC 6455 5.5.1 / 7.4: a close frame's payload is empty or a code of 2 bytes (plus a
+ * reason); the codes a peer may send are 1000-1003, 1007-1014 and 3000-4999. */
+static bool close_payload_valid(const unsigned char *p, size_t len)
+{
+    if (len == 0)
+        return true;
+    if (len < 2)
+        return false;
+    unsigned code = (unsigned)p[0] << 8 | p[1];
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* The client's close frame: lws echoes a valid one; an invalid one fails the connection
+ * with 1002 (protocol error), as RFC 6455 asks. Nothing of ours may follow either. */
+static int on_peer_close(struct lws *wsi, struct pss *pss, const unsigned char *in, size_t len)
+{
+    if (pss->conn)
+        pss->conn->peer_closed = true;
+    if (close_payload_valid(in, len))
+        return 0;
+    static const char why[] = "invalid close frame";
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)why, sizeof why - 1);
+    return -1;
+}
+
 static int on_established(struct bridge *br, struct lws *wsi, struct pss *pss)
 {
     char path[PATH_MAX_LEN];
@@ -156,6 +252,11 @@ static int on_established(struct bridge *br, struct lws *wsi, struct pss *pss)
         return -1;
     pss->conn = c;
     sbuf_init(&pss->rx);
+    pss->last_ping_ms = 0;
+    pss->idle_closed = false;
+    uint64_t at = next_check(&br->cfg->heartbeat, pss, c->last_rx_ms);
+    if (at != UINT64_MAX)
+        idle_arm(wsi, at - c->last_rx_ms);
     return 0;
 }
 
@@ -203,21 +304,35 @@ static const char *mime_for(const char *path)
     return "application/octet-stream";
 }
 
+static int http_not_found(struct lws *wsi)
+{
+    if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
+        return -1;
+    return lws_http_transaction_completed(wsi);
+}
+
+/* The file a static path names, or false: only a regular file whose real path (symlinks
+ * resolved) lies under the real path of static_dir, so no link leads out of it. */
+static bool static_file(const char *dir, const char *path, char *out)
+{
+    char full[PATH_MAX_LEN * 2], root[PATH_MAX];
+    snprintf(full, sizeof full, "%s%s%s", dir, path, path[strlen(path) - 1] == '/' ? "index.html" : "");
+    if (!realpath(dir, root) || !realpath(full, out))
+        return false;
+    size_t n = strlen(root);
+    if (strncmp(out, root, n) != 0 || (out[n] != '/' && !(n == 1 && root[0] == '/')))
+        return false;
+    struct stat st;
+    return stat(out, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 static int serve_static(struct bridge *br, struct lws *wsi, const char *path)
 {
     const char *dir = br->cfg->server.static_dir;
-    if (!dir || strstr(path, "..") || strchr(path, '\\'))
-        return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1
-                                                                          : lws_http_transaction_completed(wsi);
-    char full[PATH_MAX_LEN * 2];
-    snprintf(full, sizeof full, "%s%s%s", dir, path, path[strlen(path) - 1] == '/' ? "index.html" : "");
-    struct stat st;
-    if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
-        if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
-            return -1;
-        return lws_http_transaction_completed(wsi);
-    }
-    int n = lws_serve_http_file(wsi, full, mime_for(full), NULL, 0);
+    char file[PATH_MAX];
+    if (!dir || strstr(path, "..") || strchr(path, '\\') || !static_file(dir, path, file))
+        return http_not_found(wsi);
+    int n = lws_serve_http_file(wsi, file, mime_for(file), NULL, 0);
     if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
         return -1;
     return 0;
@@ -293,10 +408,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->conn ? writer_on_writable(br->writer, pss->conn) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        /* lws answers the close; nothing of ours may follow it (direct writes included). */
+        return on_peer_close(wsi, pss, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
         if (pss->conn)
-            pss->conn->peer_closed = true;
+            pss->conn->last_rx_ms = tb_now_ms();
         return 0;
+    case LWS_CALLBACK_TIMER:
+        return on_idle_timer(br, wsi, pss);
     case LWS_CALLBACK_CLOSED:
         if (pss->conn) {
             bridge_close(br, pss->conn);
@@ -407,15 +525,6 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     if (!info.iface)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
-    const struct cfg_heartbeat *hb = &br->cfg->heartbeat;
-    lws_retry_bo_t *rp = &ws->retry_policy;
-    if (hb->ws_ping_ms || hb->idle_timeout_ms) {
-        rp->secs_since_valid_ping = (uint16_t)(hb->ws_ping_ms ? hb->ws_ping_ms / 1000 : 0xffff);
-        rp->secs_since_valid_hangup = (uint16_t)(hb->idle_timeout_ms ? hb->idle_timeout_ms / 1000 : 0xffff);
-        if (rp->secs_since_valid_hangup <= rp->secs_since_valid_ping)
-            rp->secs_since_valid_hangup = (uint16_t)(rp->secs_since_valid_ping + 1);
-        info.retry_and_idle_policy = rp;
-    }
     info.timeout_secs = 10;
     ws->ctx = create_context(ws, &info);
     if (!ws->ctx) {
