@@ -3,12 +3,22 @@
  * event pipe). */
 #include "ws_server.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <ev.h>
 #include <libwebsockets.h>
@@ -36,6 +46,7 @@ struct pss {
 };
 
 #define TICK_US (250 * LWS_US_PER_MS)
+#define FD_MAX_LISTEN 2 /* IPv4 and IPv6 */
 
 struct ws_server {
     struct lws_context *ctx;
@@ -48,6 +59,10 @@ struct ws_server {
     struct mqtt_client *mqtt;
     lws_sorted_usec_list_t tick_sul;
     lws_sorted_usec_list_t backlog_sul;
+    size_t conn_cap;        /* WebSocket connections the descriptors allow (set_conn_cap) */
+    int listen_fd[FD_MAX_LISTEN], n_listen;
+    int spare_fd;           /* freed to accept-and-close the backlog (shed_backlog) */
+    uint64_t shed;          /* connections refused that way */
 };
 
 static void on_backlog(lws_sorted_usec_list_t *sul);
@@ -128,8 +143,9 @@ static int reject(struct lws *wsi, unsigned status, const char *why, const char 
 }
 
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide before accepting. */
-static int confirm_upgrade(struct bridge *br, struct lws *wsi)
+static int confirm_upgrade(struct ws_server *ws, struct lws *wsi)
 {
+    struct bridge *br = ws->br;
     char path[PATH_MAX_LEN];
     uri_path(wsi, path, sizeof path);
     struct topic_match m;
@@ -140,7 +156,8 @@ static int confirm_upgrade(struct bridge *br, struct lws *wsi)
         return reject(wsi, HTTP_STATUS_NOT_FOUND, "no such WebSocket endpoint", path);
     if (!origin_allowed(&br->cfg->server, wsi))
         return reject(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed", path);
-    if (bridge_conn_count(br) >= (size_t)br->cfg->server.max_connections)
+    if (bridge_conn_count(br) >= (size_t)br->cfg->server.max_connections ||
+        bridge_conn_count(br) >= ws->conn_cap)
         return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection limit reached", path);
     if (ep->max_connections) {
         size_t *counts = calloc(br->cfg->n_endpoints, sizeof *counts);
@@ -400,7 +417,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             bridge_begin_shutdown(br);
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return confirm_upgrade(br, wsi);
+        return confirm_upgrade(ws, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         return on_established(br, wsi, pss);
     case LWS_CALLBACK_RECEIVE:
@@ -452,15 +469,129 @@ static struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
+/* Descriptors. At start the soft RLIMIT_NOFILE is raised to the hard limit, and WebSocket
+ * upgrades are refused (503) FD_RESERVE + FD_HTTP_RESERVE descriptors below it: the
+ * reserve is for the broker, the reload watcher, event descriptors and the files the
+ * bridge opens, the HTTP part for /health, the dashboard and the refusals themselves.
+ * Should accept() still fail with EMFILE / ENFILE (half-open HTTP connections, say), lws
+ * logs it and returns with the connection still pending, so the listen socket stays
+ * readable and the loop would spin on it: then the bridge frees its spare descriptor and
+ * accepts and closes every pending connection (shed_backlog; the refused clients see the
+ * connection closed), so the next wake-up is the next new client, not the same one. */
+#define FD_RESERVE 64
+#define FD_HTTP_RESERVE 32
+
+/* The lws log callback has no user pointer: the server whose backlog to shed. Service
+ * thread only (lws logs accept() failures there). */
+static struct ws_server *g_shed_ws;
+
+static void shed_backlog(struct ws_server *ws, int err)
+{
+    if (ws->spare_fd >= 0)
+        close(ws->spare_fd);
+    ws->spare_fd = -1;
+    unsigned long n = 0;
+    for (int i = 0; i < ws->n_listen; i++)
+        for (int fd; (fd = accept4(ws->listen_fd[i], NULL, NULL, SOCK_CLOEXEC)) >= 0; n++)
+            close(fd);
+    ws->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ws->shed += n;
+    if (log_ratelimit_allow("ws.shed", 10000))
+        LOG_WARN("ws", "out of descriptors (%s): refused %lu pending connection%s, %llu in all",
+                 strerror(err), n, n == 1 ? "" : "s", (unsigned long long)ws->shed);
+}
+
+/* True for lws' "accept: errno 24" (EMFILE) and 23 (ENFILE); sets *err. */
+static bool accept_out_of_fds(const char *line, int *err)
+{
+    static const char prefix[] = "accept: errno ";
+    const char *p = strstr(line, prefix);
+    if (!p)
+        return false;
+    *err = atoi(p + sizeof prefix - 1);
+    return *err == EMFILE || *err == ENFILE;
+}
+
+/* lws' error lines, rate-limited: a condition that repeats on every event gives one line
+ * per kind every 10 s, at most 20 lines per 10 s in all, and the next line that gets
+ * through says how many were suppressed. */
 static void lws_log_bridge(int level, const char *line)
 {
+    static _Atomic unsigned long suppressed;
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    if (level & LLL_ERR)
-        LOG_WARN("lws", "%.*s", (int)n, line);
-    else
+    if (!(level & LLL_ERR)) {
         LOG_DEBUG("lws", "%.*s", (int)n, line);
+        return;
+    }
+    int err;
+    if (g_shed_ws && accept_out_of_fds(line, &err)) {
+        shed_backlog(g_shed_ws, err);
+        return;
+    }
+    if (!log_ratelimit_allow_capped("lws", line, 10000, 20)) {
+        suppressed++;
+        return;
+    }
+    unsigned long before = atomic_exchange(&suppressed, 0);
+    if (before)
+        LOG_WARN("lws", "%.*s (%lu similar lines suppressed)", (int)n, line, before);
+    else
+        LOG_WARN("lws", "%.*s", (int)n, line);
+}
+
+/* Raises the soft descriptor limit to the hard one; returns the limit (0 = unknown). */
+static rlim_t raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? 0 : rl.rlim_cur;
+}
+
+static void set_conn_cap(struct ws_server *ws, rlim_t limit)
+{
+    size_t cfg_max = (size_t)ws->br->cfg->server.max_connections;
+    ws->conn_cap = SIZE_MAX;
+    if (!limit)
+        return;
+    ws->conn_cap = limit > 2 * (FD_RESERVE + FD_HTTP_RESERVE) ? (size_t)(limit - FD_RESERVE - FD_HTTP_RESERVE)
+                                                               : (size_t)limit / 2;
+    if (cfg_max > ws->conn_cap)
+        LOG_WARN("ws", "server.max_connections %zu is more than the descriptor limit allows "
+                       "(RLIMIT_NOFILE %llu): at most %zu WebSocket connections (raise the hard "
+                       "limit: ulimit -n, LimitNOFILE=)", cfg_max, (unsigned long long)limit, ws->conn_cap);
+}
+
+/* The listen sockets lws opened on our port (for shed_backlog). */
+static void find_listen_fds(struct ws_server *ws, int port)
+{
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d && ws->n_listen < FD_MAX_LISTEN && (e = readdir(d));) {
+        int fd = atoi(e->d_name), on = 0;
+        socklen_t olen = sizeof on;
+        struct sockaddr_storage sa;
+        socklen_t slen = sizeof sa;
+        if (e->d_name[0] == '.' || fd == dirfd(d) ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) != 0 || !on ||
+            getsockname(fd, (struct sockaddr *)&sa, &slen) != 0)
+            continue;
+        int p = sa.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&sa)->sin_port)
+              : sa.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&sa)->sin6_port) : -1;
+        if (p == port)
+            ws->listen_fd[ws->n_listen++] = fd;
+    }
+    if (d)
+        closedir(d);
+    if (!ws->n_listen)
+        LOG_WARN("ws", "listen socket not found: accept() failures cannot shed the backlog");
 }
 
 /* Creates the context on a libev (epoll) loop; without the plugin (package
@@ -526,6 +657,8 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
     if (!info.iface)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = 10;
+    set_conn_cap(ws, raise_fd_limit());
+    ws->spare_fd = -1;
     ws->ctx = create_context(ws, &info);
     if (!ws->ctx) {
         LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?)",
@@ -533,6 +666,9 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
         free(ws);
         return NULL;
     }
+    find_listen_fds(ws, s->port);
+    ws->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    g_shed_ws = ws;
     fanout_set_timer_context(br->fan, ws->ctx);
     int writers = s->writer_threads == CFG_WRITER_THREADS_AUTO ? auto_writer_threads()
                                                                : s->writer_threads;
@@ -584,6 +720,9 @@ void ws_server_destroy(struct ws_server *ws)
 {
     if (!ws)
         return;
+    g_shed_ws = NULL;
+    if (ws->spare_fd >= 0)
+        close(ws->spare_fd);
     lws_sul_cancel(&ws->tick_sul);
     lws_sul_cancel(&ws->backlog_sul);
     struct lws_context *ctx = ws->ctx;

@@ -246,6 +246,7 @@ def test_out_of_descriptors_neither_spins_nor_floods(broker, bridges, clients, p
     lines = br.log().count("\n") - log_before
     assert cpu < 1.0, f"{cpu:.2f} s of CPU in 3 s with the descriptors exhausted"
     assert lines < 40, f"{lines} log lines in 3 s:\n{br.log()[-3000:]}"
+    assert "out of descriptors" in br.log()      # the backlog was shed, once
     # a WebSocket upgrade now is refused (503) or waits; it is never served half-way
     publisher.publish("vehicle/1/telemetry", {"still": True}, wait=True)
     assert c.recv_type("telemetry_update")["data"] == {"still": True}
