@@ -333,7 +333,8 @@ static int http_not_found(struct lws *wsi)
 static bool static_file(const char *dir, const char *path, char *out)
 {
     char full[PATH_MAX_LEN * 2], root[PATH_MAX];
-    snprintf(full, sizeof full, "%s%s%s", dir, path, path[strlen(path) - 1] == '/' ? "index.html" : "");
+    size_t plen = strlen(path);
+    snprintf(full, sizeof full, "%s%s%s", dir, path, plen && path[plen - 1] == '/' ? "index.html" : "");
     if (!realpath(dir, root) || !realpath(full, out))
         return false;
     size_t n = strlen(root);
@@ -585,7 +586,11 @@ static void find_listen_fds(struct ws_server *ws, int port)
             continue;
         int p = sa.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&sa)->sin_port)
               : sa.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&sa)->sin6_port) : -1;
-        if (p == port)
+        if (p != port)
+            continue;
+        /* lws' listen sockets are non-blocking; make sure, shed_backlog must never block */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0)
             ws->listen_fd[ws->n_listen++] = fd;
     }
     if (d)
