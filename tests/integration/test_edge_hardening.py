@@ -158,7 +158,7 @@ def test_idle_client_gets_close_4009(broker, bridges, clients):
     took = time.monotonic() - t0
     assert any(f and f[0] == 9 for f in frames), f"no ping before the close: {frames}"
     assert close_code(frames) == 4009
-    assert 2.5 <= took <= 6.0, took
+    assert 2.5 <= took <= 8.0, took
     s.close()
     # a client that answers pings (the harness client does, while it reads) stays
     # connected well past the idle timeout
