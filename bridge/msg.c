@@ -51,3 +51,13 @@ uint64_t msg_topic_key(const char *topic)
     uint64_t h = tb_hash_str(topic);
     return h ? h : 1;
 }
+
+struct tb_msg *msg_new_control(unsigned opcode, const void *data, size_t len)
+{
+    if (len > 125 || opcode < 0x8 || opcode > 0xA)
+        return NULL;
+    struct tb_msg *m = msg_new(data, len);
+    if (m)
+        msg_frame(m)[0] = (unsigned char)(0x80 | opcode);
+    return m;
+}

@@ -25,6 +25,9 @@ struct tb_msg {
 
 /* Copies len bytes into a new message with refcount 1; NULL when out of memory. */
 struct tb_msg *msg_new(const void *data, size_t len);
+/* A control frame (opcode 0x8 close, 0x9 ping, 0xA pong) with at most 125 payload
+ * bytes, e.g. the bridge's own pings (ws_server); NULL on a bad opcode or length. */
+struct tb_msg *msg_new_control(unsigned opcode, const void *data, size_t len);
 static inline struct tb_msg *msg_ref(struct tb_msg *m) { m->refs++; return m; }
 void msg_unref(struct tb_msg *m);   /* NULL is harmless */
 

@@ -3,11 +3,22 @@
  * event pipe). */
 #include "ws_server.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <ev.h>
 #include <libwebsockets.h>
@@ -28,11 +39,14 @@ struct pss {
     struct conn *conn;      /* WebSocket connections */
     struct sbuf rx;         /* reassembly of fragmented client frames */
     bool rx_binary, rx_overflow;
+    uint64_t last_ping_ms;  /* our last ping (on_idle_timer) */
+    bool idle_closed;       /* the idle close frame is out: cut after the grace */
     char *body;             /* HTTP response body being sent */
     size_t body_len;
 };
 
 #define TICK_US (250 * LWS_US_PER_MS)
+#define FD_MAX_LISTEN 2 /* IPv4 and IPv6 */
 
 struct ws_server {
     struct lws_context *ctx;
@@ -45,7 +59,10 @@ struct ws_server {
     struct mqtt_client *mqtt;
     lws_sorted_usec_list_t tick_sul;
     lws_sorted_usec_list_t backlog_sul;
-    lws_retry_bo_t retry_policy;
+    size_t conn_cap;        /* WebSocket connections the descriptors allow (set_conn_cap) */
+    int listen_fd[FD_MAX_LISTEN], n_listen;
+    int spare_fd;           /* freed to accept-and-close the backlog (shed_backlog) */
+    uint64_t shed;          /* connections refused that way */
 };
 
 static void on_backlog(lws_sorted_usec_list_t *sul);
@@ -98,17 +115,23 @@ static int uri_path(struct lws *wsi, char *buf, size_t len)
     return n;
 }
 
+/* allowed_origins: a browser's Origin must match an entry exactly, at its full length (a
+ * long domain is still compared, never waved through). No Origin header: a non-browser
+ * client, allowed. An Origin that cannot be read is refused. */
 static bool origin_allowed(const struct cfg_server *s, struct lws *wsi)
 {
     if (!s->n_allowed_origins)
         return true;
-    char origin[256];
-    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+    int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (len <= 0)
         return true; /* non-browser clients send no Origin */
-    for (size_t i = 0; i < s->n_allowed_origins; i++)
-        if (strcmp(s->allowed_origins[i], origin) == 0 || strcmp(s->allowed_origins[i], "*") == 0)
-            return true;
-    return false;
+    char *origin = malloc((size_t)len + 1);
+    bool ok = false;
+    if (origin && lws_hdr_copy(wsi, origin, len + 1, WSI_TOKEN_ORIGIN) == len)
+        for (size_t i = 0; i < s->n_allowed_origins && !ok; i++)
+            ok = strcmp(s->allowed_origins[i], origin) == 0 || strcmp(s->allowed_origins[i], "*") == 0;
+    free(origin);
+    return ok;
 }
 
 static int reject(struct lws *wsi, unsigned status, const char *why, const char *path)
@@ -120,8 +143,9 @@ static int reject(struct lws *wsi, unsigned status, const char *why, const char 
 }
 
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide before accepting. */
-static int confirm_upgrade(struct bridge *br, struct lws *wsi)
+static int confirm_upgrade(struct ws_server *ws, struct lws *wsi)
 {
+    struct bridge *br = ws->br;
     char path[PATH_MAX_LEN];
     uri_path(wsi, path, sizeof path);
     struct topic_match m;
@@ -132,7 +156,8 @@ static int confirm_upgrade(struct bridge *br, struct lws *wsi)
         return reject(wsi, HTTP_STATUS_NOT_FOUND, "no such WebSocket endpoint", path);
     if (!origin_allowed(&br->cfg->server, wsi))
         return reject(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed", path);
-    if (bridge_conn_count(br) >= (size_t)br->cfg->server.max_connections)
+    if (bridge_conn_count(br) >= (size_t)br->cfg->server.max_connections ||
+        bridge_conn_count(br) >= ws->conn_cap)
         return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection limit reached", path);
     if (ep->max_connections) {
         size_t *counts = calloc(br->cfg->n_endpoints, sizeof *counts);
@@ -147,6 +172,94 @@ static int confirm_upgrade(struct bridge *br, struct lws *wsi)
     return 0;
 }
 
+/* heartbeat.ws_ping and idle_timeout, per connection, from an lws timer: lws' own
+ * retry_and_idle_policy hangs up silently and its empty pings come back as empty pongs,
+ * which lws 4.1 never reports (LWS_CALLBACK_RECEIVE_PONG needs a payload). So the bridge
+ * queues its own pings with a payload and, when nothing (frame or pong) came in for
+ * idle_timeout, sends the documented close frame (4009); a connection still open
+ * IDLE_CLOSE_GRACE_MS after that close frame is cut. */
+#define IDLE_CLOSE_GRACE_MS 3000
+#define IDLE_MIN_REARM_MS 50
+
+static void idle_arm(struct lws *wsi, uint64_t ms)
+{
+    lws_set_timer_usecs(wsi, (lws_usec_t)(ms < IDLE_MIN_REARM_MS ? IDLE_MIN_REARM_MS : ms) * LWS_US_PER_MS);
+}
+
+static void send_ping(struct conn *c)
+{
+    static const char payload[] = "tb";
+    struct tb_msg *m = msg_new_control(0x9, payload, sizeof payload - 1);
+    if (m)
+        conn_enqueue(c, m, NULL, false);
+    msg_unref(m);
+}
+
+/* When the timer must fire next: the idle deadline or the next ping, whichever is first. */
+static uint64_t next_check(const struct cfg_heartbeat *hb, const struct pss *pss, uint64_t last_rx)
+{
+    uint64_t at = UINT64_MAX;
+    if (hb->idle_timeout_ms)
+        at = last_rx + hb->idle_timeout_ms;
+    if (hb->ws_ping_ms) {
+        uint64_t since = pss->last_ping_ms > last_rx ? pss->last_ping_ms : last_rx;
+        if (since + hb->ws_ping_ms < at)
+            at = since + hb->ws_ping_ms;
+    }
+    return at;
+}
+
+static int on_idle_timer(struct bridge *br, struct lws *wsi, struct pss *pss)
+{
+    struct conn *c = pss->conn;
+    const struct cfg_heartbeat *hb = &br->cfg->heartbeat;
+    if (!c || pss->idle_closed)
+        return c ? -1 : 0; /* the idle close frame had its grace */
+    if (c->closing || c->peer_closed)
+        return 0;
+    uint64_t now = tb_now_ms(), quiet = now - c->last_rx_ms;
+    if (hb->idle_timeout_ms && quiet >= hb->idle_timeout_ms) {
+        conn_close(c, TB_CLOSE_IDLE, "idle timeout: no pong, no frame");
+        pss->idle_closed = true;
+        idle_arm(wsi, IDLE_CLOSE_GRACE_MS);
+        return 0;
+    }
+    if (hb->ws_ping_ms && quiet >= hb->ws_ping_ms && now - pss->last_ping_ms >= hb->ws_ping_ms) {
+        send_ping(c);
+        pss->last_ping_ms = now;
+    }
+    uint64_t at = next_check(hb, pss, c->last_rx_ms);
+    if (at != UINT64_MAX)
+        idle_arm(wsi, at > now ? at - now : 0);
+    return 0;
+}
+
+/* RFC 6455 5.5.1 / 7.4: a close frame's payload is empty or a code of 2 bytes (plus a
+ * reason); the codes a peer may send are 1000-1003, 1007-1014 and 3000-4999. */
+static bool close_payload_valid(const unsigned char *p, size_t len)
+{
+    if (len == 0)
+        return true;
+    if (len < 2)
+        return false;
+    unsigned code = (unsigned)p[0] << 8 | p[1];
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* The client's close frame: lws echoes a valid one; an invalid one fails the connection
+ * with 1002 (protocol error), as RFC 6455 asks. Nothing of ours may follow either. */
+static int on_peer_close(struct lws *wsi, struct pss *pss, const unsigned char *in, size_t len)
+{
+    if (pss->conn)
+        pss->conn->peer_closed = true;
+    if (close_payload_valid(in, len))
+        return 0;
+    static const char why[] = "invalid close frame";
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)why, sizeof why - 1);
+    return -1;
+}
+
 static int on_established(struct bridge *br, struct lws *wsi, struct pss *pss)
 {
     char path[PATH_MAX_LEN];
@@ -156,6 +269,11 @@ static int on_established(struct bridge *br, struct lws *wsi, struct pss *pss)
         return -1;
     pss->conn = c;
     sbuf_init(&pss->rx);
+    pss->last_ping_ms = 0;
+    pss->idle_closed = false;
+    uint64_t at = next_check(&br->cfg->heartbeat, pss, c->last_rx_ms);
+    if (at != UINT64_MAX)
+        idle_arm(wsi, at - c->last_rx_ms);
     return 0;
 }
 
@@ -203,21 +321,36 @@ static const char *mime_for(const char *path)
     return "application/octet-stream";
 }
 
+static int http_not_found(struct lws *wsi)
+{
+    if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
+        return -1;
+    return lws_http_transaction_completed(wsi);
+}
+
+/* The file a static path names, or false: only a regular file whose real path (symlinks
+ * resolved) lies under the real path of static_dir, so no link leads out of it. */
+static bool static_file(const char *dir, const char *path, char *out)
+{
+    char full[PATH_MAX_LEN * 2], root[PATH_MAX];
+    size_t plen = strlen(path);
+    snprintf(full, sizeof full, "%s%s%s", dir, path, plen && path[plen - 1] == '/' ? "index.html" : "");
+    if (!realpath(dir, root) || !realpath(full, out))
+        return false;
+    size_t n = strlen(root);
+    if (strncmp(out, root, n) != 0 || (out[n] != '/' && !(n == 1 && root[0] == '/')))
+        return false;
+    struct stat st;
+    return stat(out, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 static int serve_static(struct bridge *br, struct lws *wsi, const char *path)
 {
     const char *dir = br->cfg->server.static_dir;
-    if (!dir || strstr(path, "..") || strchr(path, '\\'))
-        return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1
-                                                                          : lws_http_transaction_completed(wsi);
-    char full[PATH_MAX_LEN * 2];
-    snprintf(full, sizeof full, "%s%s%s", dir, path, path[strlen(path) - 1] == '/' ? "index.html" : "");
-    struct stat st;
-    if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
-        if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
-            return -1;
-        return lws_http_transaction_completed(wsi);
-    }
-    int n = lws_serve_http_file(wsi, full, mime_for(full), NULL, 0);
+    char file[PATH_MAX];
+    if (!dir || strstr(path, "..") || strchr(path, '\\') || !static_file(dir, path, file))
+        return http_not_found(wsi);
+    int n = lws_serve_http_file(wsi, file, mime_for(file), NULL, 0);
     if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
         return -1;
     return 0;
@@ -285,7 +418,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             bridge_begin_shutdown(br);
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return confirm_upgrade(br, wsi);
+        return confirm_upgrade(ws, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         return on_established(br, wsi, pss);
     case LWS_CALLBACK_RECEIVE:
@@ -293,10 +426,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->conn ? writer_on_writable(br->writer, pss->conn) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        /* lws answers the close; nothing of ours may follow it (direct writes included). */
+        return on_peer_close(wsi, pss, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
         if (pss->conn)
-            pss->conn->peer_closed = true;
+            pss->conn->last_rx_ms = tb_now_ms();
         return 0;
+    case LWS_CALLBACK_TIMER:
+        return on_idle_timer(br, wsi, pss);
     case LWS_CALLBACK_CLOSED:
         if (pss->conn) {
             bridge_close(br, pss->conn);
@@ -334,15 +470,133 @@ static struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
+/* Descriptors. At start the soft RLIMIT_NOFILE is raised to the hard limit, and WebSocket
+ * upgrades are refused (503) FD_RESERVE + FD_HTTP_RESERVE descriptors below it: the
+ * reserve is for the broker, the reload watcher, event descriptors and the files the
+ * bridge opens, the HTTP part for /health, the dashboard and the refusals themselves.
+ * Should accept() still fail with EMFILE / ENFILE (half-open HTTP connections, say), lws
+ * logs it and returns with the connection still pending, so the listen socket stays
+ * readable and the loop would spin on it: then the bridge frees its spare descriptor and
+ * accepts and closes every pending connection (shed_backlog; the refused clients see the
+ * connection closed), so the next wake-up is the next new client, not the same one. */
+#define FD_RESERVE 64
+#define FD_HTTP_RESERVE 32
+
+/* The lws log callback has no user pointer: the server whose backlog to shed. Service
+ * thread only (lws logs accept() failures there). */
+static struct ws_server *g_shed_ws;
+
+static void shed_backlog(struct ws_server *ws, int err)
+{
+    if (ws->spare_fd >= 0)
+        close(ws->spare_fd);
+    ws->spare_fd = -1;
+    unsigned long n = 0;
+    for (int i = 0; i < ws->n_listen; i++)
+        for (int fd; (fd = accept4(ws->listen_fd[i], NULL, NULL, SOCK_CLOEXEC)) >= 0; n++)
+            close(fd);
+    ws->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ws->shed += n;
+    if (log_ratelimit_allow("ws.shed", 10000))
+        LOG_WARN("ws", "out of descriptors (%s): refused %lu pending connection%s, %llu in all",
+                 strerror(err), n, n == 1 ? "" : "s", (unsigned long long)ws->shed);
+}
+
+/* True for lws' "accept: errno 24" (EMFILE) and 23 (ENFILE); sets *err. */
+static bool accept_out_of_fds(const char *line, int *err)
+{
+    static const char prefix[] = "accept: errno ";
+    const char *p = strstr(line, prefix);
+    if (!p)
+        return false;
+    *err = atoi(p + sizeof prefix - 1);
+    return *err == EMFILE || *err == ENFILE;
+}
+
+/* lws' error lines, rate-limited: a condition that repeats on every event gives one line
+ * per kind every 10 s, at most 20 lines per 10 s in all, and the next line that gets
+ * through says how many were suppressed. */
 static void lws_log_bridge(int level, const char *line)
 {
+    static _Atomic unsigned long suppressed;
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    if (level & LLL_ERR)
-        LOG_WARN("lws", "%.*s", (int)n, line);
-    else
+    if (!(level & LLL_ERR)) {
         LOG_DEBUG("lws", "%.*s", (int)n, line);
+        return;
+    }
+    int err;
+    if (g_shed_ws && accept_out_of_fds(line, &err)) {
+        shed_backlog(g_shed_ws, err);
+        return;
+    }
+    if (!log_ratelimit_allow_capped("lws", line, 10000, 20)) {
+        suppressed++;
+        return;
+    }
+    unsigned long before = atomic_exchange(&suppressed, 0);
+    if (before)
+        LOG_WARN("lws", "%.*s (%lu similar lines suppressed)", (int)n, line, before);
+    else
+        LOG_WARN("lws", "%.*s", (int)n, line);
+}
+
+/* Raises the soft descriptor limit to the hard one; returns the limit (0 = unknown). */
+static rlim_t raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? 0 : rl.rlim_cur;
+}
+
+static void set_conn_cap(struct ws_server *ws, rlim_t limit)
+{
+    size_t cfg_max = (size_t)ws->br->cfg->server.max_connections;
+    ws->conn_cap = SIZE_MAX;
+    if (!limit)
+        return;
+    ws->conn_cap = limit > 2 * (FD_RESERVE + FD_HTTP_RESERVE) ? (size_t)(limit - FD_RESERVE - FD_HTTP_RESERVE)
+                                                               : (size_t)limit / 2;
+    if (cfg_max > ws->conn_cap)
+        LOG_WARN("ws", "server.max_connections %zu is more than the descriptor limit allows "
+                       "(RLIMIT_NOFILE %llu): at most %zu WebSocket connections (raise the hard "
+                       "limit: ulimit -n, LimitNOFILE=)", cfg_max, (unsigned long long)limit, ws->conn_cap);
+}
+
+/* The listen sockets lws opened on our port (for shed_backlog). */
+static void find_listen_fds(struct ws_server *ws, int port)
+{
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d && ws->n_listen < FD_MAX_LISTEN && (e = readdir(d));) {
+        int fd = atoi(e->d_name), on = 0;
+        socklen_t olen = sizeof on;
+        struct sockaddr_storage sa;
+        socklen_t slen = sizeof sa;
+        if (e->d_name[0] == '.' || fd == dirfd(d) ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) != 0 || !on ||
+            getsockname(fd, (struct sockaddr *)&sa, &slen) != 0)
+            continue;
+        int p = sa.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&sa)->sin_port)
+              : sa.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&sa)->sin6_port) : -1;
+        if (p != port)
+            continue;
+        /* lws' listen sockets are non-blocking; make sure, shed_backlog must never block */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0)
+            ws->listen_fd[ws->n_listen++] = fd;
+    }
+    if (d)
+        closedir(d);
+    if (!ws->n_listen)
+        LOG_WARN("ws", "listen socket not found: accept() failures cannot shed the backlog");
 }
 
 /* Creates the context on a libev (epoll) loop; without the plugin (package
@@ -407,16 +661,9 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     if (!info.iface)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
-    const struct cfg_heartbeat *hb = &br->cfg->heartbeat;
-    lws_retry_bo_t *rp = &ws->retry_policy;
-    if (hb->ws_ping_ms || hb->idle_timeout_ms) {
-        rp->secs_since_valid_ping = (uint16_t)(hb->ws_ping_ms ? hb->ws_ping_ms / 1000 : 0xffff);
-        rp->secs_since_valid_hangup = (uint16_t)(hb->idle_timeout_ms ? hb->idle_timeout_ms / 1000 : 0xffff);
-        if (rp->secs_since_valid_hangup <= rp->secs_since_valid_ping)
-            rp->secs_since_valid_hangup = (uint16_t)(rp->secs_since_valid_ping + 1);
-        info.retry_and_idle_policy = rp;
-    }
     info.timeout_secs = 10;
+    set_conn_cap(ws, raise_fd_limit());
+    ws->spare_fd = -1;
     ws->ctx = create_context(ws, &info);
     if (!ws->ctx) {
         LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?)",
@@ -424,6 +671,9 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
         free(ws);
         return NULL;
     }
+    find_listen_fds(ws, s->port);
+    ws->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    g_shed_ws = ws;
     fanout_set_timer_context(br->fan, ws->ctx);
     int writers = s->writer_threads == CFG_WRITER_THREADS_AUTO ? auto_writer_threads()
                                                                : s->writer_threads;
@@ -475,6 +725,9 @@ void ws_server_destroy(struct ws_server *ws)
 {
     if (!ws)
         return;
+    g_shed_ws = NULL;
+    if (ws->spare_fd >= 0)
+        close(ws->spare_fd);
     lws_sul_cancel(&ws->tick_sul);
     lws_sul_cancel(&ws->backlog_sul);
     struct lws_context *ctx = ws->ctx;

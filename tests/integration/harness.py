@@ -60,7 +60,7 @@ STARTED = []
 class Proc:
     """A child process whose stdout+stderr go to a log file we can print."""
 
-    def __init__(self, name, argv, env=None, cwd=None):
+    def __init__(self, name, argv, env=None, cwd=None, preexec_fn=None):
         self.name = name
         self.argv = argv
         self.logf = tempfile.NamedTemporaryFile(prefix=f"tb-{name}-", suffix=".log", delete=False)
@@ -68,7 +68,7 @@ class Proc:
         if env:
             e.update(env)
         self.p = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT, env=e, cwd=cwd,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
         STARTED.append(self)
 
     @property
@@ -254,7 +254,7 @@ class Bridge(Proc):
     _uid = 0
 
     def __init__(self, broker_port, config=None, config_path=None, env=None, port=None,
-                 wait_broker=True, args=(), asan_options=None):
+                 wait_broker=True, args=(), asan_options=None, preexec_fn=None):
         Bridge._uid += 1
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="tb-bridge-")
@@ -269,7 +269,8 @@ class Bridge(Proc):
         e = dict(env or {})
         if asan_options:
             e["ASAN_OPTIONS"] = asan_options
-        super().__init__("telebridge", [TELEBRIDGE, "-c", config_path, *args], env=e)
+        super().__init__("telebridge", [TELEBRIDGE, "-c", config_path, *args], env=e,
+                         preexec_fn=preexec_fn)
         try:
             self._wait_started(wait_broker)
         except BaseException:
