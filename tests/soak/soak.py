@@ -135,6 +135,9 @@ class Soak:
         asan = "detect_leaks=1:abort_on_error=1:quarantine_size_mb=16"
         self.bridge = harness.Bridge(self.broker.port, config_path=self.config_path, port=self.port,
                                      asan_options=asan)
+        if self.a.fd_limit:
+            import resource
+            resource.prlimit(self.bridge.pid, resource.RLIMIT_NOFILE, (self.a.fd_limit, self.a.fd_limit))
         log(f"bridge pid {self.bridge.pid} on {self.port}, broker pid {self.broker.pid} on "
             f"{self.broker.port}, binary {harness.TELEBRIDGE}")
 
@@ -316,7 +319,8 @@ class Soak:
     def abuser(self, seed):
         rnd = random.Random(seed)
         while not self.stop.is_set():
-            what = rnd.choice(["garbage", "huge", "pings", "badjson", "storm", "halfopen"])
+            kinds = ["garbage", "huge", "pings", "badjson", "storm", "halfopen"]
+            what = rnd.choice(kinds + (["fdflood"] if self.a.fd_limit else []))
             self.stats["abuse_" + what] += 1
             try:
                 getattr(self, "abuse_" + what)(rnd)
@@ -336,6 +340,19 @@ class Soak:
         s.sendall(b"GET /ws/any HTTP/1.1\r\nHost: x\r\n")  # never finishes the request
         time.sleep(rnd.uniform(0.5, 3))
         s.close()
+
+    def abuse_fdflood(self, rnd):
+        """Opens more idle connections than the bridge has descriptors (with --fd-limit),
+        holds them a few seconds: accept() fails with EMFILE meanwhile."""
+        held = []
+        try:
+            for _ in range(self.a.fd_limit + 50):
+                held.append(socket.create_connection(("127.0.0.1", self.port), timeout=2))
+        except OSError:
+            pass
+        self.stop.wait(rnd.uniform(2, 5))
+        for s in held:
+            s.close()
 
     def abuse_huge(self, rnd):
         ws = self.h.WS(self.bridge.url("/ws/any"), timeout=5)
@@ -533,6 +550,10 @@ class Soak:
             ok = False
         else:
             print("SOAK PASSED", flush=True)
+            for pr in self.h.STARTED:  # logs of a passed run are not needed (may be large)
+                if not pr.alive():
+                    pr.logf.close()
+                    os.unlink(pr.logf.name)
         return ok
 
 
@@ -548,6 +569,8 @@ def main():
     p.add_argument("--broker-every", type=float, default=180, help="seconds between broker kills")
     p.add_argument("--reload-every", type=float, default=5)
     p.add_argument("--rss-bound-mb", type=float, default=64)
+    p.add_argument("--fd-limit", type=int, default=0,
+                   help="lower the bridge's descriptor limit to this and add connection floods")
     p.add_argument("--max-rtt", type=float, default=2.0, help="seconds, ping of a good client")
     p.add_argument("--max-repeat", type=int, default=600, help="identical log lines per minute")
     a = p.parse_args()
