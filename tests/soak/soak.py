@@ -550,10 +550,13 @@ class Soak:
             ok = False
         else:
             print("SOAK PASSED", flush=True)
-            for pr in self.h.STARTED:  # logs of a passed run are not needed (may be large)
-                if not pr.alive():
-                    pr.logf.close()
-                    os.unlink(pr.logf.name)
+            # logs of a passed run are not needed (they may be large); a restarted broker
+            # is listed once per start, with its newest log
+            for name in {pr.logf.name for pr in self.h.STARTED if not pr.alive()}:
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
         return ok
 
 
