@@ -28,7 +28,10 @@ What is asserted at the end:
     frame restarts the count at its seq; `max_rate` clients may skip, never go back),
     and per vehicle the payload numbers "n" in order, with gaps only for publishes
     made while the bridge was not subscribed (broker outages, measured);
+  * every well-behaved client received something and its pings took under --max-rtt s;
   * no log line (digits masked) appears more than --max-repeat times in any minute.
+With --fd-limit N the bridge's descriptor limit is lowered to N and an abuser floods it
+with idle connections (issue 14 point 1; off by default while main fails it).
 
 Run: /usr/bin/python3 tests/soak/soak.py --minutes 30 --build build-rel
 (ctest runs `soak.short`, a 1-minute version; docs/soak.md has the figures.)
