@@ -396,6 +396,7 @@ static int start_thread(struct mqtt_client *m)
         LOG_ERROR("mqtt", "cannot start network thread: %s", strerror(rc));
         return -1;
     }
+    pthread_setname_np(m->thread, "tb-mqtt");
     m->started = true;
     return 0;
 }
