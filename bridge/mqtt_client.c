@@ -1,15 +1,25 @@
 /* mqtt_client: libmosquitto wrapper with a bounded hand-off queue to the service thread.
  *
- * Which thread: callbacks (on_connect, on_disconnect, on_message) run on libmosquitto's
- * network thread and touch only the queue (under 'lock') and the filter list (under
- * 'lock' too). Everything else is called from the service thread. */
+ * Which thread: the bridge's own MQTT network thread (net_main, started once a first
+ * connection attempt got through) drives libmosquitto's external-loop API: poll() on the
+ * broker socket and on an eventfd ('evfd'), mosquitto_loop_read / _write / _misc, and
+ * reconnecting with backoff. It never uses select(): libmosquitto's own loop
+ * (mosquitto_loop_start) does, and fails on a socket numbered FD_SETSIZE or more, which a
+ * reconnect gets while a thousand WebSocket clients are connected. The callbacks
+ * (on_connect, on_disconnect, on_message, on_subscribe, on_publish) run on that thread
+ * and touch only the queue (under 'lock'), the filter list (under 'lock' too) and the
+ * network thread's own fields. Everything else is called from the service thread; what
+ * it queues for the broker (publish, subscribe, DISCONNECT) is written by the network
+ * thread, woken through 'evfd'. */
 #include "mqtt_client.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <mosquitto.h>
@@ -40,8 +50,17 @@ struct mqtt_client {
     unsigned connects;           /* atomic */
     uint64_t dropped;            /* atomic */
     bool started;                /* the network thread runs */
-    /* The broker was unreachable at start-up: libmosquitto's network thread only takes
-     * over reconnecting once a first attempt got through (to connecting, at least), so
+    pthread_t thread;            /* the network thread (net_main) */
+    int evfd;                    /* eventfd: wakes the network thread (queued output, stop) */
+    int stopping;                /* atomic: mqtt_client_free asks the network thread to end */
+    bool tls;                    /* TLS configured */
+    /* network thread only: */
+    bool handshaking;            /* a connection attempt not answered by a CONNACK yet */
+    bool broken;                 /* the socket failed without libmosquitto closing it */
+    unsigned reconnects;         /* attempts since the last CONNACK (the backoff step) */
+    unsigned reconnect_min_ms, reconnect_max_ms;
+    /* The broker was unreachable at start-up: the network thread only takes over
+     * reconnecting once a first attempt got through (to connecting, at least), so
      * until then mqtt_client_tick retries on the service thread, with backoff. */
     bool never_connected;
     uint64_t retry_at_ms;
@@ -157,10 +176,12 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags, cons
 {
     (void)mosq; (void)flags; (void)props;
     struct mqtt_client *m = ud;
+    m->handshaking = false;
     if (rc != 0) {
         push_state(m, MQTT_EV_DISCONNECTED, rc);
         return;
     }
+    m->reconnects = 0;   /* the backoff starts again from reconnect_min */
     __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
     __atomic_add_fetch(&m->connects, 1, __ATOMIC_RELAXED);
     mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);
@@ -248,21 +269,134 @@ static int configure(struct mqtt_client *m, const struct tb_config *cfg)
             return rc;
         if (c->tls_insecure)
             mosquitto_tls_insecure_set(m->mosq, true);
+        m->tls = true;
     }
-    unsigned min_s = (unsigned)(c->reconnect_min_ms + 999) / 1000;
-    unsigned max_s = (unsigned)(c->reconnect_max_ms + 999) / 1000;
-    mosquitto_reconnect_delay_set(m->mosq, min_s ? min_s : 1, max_s ? max_s : 1, true);
+    /* Reconnecting is net_main's (reconnect_delay), not libmosquitto's: its
+     * mosquitto_reconnect_delay_set only serves its own loop. */
     /* The bridge's own status: the broker publishes "offline" (retained) if we vanish. */
     return mosquitto_will_set(m->mosq, m->status_topic, 7, "offline", 1, true);
 }
 
+/* Wakes the network thread: output was queued (libmosquitto only queues it, the client
+ * being in threaded mode), or mqtt_client_free wants it to end. Any thread. */
+static void net_wake(struct mqtt_client *m)
+{
+    uint64_t one = 1;
+    if (m->evfd >= 0 && write(m->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
+        LOG_WARN("mqtt", "cannot wake the network thread: %s", strerror(errno));
+}
+
+/* The wait before the next reconnect attempt: libmosquitto's "exponential" backoff that
+ * mosquitto_loop_start used (reconnect_min x (n + 1)^2, at most reconnect_max, n counting
+ * the attempts since the last CONNACK), in milliseconds instead of whole seconds. */
+static uint64_t reconnect_delay(struct mqtt_client *m)
+{
+    uint64_t min = m->reconnect_min_ms, max = m->reconnect_max_ms;
+    if (max <= min)
+        return min;
+    uint64_t n = m->reconnects + 1, d = min * n * n;
+    if (d > max)
+        return max;
+    m->reconnects++;
+    return d;
+}
+
+/* One read / write on the broker socket as poll() reported it. libmosquitto closes the
+ * socket and calls on_disconnect itself when a read or write fails; a failed TLS
+ * handshake it leaves open, so that is reported here and the socket replaced on the
+ * next attempt. */
+static void net_io(struct mqtt_client *m, short revents)
+{
+    int rc = MOSQ_ERR_SUCCESS;
+    /* During a TLS handshake, mosquitto_loop_read is what advances it (whichever way
+     * OpenSSL waits); packet writes wait for it. */
+    if ((revents & (POLLIN | POLLHUP | POLLERR)) || (m->tls && m->handshaking))
+        rc = mosquitto_loop_read(m->mosq, 1);
+    if (rc == MOSQ_ERR_SUCCESS && mosquitto_socket(m->mosq) >= 0 && mosquitto_want_write(m->mosq) &&
+        ((revents & POLLOUT) || __atomic_load_n(&m->connected, __ATOMIC_ACQUIRE)))
+        rc = mosquitto_loop_write(m->mosq, 1);
+    if (rc != MOSQ_ERR_SUCCESS && mosquitto_socket(m->mosq) >= 0 && !m->broken) {
+        LOG_WARN("mqtt", "connection failed: %s", mosquitto_strerror(rc));
+        m->broken = true;
+        __atomic_store_n(&m->connected, 0, __ATOMIC_RELEASE);
+        push_state(m, MQTT_EV_DISCONNECTED, rc);
+    }
+}
+
+/* The network thread. Writes go out as soon as they are queued: on a wake-up, once
+ * connected, without waiting for poll() to report the socket writable (as libmosquitto's
+ * loop did); before the CONNACK only on POLLOUT (the TCP connect may still be under way). */
+static void *net_main(void *arg)
+{
+    struct mqtt_client *m = arg;
+    uint64_t next_misc = 0, reconnect_at = 0, stop_by = 0;
+    for (;;) {
+        uint64_t now = tb_now_ms();
+        int sock = mosquitto_socket(m->mosq);
+        if (__atomic_load_n(&m->stopping, __ATOMIC_ACQUIRE)) {
+            /* Send what mqtt_client_free queued (the DISCONNECT; writing it closes the
+             * socket), for 2 s at most. */
+            if (!stop_by)
+                stop_by = now + 2000;
+            if (sock < 0 || m->broken || !mosquitto_want_write(m->mosq) || now >= stop_by)
+                break;
+        } else if (sock < 0 || m->broken) {
+            if (!reconnect_at)
+                reconnect_at = now + reconnect_delay(m);
+            if (now >= reconnect_at) {
+                reconnect_at = 0;
+                m->broken = false;
+                m->handshaking = true;
+                int rc = mosquitto_reconnect_async(m->mosq);  /* closes a broken socket first */
+                if (rc != MOSQ_ERR_SUCCESS)
+                    LOG_DEBUG("mqtt", "reconnect: %s",
+                              rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+                continue;
+            }
+            sock = -1;
+        }
+        struct pollfd pfd[2] = { { .fd = m->evfd, .events = POLLIN }, { .fd = sock, .events = POLLIN } };
+        if (sock >= 0 && mosquitto_want_write(m->mosq))
+            pfd[1].events |= POLLOUT;
+        uint64_t until = now + 1000;   /* mosquitto_loop_misc at least once a second */
+        if (sock >= 0 && next_misc && next_misc < until)
+            until = next_misc;
+        if (reconnect_at && reconnect_at < until)
+            until = reconnect_at;
+        if (stop_by && stop_by < until)
+            until = stop_by;
+        int n = poll(pfd, sock >= 0 ? 2 : 1, until > now ? (int)(until - now) : 0);
+        if (n < 0 && errno != EINTR) {
+            LOG_ERROR("mqtt", "poll: %s", strerror(errno));
+            usleep(100000);
+            continue;
+        }
+        bool woken = false;
+        if (n > 0 && (pfd[0].revents & POLLIN)) {
+            uint64_t v;
+            woken = read(m->evfd, &v, sizeof v) == sizeof v;
+        }
+        if (sock >= 0 && (pfd[1].revents || woken))
+            net_io(m, n > 0 ? pfd[1].revents : 0);
+        now = tb_now_ms();
+        if (mosquitto_socket(m->mosq) >= 0 && !m->broken && now >= next_misc) {
+            /* keepalive: PINGREQ, or on_disconnect when the broker stopped answering */
+            mosquitto_loop_misc(m->mosq);
+            next_misc = now + 1000;
+        }
+    }
+    return NULL;
+}
+
 static int start_thread(struct mqtt_client *m)
 {
-    int rc = mosquitto_loop_start(m->mosq);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        LOG_ERROR("mqtt", "cannot start network thread: %s", mosquitto_strerror(rc));
+    m->handshaking = true;
+    int rc = pthread_create(&m->thread, NULL, net_main, m);
+    if (rc != 0) {
+        LOG_ERROR("mqtt", "cannot start network thread: %s", strerror(rc));
         return -1;
     }
+    pthread_setname_np(m->thread, "tb-mqtt");
     m->started = true;
     return 0;
 }
@@ -295,6 +429,7 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     struct mqtt_client *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
+    m->evfd = -1;
     pthread_mutex_init(&m->lock, NULL);
     m->wake = wake;
     m->wake_ud = wake_ud;
@@ -302,6 +437,8 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     m->protocol = cfg->mqtt.protocol;
     m->backoff_ms = (unsigned)cfg->mqtt.reconnect_min_ms;
     m->backoff_max_ms = (unsigned)cfg->mqtt.reconnect_max_ms;
+    m->reconnect_min_ms = (unsigned)cfg->mqtt.reconnect_min_ms;
+    m->reconnect_max_ms = (unsigned)cfg->mqtt.reconnect_max_ms;
     m->host = strdup(cfg->mqtt.host);
     m->port = cfg->mqtt.port;
     m->keepalive = cfg->mqtt.keepalive;
@@ -310,10 +447,13 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     size_t tlen = strlen(cfg->mqtt.client_id ? cfg->mqtt.client_id : "") + sizeof "telebridge//status";
     if ((m->status_topic = malloc(tlen)))
         snprintf(m->status_topic, tlen, "telebridge/%s/status", cfg->mqtt.client_id ? cfg->mqtt.client_id : "");
-    if (!m->mosq || !m->status_topic || !m->host) {
+    m->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!m->mosq || !m->status_topic || !m->host || m->evfd < 0) {
         LOG_ERROR("mqtt", "cannot create client: %s", strerror(errno));
         goto fail;
     }
+    /* Our own network thread writes: libmosquitto must only queue from other threads. */
+    mosquitto_threaded_set(m->mosq, true);
     int rc = configure(m, cfg);
     if (rc) {
         LOG_ERROR("mqtt", "configuration: %s", mosquitto_strerror(rc));
@@ -359,6 +499,7 @@ static void publish_offline(struct mqtt_client *m)
     if (!m->started || !mqtt_client_connected(m) ||
         mosquitto_publish(m->mosq, &mid, m->status_topic, 7, "offline", 1, true) != MOSQ_ERR_SUCCESS)
         return;
+    net_wake(m);
     for (int i = 0; i < 200 && __atomic_load_n(&m->acked_mid, __ATOMIC_ACQUIRE) != mid; i++)
         usleep(5000);
 }
@@ -370,10 +511,15 @@ void mqtt_client_free(struct mqtt_client *m)
     if (m->mosq) {
         publish_offline(m);
         mosquitto_disconnect(m->mosq);
-        if (m->started)
-            mosquitto_loop_stop(m->mosq, false);
+        if (m->started) {
+            __atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
+            net_wake(m);
+            pthread_join(m->thread, NULL);
+        }
         mosquitto_destroy(m->mosq);
     }
+    if (m->evfd >= 0)
+        close(m->evfd);
     struct mqtt_event *ev = mqtt_client_drain(m);
     while (ev) {
         struct mqtt_event *next = ev->next;
@@ -427,6 +573,8 @@ static int replace_set(struct mqtt_client *m, char ***set, size_t *n_set, char *
             int rc = mosquitto_unsubscribe(m->mosq, NULL, old[i]);
             LOG_INFO("mqtt", "unsubscribe %s: %s", old[i], mosquitto_strerror(rc));
         }
+    if (online)
+        net_wake(m);
     free_filters(old, n_old);
     return 0;
 }
@@ -445,6 +593,8 @@ int mqtt_client_publish(struct mqtt_client *m, const char *topic, const void *pa
                         int qos, bool retain)
 {
     int rc = mosquitto_publish(m->mosq, NULL, topic, (int)len, payload, qos, retain);
+    if (rc == MOSQ_ERR_SUCCESS)
+        net_wake(m);
     if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
         LOG_WARN("mqtt", "publish %s: %s", topic, mosquitto_strerror(rc));
     return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
@@ -459,6 +609,8 @@ int mqtt_client_publish_response(struct mqtt_client *m, const char *topic, const
                                       (uint16_t)correlation_len);
     int rc = mosquitto_publish_v5(m->mosq, NULL, topic, (int)len, payload, 1, false, props);
     mosquitto_property_free_all(&props);
+    if (rc == MOSQ_ERR_SUCCESS)
+        net_wake(m);
     return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
 }
 

@@ -1,13 +1,15 @@
 /* mqtt_client: the broker connection (libmosquitto) and the hand-off queue.
  *
- * Threads: libmosquitto's own network thread (mosquitto_loop_start) runs the
+ * Threads: the module's own MQTT network thread (poll() on the broker socket, never
+ * select(), so the socket may be numbered above FD_SETSIZE) runs libmosquitto's I/O and
  * callbacks; they only copy what arrived into a mutex-guarded queue and wake the
  * service thread (the 'wake' function, lws_cancel_service). The service thread drains
  * the whole queue per wake-up. Connection state changes travel through the same queue,
- * so the service thread sees them in order with the messages. libmosquitto reconnects
- * by itself with exponential backoff; on every (re)connect the callback resubscribes
- * the current filter set, and the service thread is told "connected" only when the
- * broker has acknowledged those subscriptions (so /health "connected" means routing).
+ * so the service thread sees them in order with the messages. The network thread
+ * reconnects with backoff (mqtt.reconnect_min .. reconnect_max); on every (re)connect
+ * the callback resubscribes the current filter set, and the service thread is told
+ * "connected" only when the broker has acknowledged those subscriptions (so /health
+ * "connected" means routing).
  * mqtt_client_set_filters() (service thread) diffs the set: new filters are subscribed, dropped ones unsubscribed, unchanged ones untouched.
  *
  * The queue is bounded (bytes); past the bound messages are dropped and counted.
@@ -63,7 +65,7 @@ int mqtt_client_publish_response(struct mqtt_client *m, const char *topic, const
                                  size_t len, const void *correlation, size_t correlation_len);
 
 /* Service thread, a few times a second: retries the first connection when the broker was
- * unreachable at start-up (libmosquitto's network thread reconnects by itself only after
+ * unreachable at start-up (the network thread starts, and reconnects by itself, only once
  * a first attempt got through). */
 void mqtt_client_tick(struct mqtt_client *m, uint64_t now_ms);
 bool mqtt_client_connected(const struct mqtt_client *m);
