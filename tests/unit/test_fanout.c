@@ -547,6 +547,47 @@ static void test_join_state_hook(void **state)
     bridge_close(br, d);
 }
 
+/* ---- authorizer ------------------------------------------------------------------- */
+
+static bool deny_b(void *ud, const struct conn *c, const char *room)
+{
+    (void)c;
+    (*(int *)ud)++;
+    return strcmp(room, "pair:b") != 0;
+}
+
+/* The hook access control plugs into: a refused room is neither joined from an endpoint
+ * nor by a subscribe (rejected with not_allowed), and a client never gets its frames. */
+static void test_authorizer(void **state)
+{
+    struct bridge *br = *state;
+    int asked = 0;
+    fanout_set_authorizer(br->fan, deny_b, &asked);
+    struct conn *p = open_conn(br, "/ws/pair");
+    assert_non_null(conn_find_sub(p, "pair:a"));
+    assert_null(conn_find_sub(p, "pair:b"));
+    struct conn *c = open_conn(br, "/ws/connect");
+    uint32_t before = c->q_len;
+    send_json(br, c, "{\"type\":\"subscribe\",\"rooms\":[\"pair:a\",\"pair:b\"]}");
+    assert_int_equal(c->q_len, before + 1);
+    cJSON *j = parse(c, before);
+    assert_string_equal(str_of(j, "type"), "subscribed");
+    const cJSON *rejected = cJSON_GetObjectItemCaseSensitive(j, "rejected");
+    assert_int_equal(cJSON_GetArraySize(rejected), 1);
+    assert_string_equal(str_of(cJSON_GetArrayItem(rejected, 0), "room"), "pair:b");
+    assert_string_equal(str_of(cJSON_GetArrayItem(rejected, 0), "code"), "not_allowed");
+    cJSON_Delete(j);
+    uint32_t qp = p->q_len, qc = c->q_len;
+    deliver(br, "pair:b", TELE, "{\"x\":1}");
+    assert_int_equal(p->q_len, qp);
+    assert_int_equal(c->q_len, qc);
+    assert_true(asked >= 4);
+    fanout_set_authorizer(br->fan, NULL, NULL);
+    assert_true(fanout_may_join(br->fan, c, "pair:b"));
+    bridge_close(br, p);
+    bridge_close(br, c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +600,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_control_frames, setup, teardown),
         cmocka_unit_test(test_max_rooms),
         cmocka_unit_test_setup_teardown(test_join_state_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_authorizer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
