@@ -184,7 +184,9 @@ static int run(const char *path)
     ws_server_set_mqtt(ws, mqtt);
     rl = reload_new(br->cfg->path, ws_server_wake, ws);
     ws_server_set_reload(ws, rl);
-    bridge_start_alerts(br, mqtt);
+    bridge_start_alerts(br, mqtt);      /* its filters, before the first connect */
+    if (mqtt_client_start(mqtt) != 0)
+        goto out;
     LOG_INFO("main", "telebridge %s running (%zu endpoints, %zu routes)", TB_VERSION,
              br->cfg->n_endpoints, br->cfg->n_routes);
     ws_server_run(ws);

@@ -163,10 +163,14 @@ static void on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n, const
 }
 
 /* The extra filters go first: the broker then sends their retained messages (the alert
- * state to restore) before any telemetry of the route filters. */
+ * state to restore) before any telemetry of the route filters. 'connected' turns true under
+ * the same lock that replace_set reads it with: a set replaced before this point is
+ * subscribed here, one replaced after it by replace_set, never both (a filter subscribed
+ * twice gets its retained messages twice: the alert state restored and counted twice). */
 static void subscribe_all(struct mqtt_client *m)
 {
     pthread_mutex_lock(&m->lock);
+    __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
     subscribe_set(m, m->extra, m->n_extra);
     subscribe_set(m, m->filters, m->n_filters);
     pthread_mutex_unlock(&m->lock);
@@ -182,7 +186,6 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags, cons
         return;
     }
     m->reconnects = 0;   /* the backoff starts again from reconnect_min */
-    __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
     __atomic_add_fetch(&m->connects, 1, __ATOMIC_RELAXED);
     mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);
     m->n_suback_wait = 0;
@@ -467,21 +470,25 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     mosquitto_log_callback_set(m->mosq, on_log);
     if (mqtt_client_set_filters(m, cfg->filters, cfg->n_filters))
         goto fail;
-    rc = mosquitto_connect_bind_async(m->mosq, cfg->mqtt.host, cfg->mqtt.port, cfg->mqtt.keepalive, NULL);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        LOG_WARN("mqtt", "connect to %s:%d: %s (retrying in the background)", cfg->mqtt.host,
-                 cfg->mqtt.port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-        m->never_connected = true;
-        schedule_retry(m);
-    } else if (start_thread(m) != 0) {
-        goto fail;
-    }
     LOG_INFO("mqtt", "connecting to %s:%d as %s (MQTT %s, qos %d)", cfg->mqtt.host, cfg->mqtt.port,
              cfg->mqtt.client_id, cfg->mqtt.protocol == 5 ? "5" : "3.1.1", cfg->mqtt.qos);
     return m;
 fail:
     mqtt_client_free(m);
     return NULL;
+}
+
+int mqtt_client_start(struct mqtt_client *m)
+{
+    int rc = mosquitto_connect_bind_async(m->mosq, m->host, m->port, m->keepalive, NULL);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        LOG_WARN("mqtt", "connect to %s:%d: %s (retrying in the background)", m->host, m->port,
+                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+        m->never_connected = true;
+        schedule_retry(m);
+        return 0;
+    }
+    return start_thread(m);
 }
 
 static void free_filters(char **f, size_t n)

@@ -42,9 +42,13 @@ struct mqtt_event {
 
 struct mqtt_client;
 
-/* Creates the client from cfg->mqtt and starts connecting in the background.
+/* Creates the client from cfg->mqtt, with cfg's route filters; nothing connects yet.
  * 'wake' is called from the MQTT thread when events are queued. */
 struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(void *), void *wake_ud);
+/* Starts connecting in the background (the network thread). Call it once the filter sets
+ * are complete (the alert runtime's extra filters too), so the first connect subscribes
+ * them all, the retained alert state first. 0, or -1 when the thread cannot start. */
+int mqtt_client_start(struct mqtt_client *m);
 void mqtt_client_free(struct mqtt_client *m);   /* disconnects cleanly, joins the thread */
 
 /* Replaces the subscription set (copies the strings). Service thread. */
