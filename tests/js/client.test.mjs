@@ -1,4 +1,4 @@
-// Unit tests of dashboard/telebridge-client.js with Node's test runner.
+// Unit tests of clients/js/telebridge-client.js (the dashboard serves a copy) with Node's test runner.
 //
 // Each test starts a small real WebSocket server (the `ws` package) on a free loopback port
 // that plays the bridge's side of the protocol as scripted by the test, and drives a real
@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocketServer, WebSocket } from 'ws';
-import { TelebridgeClient, TelebridgeError } from '../../dashboard/telebridge-client.js';
+import { TelebridgeClient, TelebridgeError } from '../../clients/js/telebridge-client.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
