@@ -51,6 +51,44 @@ const userId = (() => {
   } catch { return 'dash-' + Math.random().toString(36).slice(2, 8); }
 })();
 
+// ---- access token (endpoints with `auth`) --------------------------------------------------
+//
+// Without a token the page connects as before. When the bridge refuses a connection (close
+// 4401: no or bad token; 4403: valid but not permitted) the client stops retrying and the
+// login box says why; a token entered there is kept in sessionStorage (this tab only, gone
+// when it closes) and every connection reconnects with it.
+
+const auth = {
+  token: (() => { try { return sessionStorage.getItem('tb-token') || null; } catch { return null; } })(),
+  refusals: new Map(),   // label -> {close, code, message}
+};
+
+function newClient(path) { return new TelebridgeClient(path, { token: auth.token }); }
+
+function renderLogin() {
+  const box = $('login');
+  const refused = [...auth.refusals.entries()];
+  box.hidden = refused.length === 0 && !box.dataset.open;
+  if (!refused.length) { $('login-msg').textContent = auth.token ? 'A token is set for this tab.' : 'No token set.'; return; }
+  const [label, r] = refused[0];
+  const what = r.close === 4403
+    ? `The bridge accepted the token but does not permit it here (${label}: 4403 ${r.code}).`
+    : auth.token ? `The bridge refused the token (${label}: 4401 ${r.code}): it is invalid or expired.`
+      : `This bridge requires an access token (${label}: 4401 ${r.code}).`;
+  $('login-msg').textContent = `${what}${r.message ? ' Bridge says: ' + r.message : ''} ${refused.length > 1 ? `(${refused.length} connections refused)` : ''}`.trim();
+  box.dataset.refused = String(r.close);
+}
+
+function useToken(token) {
+  auth.token = token || null;
+  try { if (auth.token) sessionStorage.setItem('tb-token', auth.token); else sessionStorage.removeItem('tb-token'); } catch { /* private mode */ }
+  auth.refusals.clear();
+  delete $('login').dataset.open;
+  delete $('login').dataset.refused;
+  for (const c of clients.values()) { c.setToken(auth.token); c.close(); c.connect(); }   // a fresh handshake with the new token
+  renderLogin();
+}
+
 // ---- render scheduling ------------------------------------------------------------------
 
 const renderTasks = new Set();
@@ -76,6 +114,8 @@ const broker = { state: 'unknown' };
 function track(label, client) {
   clients.set(label, client);
   client.on('state', () => schedule(renderStatus));
+  client.on('refused', (r) => { auth.refusals.set(label, r); renderLogin(); });
+  client.on('open', () => { if (auth.refusals.delete(label)) renderLogin(); });
   client.on('welcome', (f) => { broker.state = f.data.broker_connected === false ? 'disconnected' : 'connected'; schedule(renderStatus); });
   client.on('heartbeat', (f) => { if (f.data && f.data.broker) broker.state = f.data.broker; broker.hbAt = Date.now(); schedule(renderStatus); });
   return client;
@@ -85,6 +125,7 @@ function untrack(label) {
   const c = clients.get(label);
   if (c) c.close();
   clients.delete(label);
+  if (auth.refusals.delete(label)) renderLogin();
   schedule(renderStatus);
 }
 
@@ -171,7 +212,7 @@ class Pool {
       }
     }, { root: this.body, rootMargin: '200px 0px' }) : null;
     this.updateSortHeaders();
-    this.client = track(name, new TelebridgeClient(`/ws/${name}`));
+    this.client = track(name, newClient(`/ws/${name}`));
     this.client.on('telemetry_update', (f) => this.onTelemetry(f));
     this.client.connect();
   }
@@ -331,12 +372,20 @@ function renderFleetSummary() {
 }
 
 // ---- alerts -------------------------------------------------------------------------------
+//
+// One store, keyed by alert id. The same alert reaches the page through several rooms (the
+// alerts room and the vehicle's room both carry it), in any order and more than once; every
+// frame is merged into the store entry, so applying a frame twice changes nothing. Counts,
+// the banner and the per-vehicle numbers are computed from the store. Cards are DOM only:
+// kept in their own map, built once per alert id and updated in place.
 
-const alerts = new Map();   // id -> {data, el, fading}
-const alertHistory = [];    // every alert event seen, newest last (for the vehicle view)
+const alerts = new Map();   // id -> {data, fading}
+const cards = new Map();    // id -> {el, msg, who, when, btn, ackedLabel}
+const alertHistory = new Map(); // `${id}/${event}` -> {at, event, data}: bridge times, once each
 let alertsClient = null;
 
 function alertKey(a) { return a.key ?? a.vehicle_id ?? a.vehicle ?? ''; }
+function activeAlerts() { return [...alerts.values()].filter((a) => !a.fading); }
 function alertCount(vehicleId) {
   let n = 0;
   for (const a of alerts.values()) if (!a.fading && alertKey(a.data) === vehicleId) n++;
@@ -346,30 +395,66 @@ function activeAlertOf(vehicleId, rule) {
   for (const a of alerts.values()) if (!a.fading && alertKey(a.data) === vehicleId && (a.data.rule || a.data.type) === rule) return true;
   return false;
 }
+/** What the panel shows, derived from the store only. */
+function alertCounts() {
+  let active = 0, critOpen = 0;
+  for (const a of alerts.values()) {
+    if (a.fading) continue;
+    active++;
+    if (a.data.severity === 'critical' && !a.data.acknowledged) critOpen++;
+  }
+  return { active, critOpen };
+}
 
 function alertIdOf(f) {
-  return (f.data && (f.data.id ?? f.data.alert_id)) ?? f.alert_id ?? f.id;
+  const id = (f.data && (f.data.id ?? f.data.alert_id)) ?? f.alert_id ?? f.id;
+  return id == null ? null : String(id);
+}
+
+/** Records one event of an alert in the history, at the time the bridge says it happened. */
+function noteHistory(id, event, data, at) {
+  const k = `${id}/${event}/${data.raised_at ?? ''}`;
+  if (alertHistory.has(k)) return;
+  alertHistory.set(k, { at: typeof at === 'number' ? at : null, event, data });
+}
+
+/** Merges a frame into the store entry of its alert; returns the entry. An acknowledgement
+ *  is never undone by an older copy of the alert that still says acknowledged: false. */
+function mergeAlert(id, d, extra = {}) {
+  const prev = alerts.get(id);
+  const data = { ...(prev && prev.data), ...d, ...extra, id };
+  if (prev && prev.data.acknowledged && prev.data.raised_at === data.raised_at) {
+    data.acknowledged = true;
+    data.acknowledged_by = data.acknowledged_by ?? prev.data.acknowledged_by;
+    data.acknowledged_at = data.acknowledged_at ?? prev.data.acknowledged_at;
+  }
+  const entry = { data, fading: false };
+  alerts.set(id, entry);
+  return { entry, prev };
 }
 
 function onAlert(f) {
-  const d = f.data || {};
-  if (d.id == null) return;
-  const prev = alerts.get(d.id);
-  const isNew = !prev || prev.fading;
+  const d = f.data;
+  if (!d || typeof d !== 'object' || d.id == null) return;
   if (d.state === 'cleared') { onAlertCleared(f); return; }
-  alerts.set(d.id, { data: { ...(prev && prev.data), ...d }, el: prev && prev.el, fading: false });
-  alertHistory.push({ at: Date.now(), event: 'raised', data: d });
-  if (isNew && d.severity === 'critical' && !d.acknowledged) cue();
+  const id = String(d.id);
+  const { entry, prev } = mergeAlert(id, d);
+  const isNew = !prev || prev.fading;
+  noteHistory(id, 'raised', entry.data, entry.data.raised_at);
+  if (entry.data.acknowledged) noteHistory(id, 'acknowledged', entry.data, entry.data.acknowledged_at);
+  if (isNew && entry.data.severity === 'critical' && !entry.data.acknowledged) cue();
   alertsChanged();
 }
 
 function onAlertCleared(f) {
   const id = alertIdOf(f);
+  if (id == null) return;
   const a = alerts.get(id);
-  alertHistory.push({ at: Date.now(), event: 'cleared', data: { ...(a && a.data), ...(f.data || {}) } });
+  const data = { ...(a && a.data), ...((f.data && typeof f.data === 'object') ? f.data : {}), state: 'cleared' };
+  noteHistory(id, 'cleared', data, data.cleared_at ?? f.ts);
   if (!a || a.fading) return;
   a.fading = true;
-  a.data = { ...a.data, ...(f.data || {}), state: 'cleared' };
+  a.data = data;
   alertsChanged();
   // Let the CSS transition run, then drop it.
   setTimeout(() => { if (alerts.get(id) === a && a.fading) { alerts.delete(id); alertsChanged(); } }, 1600);
@@ -377,10 +462,13 @@ function onAlertCleared(f) {
 
 function onAlertAcknowledged(f) {
   const id = alertIdOf(f);
+  if (id == null) return;
   const a = alerts.get(id);
-  alertHistory.push({ at: Date.now(), event: 'acknowledged', data: { ...(a && a.data), ...(f.data || {}) } });
+  const d = (f.data && typeof f.data === 'object') ? f.data : {};
+  const data = { ...(a && a.data), ...d, acknowledged: true };
+  noteHistory(id, 'acknowledged', data, d.acknowledged_at ?? f.ts);
   if (!a) return;
-  a.data = { ...a.data, ...(f.data || {}), acknowledged: true };
+  a.data = data;
   alertsChanged();
 }
 
@@ -402,62 +490,68 @@ function renderAlerts() {
     }
   }
   const bySev = { critical: [], warning: [], info: [] };
-  for (const a of alerts.values()) (bySev[a.data.severity] || bySev.info).push(a);
-  let active = 0, critOpen = 0;
+  for (const [id, a] of alerts) (bySev[a.data.severity] || bySev.info).push([id, a]);
   for (const s of SEVERITIES) {
-    const items = bySev[s].sort((x, y) => (y.data.raised_at ?? 0) - (x.data.raised_at ?? 0) || String(x.data.id).localeCompare(String(y.data.id)));
-    for (const a of items) {
-      if (!a.fading) { active++; if (s === 'critical' && !a.data.acknowledged) critOpen++; }
-      groups[s].items.append(alertCard(a));
-    }
+    const items = bySev[s].sort(([xi, x], [yi, y]) => (y.data.raised_at ?? 0) - (x.data.raised_at ?? 0) || xi.localeCompare(yi));
+    for (const [id, a] of items) groups[s].items.append(alertCard(id, a));
     groups[s].box.hidden = items.length === 0;
   }
-  for (const a of alerts.values()) a.el && (a.el.dataset.seen = '1');
-  // Remove cards whose alert is gone.
-  for (const card of list.querySelectorAll('.alert')) if (!alerts.has(card.dataset.alertId)) card.remove();
+  // Drop cards whose alert left the store.
+  for (const [id, c] of cards) if (!alerts.has(id)) { c.el.remove(); cards.delete(id); }
+  const { active, critOpen } = alertCounts();
   $('alert-count').textContent = String(active);
+  $('alert-count').dataset.count = String(active);
   $('alert-empty').hidden = alerts.size > 0;
   const banner = $('critical-banner');
   banner.hidden = critOpen === 0;
+  banner.dataset.count = String(critOpen);
   banner.textContent = critOpen ? `${critOpen} critical alert${critOpen > 1 ? 's' : ''} unacknowledged` : '';
 }
 
-function alertCard(a) {
+function alertCard(id, a) {
   const d = a.data;
-  if (!a.el) {
-    a.el = el('article', { class: 'alert', 'data-alert-id': String(d.id) });
-    a.msg = el('div', { class: 'msg' });
-    a.who = el('a');
-    a.when = el('span');
-    a.btn = el('button', { type: 'button', class: 'ack', text: 'Acknowledge' });
-    a.btn.addEventListener('click', () => acknowledge(a));
-    a.ackedLabel = el('span', { class: 'acked-label', text: '✓ acknowledged' });
-    a.el.append(a.msg, el('div', { class: 'meta' }, a.who, a.when, a.btn, a.ackedLabel));
+  let c = cards.get(id);
+  if (!c) {
+    c = { el: el('article', { class: 'alert', 'data-alert-id': id }) };
+    c.msg = el('div', { class: 'msg' });
+    c.who = el('a');
+    c.when = el('time');
+    c.btn = el('button', { type: 'button', class: 'ack', text: 'Acknowledge' });
+    c.btn.addEventListener('click', () => acknowledge(id, c));
+    c.ackedLabel = el('span', { class: 'acked-label' });
+    c.el.append(c.msg, el('div', { class: 'meta' }, c.who, c.when, c.btn, c.ackedLabel));
+    cards.set(id, c);
   }
   const key = alertKey(d);
-  a.el.className = `alert ${d.severity || 'info'}${d.acknowledged ? ' acked' : ''}${a.fading ? ' cleared' : ''}`;
-  a.el.dataset.severity = d.severity || 'info';
-  a.el.dataset.acknowledged = d.acknowledged ? 'true' : 'false';
-  a.el.dataset.state = a.fading ? 'cleared' : (d.state || 'active');
-  a.msg.textContent = d.message || d.rule || d.type || 'alert';
-  a.who.textContent = key;
-  a.who.href = `#/vehicle/${encodeURIComponent(key)}`;
-  const t = d.raised_at ? new Date(d.raised_at) : null;
-  a.when.textContent = t && !isNaN(t) ? t.toLocaleTimeString() : '';
-  a.btn.hidden = !!d.acknowledged || a.fading;
-  a.btn.setAttribute('aria-label', `Acknowledge: ${a.msg.textContent}`);
-  a.ackedLabel.hidden = !d.acknowledged;
-  return a.el;
+  c.el.className = `alert ${d.severity || 'info'}${d.acknowledged ? ' acked' : ''}${a.fading ? ' cleared' : ''}`;
+  c.el.dataset.severity = d.severity || 'info';
+  c.el.dataset.acknowledged = d.acknowledged ? 'true' : 'false';
+  c.el.dataset.state = a.fading ? 'cleared' : (d.state || 'active');
+  c.msg.textContent = d.message || d.rule || d.type || 'alert';
+  c.who.textContent = key;
+  c.who.href = `#/vehicle/${encodeURIComponent(key)}`;
+  const t = typeof d.raised_at === 'number' ? new Date(d.raised_at) : null;
+  c.when.textContent = t ? `raised ${t.toLocaleTimeString()}` : '';
+  if (t) c.when.dateTime = t.toISOString();
+  // An acknowledged (or cleared) alert has no button at all, not a hidden one.
+  if (d.acknowledged || a.fading) c.btn.remove();
+  else if (!c.btn.isConnected) c.ackedLabel.before(c.btn);
+  c.btn.setAttribute('aria-label', `Acknowledge: ${c.msg.textContent}`);
+  c.ackedLabel.hidden = !d.acknowledged;
+  c.ackedLabel.textContent = d.acknowledged ? `✓ acknowledged${d.acknowledged_by ? ' by ' + d.acknowledged_by : ''}` : '';
+  return c.el;
 }
 
-async function acknowledge(a) {
-  a.btn.disabled = true;
+async function acknowledge(id, c) {
+  c.btn.disabled = true;
   try {
-    await alertsClient.ackAlert(a.data.id);
+    // With a token the bridge records the token's subject; without one, `by` names this
+    // page's user, which the alerts endpoint checks against its {user_id} identity.
+    await alertsClient.ackAlert(id, auth.token ? {} : { by: userId });
   } catch (e) {
     if (e.code !== 'timeout') {   // replies are optional; the broadcast is what counts
-      a.btn.title = `could not acknowledge: ${e.message}`;
-      a.btn.disabled = false;
+      c.btn.title = `could not acknowledge: ${e.message}`;
+      c.btn.disabled = false;
     }
   }
 }
@@ -476,7 +570,7 @@ function cue() {
 }
 
 function startAlerts() {
-  alertsClient = track('alerts', new TelebridgeClient(`/ws/alerts/${encodeURIComponent(userId)}`));
+  alertsClient = track('alerts', newClient(`/ws/alerts/${encodeURIComponent(userId)}`));
   alertsClient.on('welcome', () => {
     // The bridge sends the room's active alerts on join: start from that set.
     for (const [id, a] of alerts) if (!a.fading) alerts.delete(id);
@@ -548,7 +642,7 @@ class VehicleView {
     $('vehicle-now').textContent = '';
     this.charts = makeCharts($('vehicle-charts'));
     this.track = new Track($('vehicle-track'));
-    this.client = track('vehicle', new TelebridgeClient(`/ws/telemetry/${encodeURIComponent(id)}`));
+    this.client = track('vehicle', newClient(`/ws/telemetry/${encodeURIComponent(id)}`));
     this.client.on('state', (e) => this.setState(e.state));
     this.client.on('setup_update', (f) => { if (f.data && typeof f.data === 'object') kvFill($('vehicle-setup'), f.data); });
     this.client.on('status_update', (f) => { this.status = typeof f.data === 'string' ? f.data : f.data && f.data.status; this.setState(this.client.state); });
@@ -592,10 +686,12 @@ class VehicleView {
     if (vehicleView !== this) return;
     const ol = $('vehicle-alerts');
     ol.textContent = '';
-    const mine = alertHistory.filter((h) => alertKey(h.data) === this.id).slice(-50).reverse();
-    if (!mine.length) ol.append(el('li', { class: 'muted', text: 'no alerts' }));
+    const mine = [...alertHistory.values()].filter((h) => alertKey(h.data) === this.id)
+      .sort((a, b) => (b.at ?? 0) - (a.at ?? 0)).slice(0, 50);
+    if (!mine.length) ol.append(el('li', { class: 'muted', text: 'no alerts seen for this vehicle' }));
     for (const h of mine) {
-      ol.append(el('li', { text: `${new Date(h.at).toLocaleTimeString()} ${h.event}: ${h.data.severity || ''} ${h.data.message || h.data.rule || ''}` }));
+      const when = h.at != null ? new Date(h.at).toLocaleTimeString() : 'time unknown';
+      ol.append(el('li', { 'data-event': h.event, text: `${when} ${h.event}: ${h.data.severity || ''} ${h.data.message || h.data.rule || ''}` }));
     }
   };
 
@@ -616,7 +712,7 @@ class SessionView {
     $('session-now').textContent = '';
     this.charts = makeCharts($('session-charts'));
     this.times = [];
-    this.client = track('session', new TelebridgeClient(`/ws/session/${encodeURIComponent(sid)}`));
+    this.client = track('session', newClient(`/ws/session/${encodeURIComponent(sid)}`));
     this.client.on('state', (e) => this.setState(e.state));
     this.client.on('error', (f) => { this.note = f.message || f.code; this.setState(this.client.state); });
     this.client.on('setup_update', (f) => {
@@ -687,6 +783,9 @@ function init() {
   startAlerts();
   $('fleet-filter').addEventListener('input', (e) => { filter.text = e.target.value.trim().toLowerCase(); for (const p of Object.values(pools)) p.reorder(); });
   $('fleet-show').addEventListener('change', (e) => { filter.show = e.target.value; for (const p of Object.values(pools)) p.reorder(); });
+  $('login-form').addEventListener('submit', (e) => { e.preventDefault(); useToken($('login-token').value.trim()); $('login-token').value = ''; });
+  $('login-clear').addEventListener('click', () => useToken(null));
+  $('login-open').addEventListener('click', () => { $('login').dataset.open = '1'; renderLogin(); $('login-token').focus(); });
   $('vehicle-form').addEventListener('submit', (e) => { e.preventDefault(); location.hash = `#/vehicle/${encodeURIComponent($('vehicle-id').value.trim())}`; });
   $('session-form').addEventListener('submit', (e) => { e.preventDefault(); location.hash = `#/session/${encodeURIComponent($('session-id').value.trim())}`; });
   window.addEventListener('hashchange', route);

@@ -94,6 +94,19 @@ const readTable = (page, pool) => page.evaluate((pool) => {
   return out;
 }, pool);
 
+/** What the alerts panel shows, and what it should show judging by its own cards. */
+const panelState = (page) => page.evaluate(() => {
+  const cards = [...document.querySelectorAll('#alert-list article.alert')].filter((c) => c.dataset.state !== 'cleared');
+  const banner = document.querySelector('#critical-banner');
+  return {
+    count: Number(document.querySelector('#alert-count').textContent),
+    cards: cards.length,
+    ids: new Set(cards.map((c) => c.dataset.alertId)).size,
+    banner: banner.hidden ? 0 : Number(banner.dataset.count),
+    criticalOpen: cards.filter((c) => c.dataset.severity === 'critical' && c.dataset.acknowledged !== 'true').length,
+    ackedWithButton: cards.filter((c) => c.dataset.acknowledged === 'true' && c.querySelector('button.ack')).length,
+  };
+});
 const poolModes = (page, pool) => page.evaluate((pool) => [...window.telebridge.pools[pool].vehicles.values()].map((r) => r.mode), pool);
 const connState = (page, label) => page.locator(`#st-conn-${label}`).getAttribute('data-state');
 
@@ -165,11 +178,38 @@ try {
   assert.equal(await A.locator(`#table-fleet tr[data-vehicle="${hot}"] td[data-col="alerts"]`).textContent(), '1');
   step('overheat alert shown on both pages with the critical cue');
   await shot(A, 'alerts');
+  // The vehicle page of a vehicle with an active alert: the alert reaches that page through
+  // the alerts room and the vehicle room (issue 18: this threw in alertCard and the counts
+  // went wrong). One card, counts from the store, no page error.
+  const V = await newPage('V');
+  await V.goto(`${HTTP}/#/vehicle/${hot}`);
+  await V.waitForFunction(() => document.querySelector('#st-conn-vehicle')?.dataset.state === 'open' && document.querySelector('#st-conn-alerts')?.dataset.state === 'open', null, { timeout: 15000 });
+  await card(V).first().waitFor({ timeout: 10000 });
+  await V.waitForFunction(() => document.querySelector('#vehicle-alerts li[data-event="raised"]'), null, { timeout: 10000 });
+  // More copies of the same alert through both rooms: nothing may change.
+  await publishFor(hot, 121, 600);
+  for (const p of [A, B, V]) {
+    const c = await panelState(p);
+    assert.deepEqual(c, { count: 1, cards: 1, ids: 1, banner: 1, criticalOpen: 1, ackedWithButton: 0 }, `panel before ack: ${JSON.stringify(c)}`);
+  }
+  step('vehicle page with an active alert: one card, counts 1, banner 1, no error');
+  await shot(V, 'vehicle-alert');
   await card(A).first().locator('button.ack').click();
-  await B.waitForFunction((id) => document.querySelector(`article.alert[data-alert-id*="${id}"]`)?.dataset.acknowledged === 'true', hot, { timeout: 5000 });
-  await A.waitForFunction((id) => document.querySelector(`article.alert[data-alert-id*="${id}"]`)?.dataset.acknowledged === 'true', hot, { timeout: 5000 });
+  for (const p of [B, V, A]) await p.waitForFunction((id) => document.querySelector(`article.alert[data-alert-id*="${id}"]`)?.dataset.acknowledged === 'true', hot, { timeout: 10000 });
+  for (const p of [A, B, V]) {
+    const c = await panelState(p);
+    assert.deepEqual(c, { count: 1, cards: 1, ids: 1, banner: 0, criticalOpen: 0, ackedWithButton: 0 }, `panel after ack: ${JSON.stringify(c)}`);
+    assert.equal(await card(p).first().locator('button.ack').count(), 0, 'an acknowledged alert has no button');
+  }
   assert.ok(await B.locator('#critical-banner').isHidden(), 'banner gone once acknowledged');
-  step('acknowledge on page A appeared on page B');
+  // Another copy of the alert (the vehicle room's) after the ack must not bring the button back.
+  await publishFor(hot, 122, 600);
+  assert.equal((await panelState(V)).ackedWithButton, 0);
+  const acker = await A.evaluate(() => window.telebridge.alerts.values().next().value?.data.acknowledged_by);
+  assert.ok(acker, `acknowledged_by recorded (${acker})`);
+  step(`acknowledge on page A appeared on pages B and V (by ${acker}); counts stayed right`);
+  await V.close();
+  pages.splice(pages.findIndex((x) => x.page === V), 1);
   await shot(B, 'alerts-acknowledged');
   await publishFor(hot, 85, 800);
   for (const p of [A, B]) await p.waitForFunction((id) => !document.querySelector(`article.alert[data-alert-id*="${id}"]`), hot, { timeout: 10000 });
@@ -244,6 +284,37 @@ try {
   assert.ok(overflow <= 2, `no horizontal page scroll at phone width (overflow ${overflow}px)`);
   await P.screenshot({ path: path.join(ART, 'fleet-phone.png'), fullPage: true });
   step('phone width renders without horizontal scrolling');
+
+  // 6b. Login. The bridge under test has no access control yet, so /ws/fleet is played by a
+  //     stand-in (playwright's routeWebSocket) that follows the agreed contract: no token ->
+  //     error unauthorized + close 4401; token "wrong" -> forbidden + 4403; "good" -> welcome.
+  const L = await newPage('login');
+  const offered = [];
+  await L.routeWebSocket(/\/ws\/fleet$/, (ws) => {
+    const prot = ws.protocols();
+    offered.push(prot.join(','));
+    const refuse = (code, close, message) => { ws.send(JSON.stringify({ type: 'error', ts: Date.now(), code, message })); ws.close({ code: close, reason: code }); };
+    if (prot[0] !== 'bearer' || !prot[1]) refuse('unauthorized', 4401, 'a token is required');
+    else if (prot[1] !== 'good') refuse('forbidden', 4403, 'fleet needs role dispatcher');
+    else ws.send(JSON.stringify({ type: 'welcome', ts: Date.now(), data: { epoch: 'x', heartbeat_interval_ms: 0, broker_connected: true } }));
+  });
+  await L.goto(`${HTTP}/#/fleet`);
+  await L.locator('#login').waitFor({ timeout: 15000 });
+  await L.waitForFunction(() => /requires an access token.*4401.*a token is required/.test(document.querySelector('#login-msg').textContent), null, { timeout: 10000 });
+  assert.equal(await connState(L, 'fleet'), 'closed', 'a refused connection stops retrying');
+  await shot(L, 'login');
+  await L.fill('#login-token', 'wrong');
+  await L.locator('#login-form button[type=submit]').click();
+  await L.waitForFunction(() => /not permit.*4403.*dispatcher/.test(document.querySelector('#login-msg').textContent), null, { timeout: 10000 });
+  assert.equal(await L.evaluate(() => sessionStorage.getItem('tb-token')), 'wrong');
+  await L.fill('#login-token', 'good');
+  await L.locator('#login-form button[type=submit]').click();
+  await L.waitForFunction(() => document.querySelector('#st-conn-fleet')?.dataset.state === 'open', null, { timeout: 10000 });
+  await L.waitForFunction(() => document.querySelector('#login').hidden, null, { timeout: 10000 });
+  assert.deepEqual(offered.slice(0, 3), ['', 'bearer,wrong', 'bearer,good'], `subprotocols offered: ${offered}`);
+  step('login: 4401 asks for a token, 4403 says not permitted, a good token connects; kept in sessionStorage');
+  await L.close();
+  pages.splice(pages.findIndex((x) => x.page === L), 1);
 
   // 7. Load: 1,000 more vehicles at 2 Hz; the page stays responsive (figures printed).
   if (LOAD) {
