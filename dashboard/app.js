@@ -614,6 +614,7 @@ function liveFill(dl, d) {
 
 function makeCharts(box) {
   box.textContent = '';
+  box.dataset.history = 'loading';
   return {
     speed: new LineChart(box, { label: 'Speed', unit: 'km/h', color: '#5cb8ff', min: 0 }),
     rpm: new LineChart(box, { label: 'RPM', unit: 'rpm', color: '#b48cff', min: 0, digits: 0 }),
@@ -622,12 +623,43 @@ function makeCharts(box) {
   };
 }
 
-function pushCharts(charts, d) {
-  const t = Date.now();
+/** t: the frame's ts (when the bridge routed it), so history and live share one time axis. */
+function pushCharts(charts, d, t) {
   charts.speed.push(t, d.speed);
   charts.rpm.push(t, get(d, 'engine_metrics.rpm'));
   charts.temp.push(t, get(d, 'engine_metrics.temperature'));
   charts.battery.push(t, get(d, 'battery_metrics.level'));
+}
+
+function destroyCharts(charts) { for (const c of Object.values(charts)) c.destroy(); }
+
+/** Backfills charts from a room's kept history: a short-lived connection to /ws/connect
+ *  (client_subscriptions) asks for the room's history (client.history: since=0, then
+ *  later seqs when the bridge says the history does not reach back) and pushes its
+ *  telemetry into the charts at the bridge's times; live frames are already arriving on the
+ *  view's own connection, and the charts merge both in time order. What happened is shown
+ *  under the charts: "n points of history", "no history kept", or why it is unavailable. */
+async function backfill(room, charts, box, isCurrent) {
+  const note = (state, text) => { box.dataset.history = state; box.dataset.historyNote = text; const n = box.querySelector('.history-note') || box.appendChild(el('p', { class: 'history-note muted small' })); n.textContent = text; };
+  const h = new TelebridgeClient('/ws/connect', { token: auth.token, reconnect: false, connectTimeout: 10000 });
+  try {
+    const opened = new Promise((resolve, reject) => {
+      h.on('open', resolve);
+      h.on('close', (e) => reject(new Error(h.refusal ? `refused (${h.refusal.close})` : `closed (${e.code})`)));
+    });
+    h.connect();
+    const { welcome } = await opened;
+    if (!welcome.client_subscriptions) throw new Error('the bridge has no /ws/connect endpoint with client_subscriptions');
+    const frames = await h.history(room, { max: 600, timeout: 10000 });
+    if (!isCurrent()) return;
+    let n = 0;
+    for (const f of frames) if (f.type === 'telemetry_update' && f.data && typeof f.data === 'object') { pushCharts(charts, f.data, f.ts); n++; }
+    note(n ? 'loaded' : 'empty', n ? `history: ${n} points from the bridge` : 'history: none kept for this room (routes with history: N keep some)');
+  } catch (e) {
+    if (isCurrent()) note('unavailable', `history unavailable: ${e.message}`);
+  } finally {
+    h.close();
+  }
 }
 
 let vehicleView = null;
@@ -646,11 +678,12 @@ class VehicleView {
     this.client.on('state', (e) => this.setState(e.state));
     this.client.on('setup_update', (f) => { if (f.data && typeof f.data === 'object') kvFill($('vehicle-setup'), f.data); });
     this.client.on('status_update', (f) => { this.status = typeof f.data === 'string' ? f.data : f.data && f.data.status; this.setState(this.client.state); });
-    this.client.on('telemetry_update', (f) => this.onTelemetry(f.data));
+    this.client.on('telemetry_update', (f) => this.onTelemetry(f));
     this.client.on('alert', onAlert);
     this.client.on('alert_cleared', onAlertCleared);
     this.client.on('alert_acknowledged', onAlertAcknowledged);
     this.client.connect();
+    backfill(`vehicle:${id}`, this.charts, $('vehicle-charts'), () => vehicleView === this);
     schedule(this.renderAlerts);   // runs once this view is the current one
     this.timer = setInterval(() => schedule(this.draw), 1000);
   }
@@ -661,10 +694,12 @@ class VehicleView {
     p.className = `pill ${s}`;
   }
 
-  onTelemetry(d) {
+  onTelemetry(f) {
+    const d = f.data;
     if (!d || typeof d !== 'object') return;
     this.last = d;
-    pushCharts(this.charts, d);
+    this.lastAt = Date.now();
+    pushCharts(this.charts, d, typeof f.ts === 'number' ? f.ts : Date.now());
     const loc = d.location || {};
     this.track.push(loc.latitude, loc.longitude, loc.heading);
     schedule(this.draw);
@@ -697,6 +732,7 @@ class VehicleView {
 
   close() {
     clearInterval(this.timer);
+    destroyCharts(this.charts);
     untrack('vehicle');
   }
 }
@@ -724,10 +760,11 @@ class SessionView {
       if (!f.data || typeof f.data !== 'object') return;
       this.last = f.data;
       this.times.push(Date.now());
-      pushCharts(this.charts, f.data);
+      pushCharts(this.charts, f.data, typeof f.ts === 'number' ? f.ts : Date.now());
       schedule(this.draw);
     });
     this.client.connect();
+    backfill(`session:${sid}`, this.charts, $('session-charts'), () => sessionView === this);
     this.timer = setInterval(() => { schedule(this.draw); this.setState(this.client.state); }, 1000);
     this.started = Date.now();
   }
@@ -756,6 +793,7 @@ class SessionView {
 
   close() {
     clearInterval(this.timer);
+    destroyCharts(this.charts);
     untrack('session');
   }
 }

@@ -504,16 +504,34 @@ export class TelebridgeClient {
   /** Fetches a room's history (endpoints with client_subscriptions): subscribes with
    *  since = 0 so the bridge replays what it keeps (routes with `history: N`), and resolves
    *  with those frames, oldest first, once the last has arrived. When the history does not
-   *  reach back to 0 the bridge answers with a resync carrying the room's seq; the request is
-   *  then repeated once from max(0, seq - max). Frames arrive through on() as usual, too.
-   *  The subscription stays; unsubscribe() when done. Resolves with [] when nothing is kept. */
-  async history(room, { max = 200, timeout = this.opts.requestTimeout } = {}) {
+   *  reach back that far the bridge answers with a resync carrying the room's seq, then the
+   *  room's state; the request is repeated (after an unsubscribe) from a later seq: first
+   *  just past the newest state frame older than the room's seq (a message of a route
+   *  without history, such as a setup, breaks every replay that spans it), at most `max`
+   *  back, then halving the distance, up to `tries` attempts in all. What cannot be replayed
+   *  is not invented: the result may be short or empty. The subscription stays open for live
+   *  frames; unsubscribe() when done. Frames arrive through on() as usual, too. */
+  async history(room, { max = 200, timeout = this.opts.requestTimeout, tries = 5 } = {}) {
     if (this.state !== 'open' || this.epoch == null) throw new TelebridgeError('not_connected', 'not connected');
-    const got = await this.replayFrom(room, 0, timeout);
-    if (got.frames || got.resyncSeq == null) return got.frames || [];
-    await this.unsubscribe(room);
-    const again = await this.replayFrom(room, Math.max(0, got.resyncSeq - max), timeout);
-    return again.frames || [];
+    const seqs = [];
+    const off = this.on('message', (f) => { if (f.room === room && typeof f.seq === 'number' && f.type !== 'resync') seqs.push(f.seq); });
+    try {
+      let from = 0;
+      for (let n = 1; ; n++) {
+        const mark = seqs.length;
+        const got = await this.replayFrom(room, from, timeout);
+        if (got.frames) return got.frames;
+        const top = got.resyncSeq;
+        if (top == null || n >= tries) return [];
+        await this.unsubscribe(room);   // its reply follows the room's state on the wire
+        const older = seqs.slice(mark).filter((q) => q < top);
+        const floor = Math.max(0, top - max);
+        from = n === 1 && older.length ? Math.max(floor, ...older) : Math.max(floor, top - Math.floor((top - from) / 2));
+        if (from >= top) return [];
+      }
+    } finally {
+      off();
+    }
   }
 
   /** One subscribe with since {room: from}: {frames} of the replay, or {resyncSeq}. The
@@ -539,6 +557,10 @@ export class TelebridgeClient {
       });
       timer = setTimeout(() => done(null, new TelebridgeError('timeout', `history of ${room} not complete within ${timeout} ms`)), timeout);
       this.subscriptions.set(room, {});
+      // Frames of an earlier subscription (the state after a resync) may have set the room's
+      // seq beyond what the replay starts with: forget it, or the replay would be dropped
+      // as duplicates. Everything of that subscription arrived before its unsubscribe reply.
+      this.seqs.delete(room);
       if (!this.send({ type: 'subscribe', id, rooms: [room], since: { [room]: from }, epoch: this.epoch }))
         done(null, new TelebridgeError('not_connected', 'not connected'));
     });

@@ -217,7 +217,23 @@ try {
 
   // 3. Vehicle view: setup, charts, track, alert history.
   const vid = Object.keys(personal)[0];
+  const openedAt = await A.evaluate(() => Date.now());
   await A.goto(`${HTTP}/#/vehicle/${vid}`);
+  // History backfill: the charts hold points the bridge routed before the page was opened
+  // (frame ts older than opening), without waiting for live data to accumulate.
+  await A.waitForFunction((t0) => {
+    const f = document.querySelector('#vehicle-charts figure');
+    return f && Number(f.dataset.points) >= 5 && Number(f.dataset.oldest) < t0 - 2000;
+  }, openedAt, { timeout: 15000 }).catch(async () => {
+    throw new Error(`no history in the charts: ${await A.evaluate(() => JSON.stringify({ ...document.querySelector('#vehicle-charts').dataset, points: document.querySelector('#vehicle-charts figure')?.dataset.points }))}`);
+  });
+  assert.equal(await A.locator('#vehicle-charts').getAttribute('data-history'), 'loaded');
+  assert.ok(await A.locator('#vehicle-charts figure .u-axis').count() >= 2, 'charts have axes (time and value)');
+  // Hover shows the value under the cursor in the legend.
+  const plot = A.locator('#vehicle-charts figure .u-over').first();
+  await plot.hover({ position: { x: 100, y: 40 } });
+  await A.waitForFunction(() => /km\/h/.test(document.querySelector('#vehicle-charts figure .u-legend .u-series:nth-child(2) .u-value')?.textContent || ''), null, { timeout: 5000 });
+  step(`vehicle view: charts backfilled from history (${await A.locator('#vehicle-charts figure').first().getAttribute('data-points')} points), hover value shown`);
   await A.waitForFunction(() => document.querySelectorAll('#vehicle-now dd').length > 3, null, { timeout: 10000 });
   await A.waitForFunction(() => [...document.querySelectorAll('#vehicle-setup dt')].some((d) => d.textContent === 'make'), null, { timeout: 10000 })
     .catch(() => { throw new Error('vehicle view: no setup_update received for the vehicle (keep_last of vehicle/<id>/setup)'); });

@@ -159,3 +159,57 @@ test('ackAlert sends by only when given', () => {
   assert.equal(b.by, 'u');
   c.close();
 });
+
+test('history(): skips past the newest state frame of a route without history, then halves', async () => {
+  const c = mk('ws://h:1/ws/connect');
+  c.connect();
+  const ws = FakeWS.last;
+  welcome(ws);
+  const p = c.history('vehicle:a', { max: 200, tries: 3 });
+  const tick = () => new Promise((r) => setImmediate(r));
+  const answerResync = async (seq, state) => {
+    const req = ws.sent.at(-1);
+    ws.receive({ type: 'subscribed', id: req.id, rooms: ['vehicle:a'] });
+    ws.receive({ type: 'resync', room: 'vehicle:a', reason: 'history_gap', seq });
+    for (const [type, q] of state) ws.receive({ type, room: 'vehicle:a', seq: q });
+    await tick();
+    const un = ws.sent.at(-1);
+    assert.equal(un.type, 'unsubscribe');
+    ws.receive({ type: 'unsubscribed', id: un.id, rooms: ['vehicle:a'] });
+    await tick();
+  };
+  await answerResync(120, [['setup_update', 110], ['telemetry_update', 120]]);
+  assert.deepEqual(ws.sent.at(-1).since, { 'vehicle:a': 110 }, 'just past the setup');
+  await answerResync(121, [['setup_update', 110], ['telemetry_update', 121]]);
+  assert.deepEqual(ws.sent.at(-1).since, { 'vehicle:a': 116 }, 'then half the distance');
+  const req = ws.sent.at(-1);
+  ws.receive({ type: 'subscribed', id: req.id, rooms: ['vehicle:a'], resumed: { 'vehicle:a': 0 } });
+  assert.deepEqual(await p, []);
+  c.close();
+});
+
+test('history(): state frames that arrive after the unsubscribe was sent do not swallow the replay', async () => {
+  const c = mk('ws://h:1/ws/connect');
+  c.connect();
+  const ws = FakeWS.last;
+  welcome(ws);
+  const p = c.history('vehicle:a');
+  let req = ws.sent.at(-1);
+  ws.receive({ type: 'subscribed', id: req.id, rooms: ['vehicle:a'], resumed: {} });
+  ws.receive({ type: 'resync', room: 'vehicle:a', reason: 'history_gap', seq: 60 });
+  await new Promise((r) => setImmediate(r));
+  const un = ws.sent.at(-1);
+  assert.equal(un.type, 'unsubscribe');
+  // the browser delivered the state only now, after the unsubscribe went out
+  ws.receive({ type: 'setup_update', room: 'vehicle:a', seq: 1 });
+  ws.receive({ type: 'status_update', room: 'vehicle:a', seq: 2 });
+  ws.receive({ type: 'telemetry_update', room: 'vehicle:a', seq: 60 });
+  ws.receive({ type: 'unsubscribed', id: un.id, rooms: ['vehicle:a'] });
+  await new Promise((r) => setImmediate(r));
+  req = ws.sent.at(-1);
+  assert.deepEqual(req.since, { 'vehicle:a': 2 });
+  ws.receive({ type: 'subscribed', id: req.id, rooms: ['vehicle:a'], resumed: { 'vehicle:a': 58 } });
+  for (let q = 3; q <= 60; q++) ws.receive({ type: 'telemetry_update', room: 'vehicle:a', seq: q });
+  assert.equal((await p).length, 58);
+  c.close();
+});
