@@ -663,21 +663,44 @@ async function backfill(room, charts, box, isCurrent) {
 }
 
 let vehicleView = null;
+const STALE_AFTER_MS = 10000;   // a view whose data is older than this says so
+const UNKNOWN_AFTER_MS = 8000;  // an open connection with nothing at all for this long
+
+/** A state pill: text for people, data-state (one word) for styles and tests. */
+function setPill(p, state, text) {
+  p.textContent = text;
+  p.className = `pill ${state}`;
+  p.dataset.state = state;
+}
+
+/** Empties the vehicle view: nothing of a previous vehicle may stay on screen. */
+function resetVehicleDom(id) {
+  $('vehicle-title').textContent = id || '';
+  $('vehicle-id').value = id || '';
+  $('vehicle-setup').textContent = '';
+  $('vehicle-setup').append(el('dd', { class: 'muted', text: id ? 'waiting for setup…' : '–' }));
+  $('vehicle-now').textContent = '';
+  $('vehicle-pos').textContent = '';
+  const cv = $('vehicle-track');
+  cv.getContext('2d')?.clearRect(0, 0, cv.width, cv.height);
+  $('vehicle-charts').textContent = '';
+  $('vehicle-alerts').textContent = '';
+  if (!id) setPill($('vehicle-state'), 'none', 'no vehicle chosen');
+  $('vehicle-view-body').hidden = !id;
+  $('vehicle-empty').hidden = !!id;
+}
 
 class VehicleView {
   constructor(id) {
     this.id = id;
-    $('vehicle-title').textContent = id;
-    $('vehicle-id').value = id;
-    $('vehicle-setup').textContent = '';
-    $('vehicle-setup').append(el('dd', { class: 'muted', text: 'waiting for setup…' }));
-    $('vehicle-now').textContent = '';
+    this.opened = Date.now();
+    resetVehicleDom(id);
     this.charts = makeCharts($('vehicle-charts'));
     this.track = new Track($('vehicle-track'));
     this.client = track('vehicle', newClient(`/ws/telemetry/${encodeURIComponent(id)}`));
-    this.client.on('state', (e) => this.setState(e.state));
-    this.client.on('setup_update', (f) => { if (f.data && typeof f.data === 'object') kvFill($('vehicle-setup'), f.data); });
-    this.client.on('status_update', (f) => { this.status = typeof f.data === 'string' ? f.data : f.data && f.data.status; this.setState(this.client.state); });
+    this.client.on('state', () => this.setState());
+    this.client.on('setup_update', (f) => { this.gotAny = true; if (f.data && typeof f.data === 'object') kvFill($('vehicle-setup'), f.data); this.setState(); });
+    this.client.on('status_update', (f) => { this.gotAny = true; this.status = typeof f.data === 'string' ? f.data : f.data && f.data.status; this.setState(); });
     this.client.on('telemetry_update', (f) => this.onTelemetry(f));
     this.client.on('alert', onAlert);
     this.client.on('alert_cleared', onAlertCleared);
@@ -685,13 +708,20 @@ class VehicleView {
     this.client.connect();
     backfill(`vehicle:${id}`, this.charts, $('vehicle-charts'), () => vehicleView === this);
     schedule(this.renderAlerts);   // runs once this view is the current one
-    this.timer = setInterval(() => schedule(this.draw), 1000);
+    this.timer = setInterval(() => { schedule(this.draw); this.setState(); }, 1000);
   }
 
-  setState(s) {
-    const p = $('vehicle-state');
-    p.textContent = this.status ? `${s} · vehicle ${this.status}` : s;
-    p.className = `pill ${s}`;
+  /** One honest word for the view: the link's state unless it is open; then live, stale,
+   *  waiting (nothing yet) or unknown (nothing for a while: no such vehicle, or silent). */
+  setState() {
+    const s = this.client.state, now = Date.now();
+    const said = this.status ? ` · vehicle reported ${this.status}` : '';
+    if (s !== 'open') return setPill($('vehicle-state'), s, `${s}${this.lastAt ? ` · data from ${ageText(now - this.lastAt)} ago` : ''}`);
+    if (this.lastAt && now - this.lastAt < STALE_AFTER_MS) return setPill($('vehicle-state'), 'live', `live${said}`);
+    if (this.lastAt) return setPill($('vehicle-state'), 'stale', `stale: last telemetry ${ageText(now - this.lastAt)} ago${said}`);
+    if (!this.gotAny && now - this.opened > UNKNOWN_AFTER_MS)
+      return setPill($('vehicle-state'), 'unknown', `unknown: nothing from the bridge for ${this.id}${knownVehicles.has(this.id) ? '' : ' (not in the fleet lists)'}`);
+    return setPill($('vehicle-state'), 'waiting', `waiting for telemetry${said}`);
   }
 
   onTelemetry(f) {
@@ -699,7 +729,9 @@ class VehicleView {
     if (!d || typeof d !== 'object') return;
     this.last = d;
     this.lastAt = Date.now();
+    this.gotAny = true;
     pushCharts(this.charts, d, typeof f.ts === 'number' ? f.ts : Date.now());
+    if (!this.wasLive) { this.wasLive = true; this.setState(); }
     const loc = d.location || {};
     this.track.push(loc.latitude, loc.longitude, loc.heading);
     schedule(this.draw);
@@ -739,47 +771,64 @@ class VehicleView {
 
 let sessionView = null;
 
+/** Empties the session view (see resetVehicleDom). */
+function resetSessionDom(sid) {
+  $('session-id').value = sid || '';
+  $('session-setup').textContent = '';
+  $('session-setup').append(el('dd', { class: 'muted', text: sid ? 'waiting for the session setup…' : 'join a session to see its setup' }));
+  $('session-now').textContent = '';
+  $('session-rate').textContent = '';
+  $('session-charts').textContent = '';
+  $('session-body').hidden = !sid;
+  if (!sid) setPill($('session-state'), 'none', 'no session chosen');
+}
+
+/** Session state from what this page has seen (the bridge keeps no session status):
+ *  unknown (the bridge says so, or nothing at all arrives), waiting (joined, no setup or no
+ *  telemetry yet), live (telemetry within STALE_AFTER_MS), ended (telemetry stopped). */
+function sessionState(x, now) {
+  if (x.unknownSession) return ['unknown', 'unknown session: the bridge has no such session'];
+  if (x.lastAt && now - x.lastAt < STALE_AFTER_MS) return ['live', 'live'];
+  if (x.lastAt) return ['ended', `ended: no telemetry since ${new Date(x.lastAt).toLocaleTimeString()}`];
+  if (x.gotSetup) return ['waiting', 'setup received, waiting for telemetry'];
+  if (now - x.started > UNKNOWN_AFTER_MS) return ['unknown', 'unknown: no setup or telemetry for this id (wrong id, or monitor idle)'];
+  return ['waiting', 'joined, waiting for the setup'];
+}
+
 class SessionView {
   constructor(sid) {
     this.sid = sid;
-    $('session-id').value = sid;
-    $('session-setup').textContent = '';
-    $('session-setup').append(el('dd', { class: 'muted', text: 'waiting for the session setup…' }));
-    $('session-now').textContent = '';
+    this.started = Date.now();
+    resetSessionDom(sid);
     this.charts = makeCharts($('session-charts'));
     this.times = [];
     this.client = track('session', newClient(`/ws/session/${encodeURIComponent(sid)}`));
-    this.client.on('state', (e) => this.setState(e.state));
-    this.client.on('error', (f) => { this.note = f.message || f.code; this.setState(this.client.state); });
+    this.client.on('state', () => this.setState());
+    this.client.on('error', (f) => { if (f.code === 'unknown_session') this.unknownSession = true; this.setState(); });
     this.client.on('setup_update', (f) => {
       this.gotSetup = true;
       if (f.data && typeof f.data === 'object') kvFill($('session-setup'), f.data);
-      this.setState(this.client.state);
+      this.setState();
     });
     this.client.on('telemetry_update', (f) => {
       if (!f.data || typeof f.data !== 'object') return;
       this.last = f.data;
+      this.lastAt = Date.now();
       this.times.push(Date.now());
       pushCharts(this.charts, f.data, typeof f.ts === 'number' ? f.ts : Date.now());
       schedule(this.draw);
+      if (!this.wasLive) { this.wasLive = true; this.setState(); }
     });
     this.client.connect();
     backfill(`session:${sid}`, this.charts, $('session-charts'), () => sessionView === this);
-    this.timer = setInterval(() => { schedule(this.draw); this.setState(this.client.state); }, 1000);
-    this.started = Date.now();
+    this.timer = setInterval(() => { schedule(this.draw); this.setState(); }, 1000);
   }
 
-  setState(s) {
-    const p = $('session-state');
-    let text = s;
-    if (s === 'open') {
-      if (this.note && !this.gotSetup && !this.last) text = this.note;
-      else if (!this.gotSetup) text = Date.now() - this.started > 5000 ? 'no data: unknown session or monitor idle' : 'joined, waiting for setup';
-      else text = this.last ? 'live' : 'setup received, waiting for telemetry';
-    }
-    p.textContent = text;
-    p.className = `pill ${s}`;
-    p.dataset.state = text;
+  setState() {
+    const s = this.client.state;
+    if (s !== 'open') return setPill($('session-state'), s, s);
+    const [state, text] = sessionState(this, Date.now());
+    setPill($('session-state'), state, text);
   }
 
   draw = () => {
@@ -798,6 +847,76 @@ class SessionView {
   }
 }
 
+/** The list of race sessions: the bridge has no session listing, so the list is what the
+ *  rooms say. A /ws/connect connection subscribes to the pattern "session:*" (max_rate
+ *  0.5/s per room): each session room hands over its setup (track, vehicle, start time)
+ *  and latest telemetry on join, and every session room created later joins too. Open
+ *  only while the session view is shown. */
+class SessionList {
+  constructor() {
+    this.rows = new Map();   // sid -> {sid, setup, lastAt, gotSetup, started, tr}
+    this.started = Date.now();
+    $('session-list-body').textContent = '';
+    this.client = track('sessions', newClient('/ws/connect'));
+    this.client.on('open', ({ welcome }) => {
+      if (!welcome.client_subscriptions) return this.note('unavailable', 'Session list unavailable: this bridge has no endpoint /ws/connect with client subscriptions.');
+      this.client.subscribe(['session:*'], { max_rate: 0.5 }).then(() => this.note('ok', ''))
+        .catch((e) => this.note('unavailable', `Session list unavailable: ${e.code}: ${e.message}`));
+    });
+    this.client.on('refused', (r) => this.note('unavailable', `Session list unavailable: refused (${r.close}).`));
+    this.client.on('setup_update', (f) => this.onFrame(f, true));
+    this.client.on('telemetry_update', (f) => this.onFrame(f, false));
+    this.client.connect();
+    this.note('waiting', 'Looking for sessions…');
+    this.timer = setInterval(() => this.render(), 1000);
+  }
+
+  note(state, text) {
+    const n = $('session-list-note');
+    n.dataset.state = state;
+    n.textContent = text;
+    this.noteState = state;
+    this.render();
+  }
+
+  onFrame(f, isSetup) {
+    const room = typeof f.room === 'string' ? f.room : '';
+    if (!room.startsWith('session:') || !f.data || typeof f.data !== 'object') return;
+    const sid = room.slice('session:'.length);
+    let r = this.rows.get(sid);
+    if (!r) { r = { sid, started: Date.now() }; this.rows.set(sid, r); }
+    if (isSetup) { r.setup = f.data; r.gotSetup = true; } else r.lastAt = Date.now();
+    schedule(() => this.render());
+  }
+
+  render() {
+    const tbody = $('session-list-body');
+    const now = Date.now();
+    const list = [...this.rows.values()].sort((a, b) => String(b.setup?.started_at ?? '').localeCompare(String(a.setup?.started_at ?? '')) || a.sid.localeCompare(b.sid));
+    tbody.textContent = '';
+    for (const r of list) {
+      const [state, text] = sessionState(r, now);
+      const v = r.setup?.vehicle;
+      const started = r.setup?.started_at ? new Date(r.setup.started_at) : null;
+      tbody.append(el('tr', { 'data-session': r.sid, 'data-state': state },
+        el('td', { class: 'sid' }, el('a', { href: `#/session/${encodeURIComponent(r.sid)}`, text: r.sid })),
+        el('td', { text: r.setup?.track ?? '–' }),
+        el('td', { text: v ? [v.make, v.model].filter(Boolean).join(' ') || v.vehicle_id || '–' : '–' }),
+        el('td', { text: started && !isNaN(started) ? started.toLocaleString() : '–' }),
+        el('td', {}, el('span', { class: `pill ${state}`, title: text, text: state }))));
+    }
+    const empty = $('session-list-empty');
+    empty.hidden = list.length > 0 || this.noteState === 'unavailable';
+    empty.textContent = now - this.started > UNKNOWN_AFTER_MS ? 'No sessions: no session room has any data on this bridge.' : 'Looking for sessions…';
+  }
+
+  close() {
+    clearInterval(this.timer);
+    untrack('sessions');
+  }
+}
+let sessionList = null;
+
 // ---- routing between views ---------------------------------------------------------------
 
 function route() {
@@ -812,7 +931,10 @@ function route() {
   if (view !== 'session' || (sessionView && sessionView.sid !== id)) { sessionView && sessionView.close(); sessionView = null; }
   if (view === 'vehicle' && id && !vehicleView) vehicleView = new VehicleView(id);
   if (view === 'session' && id && !sessionView) sessionView = new SessionView(id);
-  if (view === 'vehicle' && !id) $('vehicle-title').textContent = '';
+  if (view === 'vehicle' && !id) resetVehicleDom('');
+  if (view === 'session' && !id) resetSessionDom('');
+  if (view === 'session' && !sessionList) sessionList = new SessionList();
+  if (view !== 'session' && sessionList) { sessionList.close(); sessionList = null; }
 }
 
 function init() {

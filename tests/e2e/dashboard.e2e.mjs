@@ -247,6 +247,28 @@ try {
   const hist = await A.locator('#vehicle-alerts').textContent();
   assert.match(hist, /raised/, `alert history of ${hot}: ${hist}`);
 
+  // Stale and unknown states: #/vehicle without an id keeps nothing of the previous vehicle;
+  // an id the bridge has nothing for says "unknown", with empty charts and no position.
+  await A.goto(`${HTTP}/#/vehicle/${vid}`);
+  await A.waitForFunction(() => document.querySelector('#vehicle-state')?.dataset.state === 'live', null, { timeout: 15000 });
+  await A.goto(`${HTTP}/#/vehicle`);
+  await A.waitForFunction(() => document.querySelector('#vehicle-state')?.dataset.state === 'none', null, { timeout: 5000 });
+  assert.ok(await A.locator('#vehicle-empty').isVisible(), 'empty-state text shown');
+  assert.ok(await A.locator('#vehicle-view-body').isHidden(), 'no charts, setup or values of the previous vehicle');
+  assert.equal(await A.locator('#vehicle-charts figure').count(), 0);
+  assert.equal(await A.locator('#vehicle-pos').textContent(), '');
+  assert.equal(await A.locator('#vehicle-title').textContent(), '');
+  await shot(A, 'vehicle-none');
+  await A.goto(`${HTTP}/#/vehicle/no-such-vehicle`);
+  await A.waitForFunction(() => document.querySelector('#vehicle-state')?.dataset.state === 'unknown', null, { timeout: 30000 })
+    .catch(async () => { throw new Error(`unknown vehicle state: ${await A.locator('#vehicle-state').textContent()}`); });
+  assert.equal(await A.locator('#vehicle-pos').textContent(), '', 'no position of a previous vehicle');
+  assert.deepEqual(await A.$$eval('#vehicle-charts figure', (fs) => fs.map((f) => f.dataset.points)), ['0', '0', '0', '0']);
+  assert.ok(await A.locator('#vehicle-charts figure .chart-empty').first().isVisible(), 'charts show their empty state');
+  assert.match(await A.locator('#vehicle-state').textContent(), /unknown.*no-such-vehicle/);
+  step('vehicle view: no id shows an empty view; an unknown id says unknown with empty charts');
+  await shot(A, 'vehicle-unknown');
+
   // 4. Race session: setup first, then live telemetry at 2 Hz.
   if (SESSION) {
     const S = await newPage('S');
@@ -261,16 +283,36 @@ try {
         }
       };
     });
-    await S.goto(`${HTTP}/#/session/${SESSION}`);
+    // The session list shows the simulator's session (track, vehicle, start, live); the
+    // operator opens it from there instead of pasting a UUID.
+    await S.goto(`${HTTP}/#/session`);
+    await S.waitForFunction((sid) => document.querySelector(`#session-list-body tr[data-session="${sid}"]`)?.dataset.state === 'live', SESSION, { timeout: 20000 })
+      .catch(async () => { throw new Error(`session list: ${await S.locator('#session-list').textContent()}`); });
+    const row = await S.$eval(`#session-list-body tr[data-session="${SESSION}"]`, (tr) => [...tr.cells].map((c) => c.textContent));
+    assert.equal(row[0], SESSION);
+    assert.ok(row[1] !== '–' && row[2] !== '–' && row[3] !== '–', `track, vehicle and start time listed: ${row}`);
+    assert.equal(await S.locator('#session-state').getAttribute('data-state'), 'none');
+    step(`session list: ${row.join(' | ')}`);
+    await shot(S, 'sessions');
+    await S.locator(`#session-list-body tr[data-session="${SESSION}"] a`).click();
     await S.waitForFunction(() => document.querySelector('#session-state')?.dataset.state === 'live', null, { timeout: 15000 })
       .catch(async () => { throw new Error(`session view never live: state "${await S.locator('#session-state').textContent()}", frames ${order}`); });
-    await sleep(3000);
+    // The rate is measured over the last 5 s: wait until the view has seen 5 s of it.
+    await S.waitForFunction(() => { const r = parseFloat(document.querySelector('#session-rate').textContent.replace(/[()Hz ]/g, '')); return r >= 1.4 && r <= 2.6; }, null, { timeout: 20000 }).catch(() => {});
     const rate = parseFloat((await S.locator('#session-rate').textContent()).replace(/[()Hz ]/g, ''));
     const firstData = order.filter((t) => t !== 'welcome');
     step(`session view: frames ${firstData.slice(0, 4).join(',')}…, ${rate} Hz`);
     assert.equal(firstData[0], 'setup_update', 'setup first');
     assert.ok(rate >= 1.4 && rate <= 2.6, `about 2 Hz (${rate})`);
     await shot(S, 'session');
+    // An unknown session id: not live, not the live badge; says unknown.
+    await S.goto(`${HTTP}/#/session/00000000-0000-4000-8000-000000000000`);
+    await S.waitForFunction(() => document.querySelector('#session-state')?.dataset.state === 'unknown', null, { timeout: 30000 })
+      .catch(async () => { throw new Error(`unknown session state: ${await S.locator('#session-state').textContent()}`); });
+    assert.ok(!(await S.locator('#session-state').getAttribute('class')).includes('live'), 'unknown is not shown like live');
+    assert.equal(await S.locator('#session-now dd').count(), 0, 'no values of the previous session');
+    step(`unknown session: "${await S.locator('#session-state').textContent()}"`);
+    await shot(S, 'session-unknown');
   } else step('session view: skipped (no TB_SESSION)');
 
   // 5. Stopping the bridge shows reconnecting; restarting shows live data again.
@@ -294,10 +336,17 @@ try {
 
   // 6. Phone width.
   const P = await newPage('phone', { width: 390, height: 844 });
+  const longId = 'demo-truck-0042-berlin-spandau';   // the issue's "demo-…" cut
+  mqttPub(`vehicle/${longId}/telemetry`, hotTelemetry(longId, 80));
   await P.goto(`${HTTP}/`);
   await P.waitForFunction(() => document.querySelectorAll('table.vehicles tbody tr').length > 0, null, { timeout: 10000 });
+  mqttPub(`vehicle/${longId}/telemetry`, hotTelemetry(longId, 80));
+  await P.waitForFunction((id) => document.querySelector(`tr[data-vehicle="${id}"]`), longId, { timeout: 10000 });
   const overflow = await P.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 2, `no horizontal page scroll at phone width (overflow ${overflow}px)`);
+  // Ids readable: every id cell shows its whole id (it wraps, it is not cut).
+  const cut = await P.$$eval('table.vehicles td[data-col="id"]', (tds) => tds.filter((td) => td.scrollWidth > td.clientWidth + 1 || td.querySelector('a').getBoundingClientRect().right > td.getBoundingClientRect().right + 1).map((td) => td.textContent));
+  assert.deepEqual(cut, [], `ids cut at phone width: ${cut}`);
   await P.screenshot({ path: path.join(ART, 'fleet-phone.png'), fullPage: true });
   step('phone width renders without horizontal scrolling');
 
