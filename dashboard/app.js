@@ -131,6 +131,7 @@ function untrack(label) {
 
 let lastCount = 0, rate = 0;
 function renderStatus() {
+  schedule(renderAlerts);   // the panel's empty text depends on the alerts connection
   const box = $('st-conns');
   box.textContent = '';
   for (const [label, c] of clients) {
@@ -289,6 +290,9 @@ class Pool {
     this.countEl.textContent = `${this.vehicles.size} vehicle${this.vehicles.size === 1 ? '' : 's'}`;
     this.countEl.dataset.count = String(this.vehicles.size);
     this.empty.hidden = this.vehicles.size > 0;
+    const st = this.client ? this.client.state : 'connecting';
+    this.empty.textContent = st === 'open' ? `waiting for ${this.name}-mode telemetry…` : `not connected to /ws/${this.name} (${st}): vehicles unknown`;
+    this.empty.dataset.state = st === 'open' ? 'waiting' : 'unknown';
     this.more.textContent = list.length > MAX_ROWS ? `showing ${MAX_ROWS} of ${list.length}; use the filter to narrow` :
       (list.length < this.vehicles.size ? `${this.vehicles.size - list.length} hidden by the filter` : '');
   }
@@ -502,6 +506,9 @@ function renderAlerts() {
   $('alert-count').textContent = String(active);
   $('alert-count').dataset.count = String(active);
   $('alert-empty').hidden = alerts.size > 0;
+  const ast = alertsClient ? alertsClient.state : 'connecting';
+  $('alert-empty').textContent = ast === 'open' ? 'No active alerts.' : `Alerts unknown: not connected (${ast}).`;
+  $('alert-empty').dataset.state = ast === 'open' ? 'none' : 'unknown';
   const banner = $('critical-banner');
   banner.hidden = critOpen === 0;
   banner.dataset.count = String(critOpen);
