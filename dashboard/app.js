@@ -116,6 +116,13 @@ function track(label, client) {
   client.on('state', () => schedule(renderStatus));
   client.on('refused', (r) => { auth.refusals.set(label, r); renderLogin(); });
   client.on('open', () => { if (auth.refusals.delete(label)) renderLogin(); });
+  client.on('auth_expiring', (f) => {
+    // The token runs out soon: ask for a new one (entering it reconnects with it).
+    const at = f.data && typeof f.data.expires_at === 'number' ? new Date(f.data.expires_at).toLocaleTimeString() : 'soon';
+    $('login').dataset.open = '1';
+    renderLogin();
+    if (!auth.refusals.size) $('login-msg').textContent = `The access token expires at ${at}: enter a new one to stay connected.`;
+  });
   client.on('welcome', (f) => { broker.state = f.data.broker_connected === false ? 'disconnected' : 'connected'; schedule(renderStatus); });
   client.on('heartbeat', (f) => { if (f.data && f.data.broker) broker.state = f.data.broker; broker.hbAt = Date.now(); schedule(renderStatus); });
   return client;

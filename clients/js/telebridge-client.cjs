@@ -175,12 +175,19 @@ class TelebridgeClient {
     return { url: this.url, protocols: ['bearer', t] };
   }
 
-  /** Uses this token from the next (re)connect on; on an open connection also sends it as a
-   *  refresh ({"type":"refresh"}, for endpoints that announce auth_expiring). */
+  /** Uses this token from the next (re)connect on. The open connection keeps its identity. */
   setToken(token) {
     if (token != null && typeof token !== 'string') throw new TypeError('token must be a string');
     this.opts.token = token || null;
-    if (token && this.state === 'open') this.send({ type: 'refresh', token });
+  }
+
+  /** For endpoints that announce auth_expiring: sends {"type":"refresh","token"} on the open
+   *  connection (the bridge answers "refreshed", or an error and close 4401) and uses the
+   *  token for reconnects. Returns false when not connected. Only for bridges with access
+   *  control: others answer unknown_type, which counts toward their abuse limit. */
+  refreshToken(token) {
+    this.setToken(token);
+    return this.send({ type: 'refresh', token });
   }
 
   /** Closes for good: no reconnect. Pending requests reject with code "closed". */

@@ -128,8 +128,10 @@ export declare class TelebridgeClient {
 
   connect(): this;
   close(code?: number, reason?: string): void;
-  /** Token for the next (re)connect; on an open connection also sent as {"type":"refresh"}. */
+  /** Token for the next (re)connect. */
   setToken(token: string | null): void;
+  /** Sends {"type":"refresh","token"} on the open connection (endpoints that announce auth_expiring). */
+  refreshToken(token: string): boolean;
   send(frame: object | string): boolean;
   request(frame: { type: string; id?: string | number; [key: string]: unknown }, opts?: RequestOptions): Promise<Frame>;
   ping(opts?: RequestOptions): Promise<number>;

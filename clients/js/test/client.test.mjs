@@ -213,3 +213,18 @@ test('history(): state frames that arrive after the unsubscribe was sent do not 
   assert.equal((await p).length, 58);
   c.close();
 });
+
+test('setToken only changes the next handshake; refreshToken sends the refresh frame', () => {
+  const c = mk('ws://h:1/ws/fleet', { token: 'a' });
+  c.connect();
+  const ws = FakeWS.last;
+  welcome(ws);
+  c.setToken('b');
+  assert.equal(ws.sent.length, 0, 'nothing sent on the open connection');
+  assert.equal(c.refreshToken('c'), true);
+  assert.deepEqual(ws.sent.at(-1), { type: 'refresh', token: 'c' });
+  c.close();
+  c.connect();
+  assert.deepEqual(FakeWS.last.protocols, ['bearer', 'c']);
+  c.close();
+});
