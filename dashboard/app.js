@@ -137,8 +137,10 @@ function untrack(label) {
 }
 
 let lastCount = 0, rate = 0;
+let alertsLinkShown = null;
 function renderStatus() {
-  schedule(renderAlerts);   // the panel's empty text depends on the alerts connection
+  // The alerts panel's empty text depends on the alerts connection: redraw it on a change.
+  if (alertsClient && alertsClient.state !== alertsLinkShown) { alertsLinkShown = alertsClient.state; schedule(renderAlerts); }
   const box = $('st-conns');
   box.textContent = '';
   for (const [label, c] of clients) {
@@ -874,7 +876,8 @@ class SessionList {
     this.client = track('sessions', newClient('/ws/connect'));
     this.client.on('open', ({ welcome }) => {
       if (!welcome.client_subscriptions) return this.note('unavailable', 'Session list unavailable: this bridge has no endpoint /ws/connect with client subscriptions.');
-      this.client.subscribe(['session:*'], { max_rate: 0.5 }).then(() => this.note('ok', ''))
+      this.client.subscribe(['session:*'], { max_rate: 0.5 })
+        .then((r) => { const no = r && Array.isArray(r.rejected) && r.rejected[0]; this.note(no ? 'unavailable' : 'ok', no ? `Session list unavailable: the bridge does not allow subscribing to session:* (${no.code}).` : ''); })
         .catch((e) => this.note('unavailable', `Session list unavailable: ${e.code}: ${e.message}`));
     });
     this.client.on('refused', (r) => this.note('unavailable', `Session list unavailable: refused (${r.close}).`));

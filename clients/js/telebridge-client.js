@@ -552,6 +552,8 @@ export class TelebridgeClient {
       const off = this.on('message', (f) => {
         if (f.id != null && String(f.id) === id) {
           if (f.type === 'error') return done(null, new TelebridgeError(f.code || 'error', f.message, f));
+          const no = Array.isArray(f.rejected) && f.rejected.find((r) => r && r.room === room);
+          if (no) { this.subscriptions.delete(room); return done(null, new TelebridgeError(no.code || 'rejected', `subscribe to ${room} rejected: ${no.code}`, f)); }
           const n = f.resumed && f.resumed[room];
           if (n === 0) return done({ frames: [] });
           if (Number.isInteger(n) && n > 0) want = n;

@@ -228,3 +228,14 @@ test('setToken only changes the next handshake; refreshToken sends the refresh f
   assert.deepEqual(FakeWS.last.protocols, ['bearer', 'c']);
   c.close();
 });
+
+test('history(): a room the endpoint does not allow rejects at once with its code', async () => {
+  const c = mk('ws://h:1/ws/connect');
+  c.connect();
+  welcome(FakeWS.last);
+  const p = c.history('secret:1');
+  const req = FakeWS.last.sent.at(-1);
+  FakeWS.last.receive({ type: 'subscribed', id: req.id, rooms: [], rejected: [{ room: 'secret:1', code: 'not_allowed' }] });
+  await assert.rejects(p, (e) => e instanceof TelebridgeError && e.code === 'not_allowed');
+  c.close();
+});
