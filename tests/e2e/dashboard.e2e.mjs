@@ -177,6 +177,15 @@ try {
   assert.ok(await A.locator('#critical-banner').isVisible(), 'critical banner shown');
   assert.equal(await A.locator(`#table-fleet tr[data-vehicle="${hot}"] td[data-col="alerts"]`).textContent(), '1');
   step('overheat alert shown on both pages with the critical cue');
+  // Filter by alerts, and sort by the Alerts column: the hot vehicle alone / first.
+  await A.selectOption('#fleet-show', 'alerts');
+  await A.waitForFunction((id) => [...document.querySelectorAll('table.vehicles tbody tr')].map((t) => t.dataset.vehicle).join() === id, hot, { timeout: 10000 });
+  await A.selectOption('#fleet-show', 'all');
+  await A.locator('#table-fleet th button', { hasText: 'Alerts' }).click();
+  await A.locator('#table-fleet th button', { hasText: 'Alerts' }).click();
+  await A.waitForFunction((id) => document.querySelector('#table-fleet tbody tr')?.dataset.vehicle === id, hot, { timeout: 10000 });
+  assert.equal(await A.locator('#table-fleet th[aria-sort]').getAttribute('aria-sort'), 'descending');
+  step('filter "with active alerts" shows only the hot vehicle; sorting by Alerts puts it first');
   await shot(A, 'alerts');
   // The vehicle page of a vehicle with an active alert: the alert reaches that page through
   // the alerts room and the vehicle room (issue 18: this threw in alertCard and the counts
