@@ -51,6 +51,44 @@ const userId = (() => {
   } catch { return 'dash-' + Math.random().toString(36).slice(2, 8); }
 })();
 
+// ---- access token (endpoints with `auth`) --------------------------------------------------
+//
+// Without a token the page connects as before. When the bridge refuses a connection (close
+// 4401: no or bad token; 4403: valid but not permitted) the client stops retrying and the
+// login box says why; a token entered there is kept in sessionStorage (this tab only, gone
+// when it closes) and every connection reconnects with it.
+
+const auth = {
+  token: (() => { try { return sessionStorage.getItem('tb-token') || null; } catch { return null; } })(),
+  refusals: new Map(),   // label -> {close, code, message}
+};
+
+function newClient(path) { return new TelebridgeClient(path, { token: auth.token }); }
+
+function renderLogin() {
+  const box = $('login');
+  const refused = [...auth.refusals.entries()];
+  box.hidden = refused.length === 0 && !box.dataset.open;
+  if (!refused.length) { $('login-msg').textContent = auth.token ? 'A token is set for this tab.' : 'No token set.'; return; }
+  const [label, r] = refused[0];
+  const what = r.close === 4403
+    ? `The bridge accepted the token but does not permit it here (${label}: 4403 ${r.code}).`
+    : auth.token ? `The bridge refused the token (${label}: 4401 ${r.code}): it is invalid or expired.`
+      : `This bridge requires an access token (${label}: 4401 ${r.code}).`;
+  $('login-msg').textContent = `${what}${r.message ? ' Bridge says: ' + r.message : ''} ${refused.length > 1 ? `(${refused.length} connections refused)` : ''}`.trim();
+  box.dataset.refused = String(r.close);
+}
+
+function useToken(token) {
+  auth.token = token || null;
+  try { if (auth.token) sessionStorage.setItem('tb-token', auth.token); else sessionStorage.removeItem('tb-token'); } catch { /* private mode */ }
+  auth.refusals.clear();
+  delete $('login').dataset.open;
+  delete $('login').dataset.refused;
+  for (const c of clients.values()) { c.setToken(auth.token); c.close(); c.connect(); }   // a fresh handshake with the new token
+  renderLogin();
+}
+
 // ---- render scheduling ------------------------------------------------------------------
 
 const renderTasks = new Set();
@@ -76,6 +114,15 @@ const broker = { state: 'unknown' };
 function track(label, client) {
   clients.set(label, client);
   client.on('state', () => schedule(renderStatus));
+  client.on('refused', (r) => { auth.refusals.set(label, r); renderLogin(); });
+  client.on('open', () => { if (auth.refusals.delete(label)) renderLogin(); });
+  client.on('auth_expiring', (f) => {
+    // The token runs out soon: ask for a new one (entering it reconnects with it).
+    const at = f.data && typeof f.data.expires_at === 'number' ? new Date(f.data.expires_at).toLocaleTimeString() : 'soon';
+    $('login').dataset.open = '1';
+    renderLogin();
+    if (!auth.refusals.size) $('login-msg').textContent = `The access token expires at ${at}: enter a new one to stay connected.`;
+  });
   client.on('welcome', (f) => { broker.state = f.data.broker_connected === false ? 'disconnected' : 'connected'; schedule(renderStatus); });
   client.on('heartbeat', (f) => { if (f.data && f.data.broker) broker.state = f.data.broker; broker.hbAt = Date.now(); schedule(renderStatus); });
   return client;
@@ -85,11 +132,15 @@ function untrack(label) {
   const c = clients.get(label);
   if (c) c.close();
   clients.delete(label);
+  if (auth.refusals.delete(label)) renderLogin();
   schedule(renderStatus);
 }
 
 let lastCount = 0, rate = 0;
+let alertsLinkShown = null;
 function renderStatus() {
+  // The alerts panel's empty text depends on the alerts connection: redraw it on a change.
+  if (alertsClient && alertsClient.state !== alertsLinkShown) { alertsLinkShown = alertsClient.state; schedule(renderAlerts); }
   const box = $('st-conns');
   box.textContent = '';
   for (const [label, c] of clients) {
@@ -171,7 +222,7 @@ class Pool {
       }
     }, { root: this.body, rootMargin: '200px 0px' }) : null;
     this.updateSortHeaders();
-    this.client = track(name, new TelebridgeClient(`/ws/${name}`));
+    this.client = track(name, newClient(`/ws/${name}`));
     this.client.on('telemetry_update', (f) => this.onTelemetry(f));
     this.client.connect();
   }
@@ -248,6 +299,9 @@ class Pool {
     this.countEl.textContent = `${this.vehicles.size} vehicle${this.vehicles.size === 1 ? '' : 's'}`;
     this.countEl.dataset.count = String(this.vehicles.size);
     this.empty.hidden = this.vehicles.size > 0;
+    const st = this.client ? this.client.state : 'connecting';
+    this.empty.textContent = st === 'open' ? `waiting for ${this.name}-mode telemetry…` : `not connected to /ws/${this.name} (${st}): vehicles unknown`;
+    this.empty.dataset.state = st === 'open' ? 'waiting' : 'unknown';
     this.more.textContent = list.length > MAX_ROWS ? `showing ${MAX_ROWS} of ${list.length}; use the filter to narrow` :
       (list.length < this.vehicles.size ? `${this.vehicles.size - list.length} hidden by the filter` : '');
   }
@@ -331,12 +385,20 @@ function renderFleetSummary() {
 }
 
 // ---- alerts -------------------------------------------------------------------------------
+//
+// One store, keyed by alert id. The same alert reaches the page through several rooms (the
+// alerts room and the vehicle's room both carry it), in any order and more than once; every
+// frame is merged into the store entry, so applying a frame twice changes nothing. Counts,
+// the banner and the per-vehicle numbers are computed from the store. Cards are DOM only:
+// kept in their own map, built once per alert id and updated in place.
 
-const alerts = new Map();   // id -> {data, el, fading}
-const alertHistory = [];    // every alert event seen, newest last (for the vehicle view)
+const alerts = new Map();   // id -> {data, fading}
+const cards = new Map();    // id -> {el, msg, who, when, btn, ackedLabel}
+const alertHistory = new Map(); // `${id}/${event}` -> {at, event, data}: bridge times, once each
 let alertsClient = null;
 
 function alertKey(a) { return a.key ?? a.vehicle_id ?? a.vehicle ?? ''; }
+function activeAlerts() { return [...alerts.values()].filter((a) => !a.fading); }
 function alertCount(vehicleId) {
   let n = 0;
   for (const a of alerts.values()) if (!a.fading && alertKey(a.data) === vehicleId) n++;
@@ -346,30 +408,66 @@ function activeAlertOf(vehicleId, rule) {
   for (const a of alerts.values()) if (!a.fading && alertKey(a.data) === vehicleId && (a.data.rule || a.data.type) === rule) return true;
   return false;
 }
+/** What the panel shows, derived from the store only. */
+function alertCounts() {
+  let active = 0, critOpen = 0;
+  for (const a of alerts.values()) {
+    if (a.fading) continue;
+    active++;
+    if (a.data.severity === 'critical' && !a.data.acknowledged) critOpen++;
+  }
+  return { active, critOpen };
+}
 
 function alertIdOf(f) {
-  return (f.data && (f.data.id ?? f.data.alert_id)) ?? f.alert_id ?? f.id;
+  const id = (f.data && (f.data.id ?? f.data.alert_id)) ?? f.alert_id ?? f.id;
+  return id == null ? null : String(id);
+}
+
+/** Records one event of an alert in the history, at the time the bridge says it happened. */
+function noteHistory(id, event, data, at) {
+  const k = `${id}/${event}/${data.raised_at ?? ''}`;
+  if (alertHistory.has(k)) return;
+  alertHistory.set(k, { at: typeof at === 'number' ? at : null, event, data });
+}
+
+/** Merges a frame into the store entry of its alert; returns the entry. An acknowledgement
+ *  is never undone by an older copy of the alert that still says acknowledged: false. */
+function mergeAlert(id, d, extra = {}) {
+  const prev = alerts.get(id);
+  const data = { ...(prev && prev.data), ...d, ...extra, id };
+  if (prev && prev.data.acknowledged && prev.data.raised_at === data.raised_at) {
+    data.acknowledged = true;
+    data.acknowledged_by = data.acknowledged_by ?? prev.data.acknowledged_by;
+    data.acknowledged_at = data.acknowledged_at ?? prev.data.acknowledged_at;
+  }
+  const entry = { data, fading: false };
+  alerts.set(id, entry);
+  return { entry, prev };
 }
 
 function onAlert(f) {
-  const d = f.data || {};
-  if (d.id == null) return;
-  const prev = alerts.get(d.id);
-  const isNew = !prev || prev.fading;
+  const d = f.data;
+  if (!d || typeof d !== 'object' || d.id == null) return;
   if (d.state === 'cleared') { onAlertCleared(f); return; }
-  alerts.set(d.id, { data: { ...(prev && prev.data), ...d }, el: prev && prev.el, fading: false });
-  alertHistory.push({ at: Date.now(), event: 'raised', data: d });
-  if (isNew && d.severity === 'critical' && !d.acknowledged) cue();
+  const id = String(d.id);
+  const { entry, prev } = mergeAlert(id, d);
+  const isNew = !prev || prev.fading;
+  noteHistory(id, 'raised', entry.data, entry.data.raised_at);
+  if (entry.data.acknowledged) noteHistory(id, 'acknowledged', entry.data, entry.data.acknowledged_at);
+  if (isNew && entry.data.severity === 'critical' && !entry.data.acknowledged) cue();
   alertsChanged();
 }
 
 function onAlertCleared(f) {
   const id = alertIdOf(f);
+  if (id == null) return;
   const a = alerts.get(id);
-  alertHistory.push({ at: Date.now(), event: 'cleared', data: { ...(a && a.data), ...(f.data || {}) } });
+  const data = { ...(a && a.data), ...((f.data && typeof f.data === 'object') ? f.data : {}), state: 'cleared' };
+  noteHistory(id, 'cleared', data, data.cleared_at ?? f.ts);
   if (!a || a.fading) return;
   a.fading = true;
-  a.data = { ...a.data, ...(f.data || {}), state: 'cleared' };
+  a.data = data;
   alertsChanged();
   // Let the CSS transition run, then drop it.
   setTimeout(() => { if (alerts.get(id) === a && a.fading) { alerts.delete(id); alertsChanged(); } }, 1600);
@@ -377,10 +475,13 @@ function onAlertCleared(f) {
 
 function onAlertAcknowledged(f) {
   const id = alertIdOf(f);
+  if (id == null) return;
   const a = alerts.get(id);
-  alertHistory.push({ at: Date.now(), event: 'acknowledged', data: { ...(a && a.data), ...(f.data || {}) } });
+  const d = (f.data && typeof f.data === 'object') ? f.data : {};
+  const data = { ...(a && a.data), ...d, acknowledged: true };
+  noteHistory(id, 'acknowledged', data, d.acknowledged_at ?? f.ts);
   if (!a) return;
-  a.data = { ...a.data, ...(f.data || {}), acknowledged: true };
+  a.data = data;
   alertsChanged();
 }
 
@@ -402,62 +503,71 @@ function renderAlerts() {
     }
   }
   const bySev = { critical: [], warning: [], info: [] };
-  for (const a of alerts.values()) (bySev[a.data.severity] || bySev.info).push(a);
-  let active = 0, critOpen = 0;
+  for (const [id, a] of alerts) (bySev[a.data.severity] || bySev.info).push([id, a]);
   for (const s of SEVERITIES) {
-    const items = bySev[s].sort((x, y) => (y.data.raised_at ?? 0) - (x.data.raised_at ?? 0) || String(x.data.id).localeCompare(String(y.data.id)));
-    for (const a of items) {
-      if (!a.fading) { active++; if (s === 'critical' && !a.data.acknowledged) critOpen++; }
-      groups[s].items.append(alertCard(a));
-    }
+    const items = bySev[s].sort(([xi, x], [yi, y]) => (y.data.raised_at ?? 0) - (x.data.raised_at ?? 0) || xi.localeCompare(yi));
+    for (const [id, a] of items) groups[s].items.append(alertCard(id, a));
     groups[s].box.hidden = items.length === 0;
   }
-  for (const a of alerts.values()) a.el && (a.el.dataset.seen = '1');
-  // Remove cards whose alert is gone.
-  for (const card of list.querySelectorAll('.alert')) if (!alerts.has(card.dataset.alertId)) card.remove();
+  // Drop cards whose alert left the store.
+  for (const [id, c] of cards) if (!alerts.has(id)) { c.el.remove(); cards.delete(id); }
+  const { active, critOpen } = alertCounts();
   $('alert-count').textContent = String(active);
+  $('alert-count').dataset.count = String(active);
   $('alert-empty').hidden = alerts.size > 0;
+  const ast = alertsClient ? alertsClient.state : 'connecting';
+  $('alert-empty').textContent = ast === 'open' ? 'No active alerts.' : `Alerts unknown: not connected (${ast}).`;
+  $('alert-empty').dataset.state = ast === 'open' ? 'none' : 'unknown';
   const banner = $('critical-banner');
   banner.hidden = critOpen === 0;
+  banner.dataset.count = String(critOpen);
   banner.textContent = critOpen ? `${critOpen} critical alert${critOpen > 1 ? 's' : ''} unacknowledged` : '';
 }
 
-function alertCard(a) {
+function alertCard(id, a) {
   const d = a.data;
-  if (!a.el) {
-    a.el = el('article', { class: 'alert', 'data-alert-id': String(d.id) });
-    a.msg = el('div', { class: 'msg' });
-    a.who = el('a');
-    a.when = el('span');
-    a.btn = el('button', { type: 'button', class: 'ack', text: 'Acknowledge' });
-    a.btn.addEventListener('click', () => acknowledge(a));
-    a.ackedLabel = el('span', { class: 'acked-label', text: '✓ acknowledged' });
-    a.el.append(a.msg, el('div', { class: 'meta' }, a.who, a.when, a.btn, a.ackedLabel));
+  let c = cards.get(id);
+  if (!c) {
+    c = { el: el('article', { class: 'alert', 'data-alert-id': id }) };
+    c.msg = el('div', { class: 'msg' });
+    c.who = el('a');
+    c.when = el('time');
+    c.btn = el('button', { type: 'button', class: 'ack', text: 'Acknowledge' });
+    c.btn.addEventListener('click', () => acknowledge(id, c));
+    c.ackedLabel = el('span', { class: 'acked-label' });
+    c.el.append(c.msg, el('div', { class: 'meta' }, c.who, c.when, c.btn, c.ackedLabel));
+    cards.set(id, c);
   }
   const key = alertKey(d);
-  a.el.className = `alert ${d.severity || 'info'}${d.acknowledged ? ' acked' : ''}${a.fading ? ' cleared' : ''}`;
-  a.el.dataset.severity = d.severity || 'info';
-  a.el.dataset.acknowledged = d.acknowledged ? 'true' : 'false';
-  a.el.dataset.state = a.fading ? 'cleared' : (d.state || 'active');
-  a.msg.textContent = d.message || d.rule || d.type || 'alert';
-  a.who.textContent = key;
-  a.who.href = `#/vehicle/${encodeURIComponent(key)}`;
-  const t = d.raised_at ? new Date(d.raised_at) : null;
-  a.when.textContent = t && !isNaN(t) ? t.toLocaleTimeString() : '';
-  a.btn.hidden = !!d.acknowledged || a.fading;
-  a.btn.setAttribute('aria-label', `Acknowledge: ${a.msg.textContent}`);
-  a.ackedLabel.hidden = !d.acknowledged;
-  return a.el;
+  c.el.className = `alert ${d.severity || 'info'}${d.acknowledged ? ' acked' : ''}${a.fading ? ' cleared' : ''}`;
+  c.el.dataset.severity = d.severity || 'info';
+  c.el.dataset.acknowledged = d.acknowledged ? 'true' : 'false';
+  c.el.dataset.state = a.fading ? 'cleared' : (d.state || 'active');
+  c.msg.textContent = d.message || d.rule || d.type || 'alert';
+  c.who.textContent = key;
+  c.who.href = `#/vehicle/${encodeURIComponent(key)}`;
+  const t = typeof d.raised_at === 'number' ? new Date(d.raised_at) : null;
+  c.when.textContent = t ? `raised ${t.toLocaleTimeString()}` : '';
+  if (t) c.when.dateTime = t.toISOString();
+  // An acknowledged (or cleared) alert has no button at all, not a hidden one.
+  if (d.acknowledged || a.fading) c.btn.remove();
+  else if (!c.btn.isConnected) c.ackedLabel.before(c.btn);
+  c.btn.setAttribute('aria-label', `Acknowledge: ${c.msg.textContent}`);
+  c.ackedLabel.hidden = !d.acknowledged;
+  c.ackedLabel.textContent = d.acknowledged ? `✓ acknowledged${d.acknowledged_by ? ' by ' + d.acknowledged_by : ''}` : '';
+  return c.el;
 }
 
-async function acknowledge(a) {
-  a.btn.disabled = true;
+async function acknowledge(id, c) {
+  c.btn.disabled = true;
   try {
-    await alertsClient.ackAlert(a.data.id);
+    // With a token the bridge records the token's subject; without one, `by` names this
+    // page's user, which the alerts endpoint checks against its {user_id} identity.
+    await alertsClient.ackAlert(id, auth.token ? {} : { by: userId });
   } catch (e) {
     if (e.code !== 'timeout') {   // replies are optional; the broadcast is what counts
-      a.btn.title = `could not acknowledge: ${e.message}`;
-      a.btn.disabled = false;
+      c.btn.title = `could not acknowledge: ${e.message}`;
+      c.btn.disabled = false;
     }
   }
 }
@@ -476,7 +586,7 @@ function cue() {
 }
 
 function startAlerts() {
-  alertsClient = track('alerts', new TelebridgeClient(`/ws/alerts/${encodeURIComponent(userId)}`));
+  alertsClient = track('alerts', newClient(`/ws/alerts/${encodeURIComponent(userId)}`));
   alertsClient.on('welcome', () => {
     // The bridge sends the room's active alerts on join: start from that set.
     for (const [id, a] of alerts) if (!a.fading) alerts.delete(id);
@@ -520,6 +630,7 @@ function liveFill(dl, d) {
 
 function makeCharts(box) {
   box.textContent = '';
+  box.dataset.history = 'loading';
   return {
     speed: new LineChart(box, { label: 'Speed', unit: 'km/h', color: '#5cb8ff', min: 0 }),
     rpm: new LineChart(box, { label: 'RPM', unit: 'rpm', color: '#b48cff', min: 0, digits: 0 }),
@@ -528,49 +639,115 @@ function makeCharts(box) {
   };
 }
 
-function pushCharts(charts, d) {
-  const t = Date.now();
+/** t: the frame's ts (when the bridge routed it), so history and live share one time axis. */
+function pushCharts(charts, d, t) {
   charts.speed.push(t, d.speed);
   charts.rpm.push(t, get(d, 'engine_metrics.rpm'));
   charts.temp.push(t, get(d, 'engine_metrics.temperature'));
   charts.battery.push(t, get(d, 'battery_metrics.level'));
 }
 
+function destroyCharts(charts) { for (const c of Object.values(charts)) c.destroy(); }
+
+/** Backfills charts from a room's kept history: a short-lived connection to /ws/connect
+ *  (client_subscriptions) asks for the room's history (client.history: since=0, then
+ *  later seqs when the bridge says the history does not reach back) and pushes its
+ *  telemetry into the charts at the bridge's times; live frames are already arriving on the
+ *  view's own connection, and the charts merge both in time order. What happened is shown
+ *  under the charts: "n points of history", "no history kept", or why it is unavailable. */
+async function backfill(room, charts, box, isCurrent) {
+  const note = (state, text) => { box.dataset.history = state; box.dataset.historyNote = text; const n = box.querySelector('.history-note') || box.appendChild(el('p', { class: 'history-note muted small' })); n.textContent = text; };
+  const h = new TelebridgeClient('/ws/connect', { token: auth.token, reconnect: false, connectTimeout: 10000 });
+  try {
+    const opened = new Promise((resolve, reject) => {
+      h.on('open', resolve);
+      h.on('close', (e) => reject(new Error(h.refusal ? `refused (${h.refusal.close})` : `closed (${e.code})`)));
+    });
+    h.connect();
+    const { welcome } = await opened;
+    if (!welcome.client_subscriptions) throw new Error('the bridge has no /ws/connect endpoint with client_subscriptions');
+    const frames = await h.history(room, { max: 600, timeout: 10000 });
+    if (!isCurrent()) return;
+    let n = 0;
+    for (const f of frames) if (f.type === 'telemetry_update' && f.data && typeof f.data === 'object') { pushCharts(charts, f.data, f.ts); n++; }
+    note(n ? 'loaded' : 'empty', n ? `history: ${n} points from the bridge` : 'history: none kept for this room (routes with history: N keep some)');
+  } catch (e) {
+    if (isCurrent()) note('unavailable', `history unavailable: ${e.message}`);
+  } finally {
+    h.close();
+  }
+}
+
 let vehicleView = null;
+const STALE_AFTER_MS = 10000;   // a view whose data is older than this says so
+const UNKNOWN_AFTER_MS = 8000;  // an open connection with nothing at all for this long
+
+/** A state pill: text for people, data-state (one word) for styles and tests. */
+function setPill(p, state, text) {
+  p.textContent = text;
+  p.className = `pill ${state}`;
+  p.dataset.state = state;
+}
+
+/** Empties the vehicle view: nothing of a previous vehicle may stay on screen. */
+function resetVehicleDom(id) {
+  $('vehicle-title').textContent = id || '';
+  $('vehicle-id').value = id || '';
+  $('vehicle-setup').textContent = '';
+  $('vehicle-setup').append(el('dd', { class: 'muted', text: id ? 'waiting for setup…' : '–' }));
+  $('vehicle-now').textContent = '';
+  $('vehicle-pos').textContent = '';
+  const cv = $('vehicle-track');
+  cv.getContext('2d')?.clearRect(0, 0, cv.width, cv.height);
+  $('vehicle-charts').textContent = '';
+  $('vehicle-alerts').textContent = '';
+  if (!id) setPill($('vehicle-state'), 'none', 'no vehicle chosen');
+  $('vehicle-view-body').hidden = !id;
+  $('vehicle-empty').hidden = !!id;
+}
 
 class VehicleView {
   constructor(id) {
     this.id = id;
-    $('vehicle-title').textContent = id;
-    $('vehicle-id').value = id;
-    $('vehicle-setup').textContent = '';
-    $('vehicle-setup').append(el('dd', { class: 'muted', text: 'waiting for setup…' }));
-    $('vehicle-now').textContent = '';
+    this.opened = Date.now();
+    resetVehicleDom(id);
     this.charts = makeCharts($('vehicle-charts'));
     this.track = new Track($('vehicle-track'));
-    this.client = track('vehicle', new TelebridgeClient(`/ws/telemetry/${encodeURIComponent(id)}`));
-    this.client.on('state', (e) => this.setState(e.state));
-    this.client.on('setup_update', (f) => { if (f.data && typeof f.data === 'object') kvFill($('vehicle-setup'), f.data); });
-    this.client.on('status_update', (f) => { this.status = typeof f.data === 'string' ? f.data : f.data && f.data.status; this.setState(this.client.state); });
-    this.client.on('telemetry_update', (f) => this.onTelemetry(f.data));
+    this.client = track('vehicle', newClient(`/ws/telemetry/${encodeURIComponent(id)}`));
+    this.client.on('state', () => this.setState());
+    this.client.on('setup_update', (f) => { this.gotAny = true; if (f.data && typeof f.data === 'object') kvFill($('vehicle-setup'), f.data); this.setState(); });
+    this.client.on('status_update', (f) => { this.gotAny = true; this.status = typeof f.data === 'string' ? f.data : f.data && f.data.status; this.setState(); });
+    this.client.on('telemetry_update', (f) => this.onTelemetry(f));
     this.client.on('alert', onAlert);
     this.client.on('alert_cleared', onAlertCleared);
     this.client.on('alert_acknowledged', onAlertAcknowledged);
     this.client.connect();
+    backfill(`vehicle:${id}`, this.charts, $('vehicle-charts'), () => vehicleView === this);
     schedule(this.renderAlerts);   // runs once this view is the current one
-    this.timer = setInterval(() => schedule(this.draw), 1000);
+    this.timer = setInterval(() => { schedule(this.draw); this.setState(); }, 1000);
   }
 
-  setState(s) {
-    const p = $('vehicle-state');
-    p.textContent = this.status ? `${s} · vehicle ${this.status}` : s;
-    p.className = `pill ${s}`;
+  /** One honest word for the view: the link's state unless it is open; then live, stale,
+   *  waiting (nothing yet) or unknown (nothing for a while: no such vehicle, or silent). */
+  setState() {
+    const s = this.client.state, now = Date.now();
+    const said = this.status ? ` · vehicle reported ${this.status}` : '';
+    if (s !== 'open') return setPill($('vehicle-state'), s, `${s}${this.lastAt ? ` · data from ${ageText(now - this.lastAt)} ago` : ''}`);
+    if (this.lastAt && now - this.lastAt < STALE_AFTER_MS) return setPill($('vehicle-state'), 'live', `live${said}`);
+    if (this.lastAt) return setPill($('vehicle-state'), 'stale', `stale: last telemetry ${ageText(now - this.lastAt)} ago${said}`);
+    if (!this.gotAny && now - this.opened > UNKNOWN_AFTER_MS)
+      return setPill($('vehicle-state'), 'unknown', `unknown: nothing from the bridge for ${this.id}${knownVehicles.has(this.id) ? '' : ' (not in the fleet lists)'}`);
+    return setPill($('vehicle-state'), 'waiting', `waiting for telemetry${said}`);
   }
 
-  onTelemetry(d) {
+  onTelemetry(f) {
+    const d = f.data;
     if (!d || typeof d !== 'object') return;
     this.last = d;
-    pushCharts(this.charts, d);
+    this.lastAt = Date.now();
+    this.gotAny = true;
+    pushCharts(this.charts, d, typeof f.ts === 'number' ? f.ts : Date.now());
+    if (!this.wasLive) { this.wasLive = true; this.setState(); }
     const loc = d.location || {};
     this.track.push(loc.latitude, loc.longitude, loc.heading);
     schedule(this.draw);
@@ -592,61 +769,82 @@ class VehicleView {
     if (vehicleView !== this) return;
     const ol = $('vehicle-alerts');
     ol.textContent = '';
-    const mine = alertHistory.filter((h) => alertKey(h.data) === this.id).slice(-50).reverse();
-    if (!mine.length) ol.append(el('li', { class: 'muted', text: 'no alerts' }));
+    const mine = [...alertHistory.values()].filter((h) => alertKey(h.data) === this.id)
+      .sort((a, b) => (b.at ?? 0) - (a.at ?? 0)).slice(0, 50);
+    if (!mine.length) ol.append(el('li', { class: 'muted', text: 'no alerts seen for this vehicle' }));
     for (const h of mine) {
-      ol.append(el('li', { text: `${new Date(h.at).toLocaleTimeString()} ${h.event}: ${h.data.severity || ''} ${h.data.message || h.data.rule || ''}` }));
+      const when = h.at != null ? new Date(h.at).toLocaleTimeString() : 'time unknown';
+      ol.append(el('li', { 'data-event': h.event, text: `${when} ${h.event}: ${h.data.severity || ''} ${h.data.message || h.data.rule || ''}` }));
     }
   };
 
   close() {
     clearInterval(this.timer);
+    destroyCharts(this.charts);
     untrack('vehicle');
   }
 }
 
 let sessionView = null;
 
+/** Empties the session view (see resetVehicleDom). */
+function resetSessionDom(sid) {
+  $('session-id').value = sid || '';
+  $('session-setup').textContent = '';
+  $('session-setup').append(el('dd', { class: 'muted', text: sid ? 'waiting for the session setup…' : 'join a session to see its setup' }));
+  $('session-now').textContent = '';
+  $('session-rate').textContent = '';
+  $('session-charts').textContent = '';
+  $('session-body').hidden = !sid;
+  if (!sid) setPill($('session-state'), 'none', 'no session chosen');
+}
+
+/** Session state from what this page has seen (the bridge keeps no session status):
+ *  unknown (the bridge says so, or nothing at all arrives), waiting (joined, no setup or no
+ *  telemetry yet), live (telemetry within STALE_AFTER_MS), ended (telemetry stopped). */
+function sessionState(x, now) {
+  if (x.unknownSession) return ['unknown', 'unknown session: the bridge has no such session'];
+  if (x.lastAt && now - x.lastAt < STALE_AFTER_MS) return ['live', 'live'];
+  if (x.lastAt) return ['ended', `ended: no telemetry since ${new Date(x.lastAt).toLocaleTimeString()}`];
+  if (x.gotSetup) return ['waiting', 'setup received, waiting for telemetry'];
+  if (now - x.started > UNKNOWN_AFTER_MS) return ['unknown', 'unknown: no setup or telemetry for this id (wrong id, or monitor idle)'];
+  return ['waiting', 'joined, waiting for the setup'];
+}
+
 class SessionView {
   constructor(sid) {
     this.sid = sid;
-    $('session-id').value = sid;
-    $('session-setup').textContent = '';
-    $('session-setup').append(el('dd', { class: 'muted', text: 'waiting for the session setup…' }));
-    $('session-now').textContent = '';
+    this.started = Date.now();
+    resetSessionDom(sid);
     this.charts = makeCharts($('session-charts'));
     this.times = [];
-    this.client = track('session', new TelebridgeClient(`/ws/session/${encodeURIComponent(sid)}`));
-    this.client.on('state', (e) => this.setState(e.state));
-    this.client.on('error', (f) => { this.note = f.message || f.code; this.setState(this.client.state); });
+    this.client = track('session', newClient(`/ws/session/${encodeURIComponent(sid)}`));
+    this.client.on('state', () => this.setState());
+    this.client.on('error', (f) => { if (f.code === 'unknown_session') this.unknownSession = true; this.setState(); });
     this.client.on('setup_update', (f) => {
       this.gotSetup = true;
       if (f.data && typeof f.data === 'object') kvFill($('session-setup'), f.data);
-      this.setState(this.client.state);
+      this.setState();
     });
     this.client.on('telemetry_update', (f) => {
       if (!f.data || typeof f.data !== 'object') return;
       this.last = f.data;
+      this.lastAt = Date.now();
       this.times.push(Date.now());
-      pushCharts(this.charts, f.data);
+      pushCharts(this.charts, f.data, typeof f.ts === 'number' ? f.ts : Date.now());
       schedule(this.draw);
+      if (!this.wasLive) { this.wasLive = true; this.setState(); }
     });
     this.client.connect();
-    this.timer = setInterval(() => { schedule(this.draw); this.setState(this.client.state); }, 1000);
-    this.started = Date.now();
+    backfill(`session:${sid}`, this.charts, $('session-charts'), () => sessionView === this);
+    this.timer = setInterval(() => { schedule(this.draw); this.setState(); }, 1000);
   }
 
-  setState(s) {
-    const p = $('session-state');
-    let text = s;
-    if (s === 'open') {
-      if (this.note && !this.gotSetup && !this.last) text = this.note;
-      else if (!this.gotSetup) text = Date.now() - this.started > 5000 ? 'no data: unknown session or monitor idle' : 'joined, waiting for setup';
-      else text = this.last ? 'live' : 'setup received, waiting for telemetry';
-    }
-    p.textContent = text;
-    p.className = `pill ${s}`;
-    p.dataset.state = text;
+  setState() {
+    const s = this.client.state;
+    if (s !== 'open') return setPill($('session-state'), s, s);
+    const [state, text] = sessionState(this, Date.now());
+    setPill($('session-state'), state, text);
   }
 
   draw = () => {
@@ -660,9 +858,81 @@ class SessionView {
 
   close() {
     clearInterval(this.timer);
+    destroyCharts(this.charts);
     untrack('session');
   }
 }
+
+/** The list of race sessions: the bridge has no session listing, so the list is what the
+ *  rooms say. A /ws/connect connection subscribes to the pattern "session:*" (max_rate
+ *  0.5/s per room): each session room hands over its setup (track, vehicle, start time)
+ *  and latest telemetry on join, and every session room created later joins too. Open
+ *  only while the session view is shown. */
+class SessionList {
+  constructor() {
+    this.rows = new Map();   // sid -> {sid, setup, lastAt, gotSetup, started, tr}
+    this.started = Date.now();
+    $('session-list-body').textContent = '';
+    this.client = track('sessions', newClient('/ws/connect'));
+    this.client.on('open', ({ welcome }) => {
+      if (!welcome.client_subscriptions) return this.note('unavailable', 'Session list unavailable: this bridge has no endpoint /ws/connect with client subscriptions.');
+      this.client.subscribe(['session:*'], { max_rate: 0.5 })
+        .then((r) => { const no = r && Array.isArray(r.rejected) && r.rejected[0]; this.note(no ? 'unavailable' : 'ok', no ? `Session list unavailable: the bridge does not allow subscribing to session:* (${no.code}).` : ''); })
+        .catch((e) => this.note('unavailable', `Session list unavailable: ${e.code}: ${e.message}`));
+    });
+    this.client.on('refused', (r) => this.note('unavailable', `Session list unavailable: refused (${r.close}).`));
+    this.client.on('setup_update', (f) => this.onFrame(f, true));
+    this.client.on('telemetry_update', (f) => this.onFrame(f, false));
+    this.client.connect();
+    this.note('waiting', 'Looking for sessions…');
+    this.timer = setInterval(() => this.render(), 1000);
+  }
+
+  note(state, text) {
+    const n = $('session-list-note');
+    n.dataset.state = state;
+    n.textContent = text;
+    this.noteState = state;
+    this.render();
+  }
+
+  onFrame(f, isSetup) {
+    const room = typeof f.room === 'string' ? f.room : '';
+    if (!room.startsWith('session:') || !f.data || typeof f.data !== 'object') return;
+    const sid = room.slice('session:'.length);
+    let r = this.rows.get(sid);
+    if (!r) { r = { sid, started: Date.now() }; this.rows.set(sid, r); }
+    if (isSetup) { r.setup = f.data; r.gotSetup = true; } else r.lastAt = Date.now();
+    schedule(() => this.render());
+  }
+
+  render() {
+    const tbody = $('session-list-body');
+    const now = Date.now();
+    const list = [...this.rows.values()].sort((a, b) => String(b.setup?.started_at ?? '').localeCompare(String(a.setup?.started_at ?? '')) || a.sid.localeCompare(b.sid));
+    tbody.textContent = '';
+    for (const r of list) {
+      const [state, text] = sessionState(r, now);
+      const v = r.setup?.vehicle;
+      const started = r.setup?.started_at ? new Date(r.setup.started_at) : null;
+      tbody.append(el('tr', { 'data-session': r.sid, 'data-state': state },
+        el('td', { class: 'sid' }, el('a', { href: `#/session/${encodeURIComponent(r.sid)}`, text: r.sid })),
+        el('td', { text: r.setup?.track ?? '–' }),
+        el('td', { text: v ? [v.make, v.model].filter(Boolean).join(' ') || v.vehicle_id || '–' : '–' }),
+        el('td', { text: started && !isNaN(started) ? started.toLocaleString() : '–' }),
+        el('td', {}, el('span', { class: `pill ${state}`, title: text, text: state }))));
+    }
+    const empty = $('session-list-empty');
+    empty.hidden = list.length > 0 || this.noteState === 'unavailable';
+    empty.textContent = now - this.started > UNKNOWN_AFTER_MS ? 'No sessions: no session room has any data on this bridge.' : 'Looking for sessions…';
+  }
+
+  close() {
+    clearInterval(this.timer);
+    untrack('sessions');
+  }
+}
+let sessionList = null;
 
 // ---- routing between views ---------------------------------------------------------------
 
@@ -678,7 +948,10 @@ function route() {
   if (view !== 'session' || (sessionView && sessionView.sid !== id)) { sessionView && sessionView.close(); sessionView = null; }
   if (view === 'vehicle' && id && !vehicleView) vehicleView = new VehicleView(id);
   if (view === 'session' && id && !sessionView) sessionView = new SessionView(id);
-  if (view === 'vehicle' && !id) $('vehicle-title').textContent = '';
+  if (view === 'vehicle' && !id) resetVehicleDom('');
+  if (view === 'session' && !id) resetSessionDom('');
+  if (view === 'session' && !sessionList) sessionList = new SessionList();
+  if (view !== 'session' && sessionList) { sessionList.close(); sessionList = null; }
 }
 
 function init() {
@@ -687,6 +960,9 @@ function init() {
   startAlerts();
   $('fleet-filter').addEventListener('input', (e) => { filter.text = e.target.value.trim().toLowerCase(); for (const p of Object.values(pools)) p.reorder(); });
   $('fleet-show').addEventListener('change', (e) => { filter.show = e.target.value; for (const p of Object.values(pools)) p.reorder(); });
+  $('login-form').addEventListener('submit', (e) => { e.preventDefault(); useToken($('login-token').value.trim()); $('login-token').value = ''; });
+  $('login-clear').addEventListener('click', () => useToken(null));
+  $('login-open').addEventListener('click', () => { $('login').dataset.open = '1'; renderLogin(); $('login-token').focus(); });
   $('vehicle-form').addEventListener('submit', (e) => { e.preventDefault(); location.hash = `#/vehicle/${encodeURIComponent($('vehicle-id').value.trim())}`; });
   $('session-form').addEventListener('submit', (e) => { e.preventDefault(); location.hash = `#/session/${encodeURIComponent($('session-id').value.trim())}`; });
   window.addEventListener('hashchange', route);

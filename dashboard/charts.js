@@ -1,9 +1,13 @@
-// charts.js — tiny canvas time-series chart and position track for the dashboard.
+// charts.js — time-series charts (uPlot, vendored in vendor/uplot/) and the position track.
 //
-// Why: the dashboard must work offline and stay small, and four line charts plus a track do
-// not need a library. How: a Series keeps (t, v) points in a ring limited by a time window;
-// draw() repaints the whole canvas (cheap at these sizes) and is called from the page's
-// requestAnimationFrame batch, never per message. Canvas pixels follow devicePixelRatio.
+// Why: charts need a time axis, readable ticks and values on hover; uPlot does that in a
+// small, fast, maintained package (vendor/uplot/README.md), so the dashboard keeps working
+// offline without a build step. How: a Series keeps (t, v) points in time order within a
+// window; points can arrive out of order (history backfilled after live frames) and are
+// inserted in place, duplicates (same t) replaced. draw() hands the arrays to uPlot at most
+// once per second per chart, from the page's requestAnimationFrame batch, never per message.
+// The track stays a plain canvas.
+import uPlot from './vendor/uplot/uPlot.esm.js';
 
 export class Series {
   constructor(windowMs = 5 * 60 * 1000, max = 4000) {
@@ -13,11 +17,19 @@ export class Series {
     this.v = [];
   }
 
+  /** Adds a point at time t (ms); returns false when v is not a finite number. */
   push(t, v) {
-    if (typeof v !== 'number' || !Number.isFinite(v)) return;
-    this.t.push(t);
-    this.v.push(v);
-    const cut = t - this.windowMs;
+    if (typeof v !== 'number' || !Number.isFinite(v) || typeof t !== 'number') return false;
+    let i = this.t.length;
+    while (i > 0 && this.t[i - 1] > t) i--;
+    if (i > 0 && this.t[i - 1] === t) this.v[i - 1] = v;
+    else { this.t.splice(i, 0, t); this.v.splice(i, 0, v); }
+    this.trim(this.t[this.t.length - 1]);
+    return true;
+  }
+
+  trim(now) {
+    const cut = now - this.windowMs;
     let drop = 0;
     while (drop < this.t.length && this.t[drop] < cut) drop++;
     if (this.t.length - drop > this.max) drop = this.t.length - this.max;
@@ -36,10 +48,13 @@ function fitCanvas(canvas) {
   return { w, h, dpr };
 }
 
-/** A labelled line chart: <figure><figcaption>label value</figcaption><canvas></figure>. */
+/** A labelled line chart: <figure><figcaption>label value</figcaption>uPlot | empty note</figure>.
+ *  The x axis spans from the oldest point kept to now (at most the window), so a chart
+ *  that has a minute of data shows that minute across its width. */
 export class LineChart {
   constructor(parent, { label, unit = '', color = '#5cb8ff', windowMs, min, max, digits = 1 }) {
     this.series = new Series(windowMs);
+    this.label = label;
     this.unit = unit;
     this.color = color;
     this.min = min;
@@ -47,72 +62,85 @@ export class LineChart {
     this.digits = digits;
     this.el = document.createElement('figure');
     this.el.className = 'chart';
+    this.el.dataset.points = '0';
     const cap = document.createElement('figcaption');
     const name = document.createElement('span');
     name.textContent = label;
     this.valueEl = document.createElement('b');
     this.valueEl.textContent = '–';
     cap.append(name, this.valueEl);
-    this.canvas = document.createElement('canvas');
-    this.canvas.setAttribute('role', 'img');
-    this.canvas.setAttribute('aria-label', `${label} over the last minutes`);
-    this.el.append(cap, this.canvas);
+    this.plotBox = document.createElement('div');
+    this.plotBox.className = 'plot';
+    this.plotBox.setAttribute('role', 'img');
+    this.plotBox.setAttribute('aria-label', `${label} over the last minutes`);
+    this.emptyEl = document.createElement('p');
+    this.emptyEl.className = 'chart-empty muted small';
+    this.emptyEl.textContent = 'no data yet';
+    this.el.append(cap, this.plotBox, this.emptyEl);
     parent.append(this.el);
-    this.dirty = true;
+    this.plot = null;
   }
 
-  push(t, v) { this.series.push(t, v); this.dirty = true; }
+  push(t, v) { if (this.series.push(t, v)) this.dirty = true; }
+
+  /** Shown instead of the plot while there are no points (e.g. "history unavailable"). */
+  setEmptyText(text) { this.emptyEl.textContent = text; }
+
   clear() { this.series.clear(); this.dirty = true; }
 
-  draw(now = Date.now()) {
-    if (!this.dirty && !this.series.t.length) return;
-    this.dirty = false;
-    const s = this.series;
-    const last = s.last;
-    this.valueEl.textContent = last == null ? '–' : `${last.toFixed(this.digits)} ${this.unit}`;
-    const { w, h, dpr } = fitCanvas(this.canvas);
-    const ctx = this.canvas.getContext('2d');
-    ctx.clearRect(0, 0, w, h);
-    const pad = 4 * dpr, left = 34 * dpr;
-    let lo = this.min, hi = this.max;
-    if (lo == null || hi == null) {
-      let a = Infinity, b = -Infinity;
-      for (const v of s.v) { if (v < a) a = v; if (v > b) b = v; }
-      if (!Number.isFinite(a)) { a = 0; b = 1; }
-      if (a === b) { a -= 1; b += 1; }
-      const m = (b - a) * 0.1;
-      if (lo == null) lo = a - m;
-      if (hi == null) hi = b + m;
+  makePlot() {
+    const fmt = (v) => (v == null ? '–' : `${v.toFixed(this.digits)} ${this.unit}`.trim());
+    const fixedRange = (u, lo, hi) => {
+      // Flat or single-valued data: open a band around it instead of zero-height ticks.
+      if (lo === hi) { const pad = Math.max(1, Math.abs(lo) * 0.05); lo -= pad; hi += pad; }
+      const [a, b] = uPlot.rangeNum(lo, hi, 0.1, true);
+      return [this.min != null ? Math.max(this.min, a) : a, this.max != null ? Math.min(this.max, b) : b];
+    };
+    const w = Math.max(120, this.plotBox.clientWidth || 300);
+    this.plot = new uPlot({
+      width: w, height: 140,
+      tzDate: (ts) => new Date(ts * 1000),
+      cursor: { drag: { x: false, y: false } },
+      legend: { live: true },
+      scales: { x: { time: true }, y: { range: fixedRange } },
+      axes: [
+        { stroke: '#a3b1bf', grid: { stroke: '#24303c' }, ticks: { stroke: '#2f3d4b' } },
+        // uPlot's own tick labels: their precision follows the tick step, so no label repeats.
+        { stroke: '#a3b1bf', grid: { stroke: '#24303c' }, ticks: { stroke: '#2f3d4b' }, size: 52 },
+      ],
+      series: [
+        { label: 'time', value: (u, ts) => (ts == null ? '–' : new Date(ts * 1000).toLocaleTimeString()) },
+        { label: this.label, stroke: this.color, width: 1.5, value: (u, v) => fmt(v), points: { show: false } },
+      ],
+    }, [[], []], this.plotBox);
+    if (typeof ResizeObserver === 'function') {
+      this.ro = new ResizeObserver(() => { const cw = this.plotBox.clientWidth; if (cw && this.plot && cw !== this.plot.width) this.plot.setSize({ width: cw, height: 140 }); });
+      this.ro.observe(this.plotBox);
     }
-    const t1 = now, t0 = now - s.windowMs;
-    const x = (t) => left + (w - left - pad) * (t - t0) / (t1 - t0);
-    const y = (v) => h - pad - (h - 2 * pad) * (v - lo) / (hi - lo);
-    // grid + labels
-    ctx.strokeStyle = '#2a3744';
-    ctx.fillStyle = '#a3b1bf';
-    ctx.lineWidth = 1;
-    ctx.font = `${10 * dpr}px sans-serif`;
-    ctx.textBaseline = 'middle';
-    for (let i = 0; i <= 3; i++) {
-      const v = lo + (hi - lo) * i / 3;
-      const yy = Math.round(y(v)) + 0.5;
-      ctx.beginPath(); ctx.moveTo(left, yy); ctx.lineTo(w - pad, yy); ctx.stroke();
-      ctx.fillText(Math.abs(v) >= 1000 ? v.toFixed(0) : v.toFixed(v === 0 ? 0 : 1), 2 * dpr, yy);
-    }
-    if (!s.t.length) return;
-    ctx.strokeStyle = this.color;
-    ctx.lineWidth = 1.5 * dpr;
-    ctx.beginPath();
-    for (let i = 0; i < s.t.length; i++) {
-      const xx = x(s.t[i]), yy = y(Math.min(hi, Math.max(lo, s.v[i])));
-      if (i === 0) ctx.moveTo(xx, yy); else ctx.lineTo(xx, yy);
-    }
-    ctx.stroke();
   }
+
+  draw(now) {
+    const s = this.series;
+    s.trim(now);
+    const n = s.t.length;
+    this.el.dataset.points = String(n);
+    this.el.dataset.oldest = n ? String(s.t[0]) : '';
+    this.valueEl.textContent = n ? `${s.last.toFixed(this.digits)} ${this.unit}`.trim() : '–';
+    this.emptyEl.hidden = n > 0;
+    this.plotBox.hidden = n === 0;
+    if (!n) return;
+    if (!this.plot) this.makePlot();
+    if (this.dirty || now - (this.drawnAt || 0) >= 1000) {
+      this.dirty = false;
+      this.drawnAt = now;
+      this.plot.setData([s.t.map((t) => t / 1000), s.v.slice()]);
+      this.plot.setScale('x', { min: s.t[0] / 1000, max: Math.max(now, s.t[n - 1]) / 1000 });
+    }
+  }
+
+  destroy() { if (this.ro) this.ro.disconnect(); if (this.plot) this.plot.destroy(); this.el.remove(); }
 }
 
-/** Position track: lat/lon points drawn with an equirectangular projection fitted to the
- *  canvas; the newest point is a dot with a heading tick. No map tiles. */
 export class Track {
   constructor(canvas, max = 2000) {
     this.canvas = canvas;

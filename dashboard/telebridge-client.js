@@ -1,3 +1,4 @@
+// COPY of clients/js/telebridge-client.js (npm run build there); served by the bridge from static_dir.
 // telebridge-client.js — a small WebSocket client for Telebridge (ES module, no dependencies).
 //
 // Why it exists: every dashboard needs the same plumbing around a Telebridge WebSocket —
@@ -15,6 +16,9 @@
 //
 // Runs in browsers (global WebSocket) and in Node >= 20 (pass {WebSocket} from the `ws`
 // package, or rely on a global WebSocket in Node >= 22). Single-threaded like all JS.
+//
+// This file is the source of the npm package in clients/js/ (package "telebridge-client"):
+// telebridge-client.cjs is generated from it (npm run build), and dashboard/ serves a copy.
 
 export const STATES = Object.freeze(['idle', 'connecting', 'open', 'reconnecting', 'closed']);
 
@@ -35,6 +39,8 @@ const DEFAULTS = {
   resume: true,           // resubscribe with since/epoch after a reconnect
   dedupe: true,           // drop routed frames whose seq was already seen (same epoch)
   subscribeRooms: [],     // rooms to subscribe to on every (re)connect
+  token: null,            // access token (string), sent as chosen by tokenIn; null = none
+  tokenIn: 'subprotocol', // 'subprotocol': Sec-WebSocket-Protocol ["bearer", token]; 'query': ?token=
   random: Math.random,
   now: () => Date.now(),
 };
@@ -73,6 +79,11 @@ export class TelebridgeClient {
     this.timers = { reconnect: null, stable: null, watchdog: null, connect: null };
     this.stats = { messages: 0, bytes: 0, reconnects: 0, lastMessageAt: 0, lagMs: null, rttMs: null };
     this.lastHeartbeat = null;
+    this.refusal = null;        // {code, reason, message} once the bridge refused our token
+    this.replaying = new Map(); // room -> replayed frames still to come (not counted in lagMs)
+    this.lagSeen = new Set();   // "room\ntype" seen on this socket: the first is join state
+    if (!['subprotocol', 'query'].includes(this.opts.tokenIn)) throw new TypeError(`tokenIn must be 'subprotocol' or 'query', not ${this.opts.tokenIn}`);
+    if (this.opts.token != null && typeof this.opts.token !== 'string') throw new TypeError('token must be a string');
     for (const room of this.opts.subscribeRooms) this.subscriptions.set(room, {});
   }
 
@@ -128,9 +139,13 @@ export class TelebridgeClient {
     this.clearTimer('reconnect');
     this.closedByUser = false;
     this.setState(this.stats.reconnects || this.attempt ? 'reconnecting' : 'connecting');
+    this.refusal = null;
+    this.replaying.clear();
+    this.lagSeen.clear();
     let ws;
     try {
-      ws = new this.WebSocket(this.url);
+      const { url, protocols } = this.handshake();
+      ws = protocols ? new this.WebSocket(url, protocols) : new this.WebSocket(url);
     } catch (e) {
       this.onSocketGone(null, 1006, String(e && e.message || e));
       return this;
@@ -145,6 +160,33 @@ export class TelebridgeClient {
     ws.onerror = () => {};   // onclose follows and carries the code
     ws.onclose = (ev) => this.onSocketGone(ws, ev.code, ev.reason);
     return this;
+  }
+
+  /** URL and subprotocols of the next handshake, with the token where tokenIn says. */
+  handshake() {
+    const t = this.opts.token;
+    if (!t) return { url: this.url, protocols: null };
+    if (this.opts.tokenIn === 'query') {
+      const u = new URL(this.url);
+      u.searchParams.set('token', t);
+      return { url: u.toString(), protocols: null };
+    }
+    return { url: this.url, protocols: ['bearer', t] };
+  }
+
+  /** Uses this token from the next (re)connect on. The open connection keeps its identity. */
+  setToken(token) {
+    if (token != null && typeof token !== 'string') throw new TypeError('token must be a string');
+    this.opts.token = token || null;
+  }
+
+  /** For endpoints that announce auth_expiring: sends {"type":"refresh","token"} on the open
+   *  connection (the bridge answers "refreshed", or an error and close 4401) and uses the
+   *  token for reconnects. Returns false when not connected. Only for bridges with access
+   *  control: others answer unknown_type, which counts toward their abuse limit. */
+  refreshToken(token) {
+    this.setToken(token);
+    return this.send({ type: 'refresh', token });
   }
 
   /** Closes for good: no reconnect. Pending requests reject with code "closed". */
@@ -178,6 +220,16 @@ export class TelebridgeClient {
     this.clearTimer('connect');
     this.failPending('disconnected', `connection lost (${code}${reason ? ' ' + reason : ''})`);
     if (this.closedByUser) return;
+    // 4401/4403: the bridge refused the token (or its absence). Retrying with the same
+    // token cannot help: stop and say so; connect() again after setToken().
+    if (code === 4401 || code === 4403) {
+      const r = this.refusal || {};
+      this.refusal = { close: code, code: r.code || (code === 4401 ? 'unauthorized' : 'forbidden'), message: r.message || reason || '' };
+      this.emit('close', { code, reason, willReconnect: false });
+      this.setState('closed', { code, reason });
+      this.emit('refused', { ...this.refusal });
+      return;
+    }
     const willReconnect = !!this.opts.reconnect;
     this.emit('close', { code, reason, willReconnect });
     if (!willReconnect) { this.setState('closed'); return; }
@@ -215,10 +267,12 @@ export class TelebridgeClient {
       this.emit('frame_error', { data, error: 'no type' });
       return;
     }
-    if (typeof f.ts === 'number') {
+    if (typeof f.ts === 'number' && this.isLive(f)) {
       const lag = Math.max(0, now - f.ts);
       this.stats.lagMs = this.stats.lagMs == null ? lag : this.stats.lagMs * 0.9 + lag * 0.1;
     }
+    if (f.type === 'error' && !this.gotWelcome && (f.code === 'unauthorized' || f.code === 'forbidden'))
+      this.refusal = { code: f.code, message: f.message || '' };
     if (f.type === 'welcome') return this.onWelcome(f);
     if (f.type === 'heartbeat') this.lastHeartbeat = f.data || {};
     if (f.type === 'resync') this.onResync(f);
@@ -226,6 +280,29 @@ export class TelebridgeClient {
     if (f.id != null && this.pending.has(String(f.id))) this.settle(f);
     this.emit('message', f);
     this.emit(f.type, f);
+  }
+
+  /** True when f is sent as it happens: not a replay from history, not the state a room
+   *  hands over on join (the first frame of each type of a room on this socket), not a
+   *  control frame that echoes an old time. Only these count in stats.lagMs. */
+  isLive(f) {
+    if ((f.type === 'subscribed' || f.type === 'session_joined') && f.resumed && typeof f.resumed === 'object') {
+      for (const [room, n] of Object.entries(f.resumed)) if (Number.isInteger(n) && n > 0) this.replaying.set(room, n);
+      return false;
+    }
+    if (f.type === 'resync' && typeof f.room === 'string') {
+      for (const k of [...this.lagSeen]) if (k.startsWith(f.room + '\n')) this.lagSeen.delete(k);
+      return false;
+    }
+    if (typeof f.room !== 'string' || typeof f.seq !== 'number') return f.type === 'heartbeat' || f.type === 'pong';
+    const left = this.replaying.get(f.room);
+    if (left) {
+      if (left <= 1) this.replaying.delete(f.room); else this.replaying.set(f.room, left - 1);
+      return false;
+    }
+    const k = f.room + '\n' + f.type;
+    if (!this.lagSeen.has(k)) { this.lagSeen.add(k); return false; }
+    return true;
   }
 
   /** Records f.seq for its room; false when the frame is a duplicate to drop. */
@@ -423,8 +500,79 @@ export class TelebridgeClient {
     return this.request({ type: 'leave_session', session_id: sessionId }, opts);
   }
 
-  ackAlert(alertId, opts) {
-    return this.request({ type: 'ack_alert', alert_id: alertId }, opts);
+  /** Acknowledges an alert. by: optional user name; the bridge accepts it only when it equals
+   *  the connection's identity (with a token, leave it out: the token's subject is used). */
+  ackAlert(alertId, { by, ...opts } = {}) {
+    const req = { type: 'ack_alert', alert_id: String(alertId) };
+    if (by != null) req.by = String(by);
+    return this.request(req, opts);
+  }
+
+  /** Fetches a room's history (endpoints with client_subscriptions): subscribes with
+   *  since = 0 so the bridge replays what it keeps (routes with `history: N`), and resolves
+   *  with those frames, oldest first, once the last has arrived. When the history does not
+   *  reach back that far the bridge answers with a resync carrying the room's seq, then the
+   *  room's state; the request is repeated (after an unsubscribe) from a later seq: first
+   *  just past the newest state frame older than the room's seq (a message of a route
+   *  without history, such as a setup, breaks every replay that spans it), at most `max`
+   *  back, then halving the distance, up to `tries` attempts in all. What cannot be replayed
+   *  is not invented: the result may be short or empty. The subscription stays open for live
+   *  frames; unsubscribe() when done. Frames arrive through on() as usual, too. */
+  async history(room, { max = 200, timeout = this.opts.requestTimeout, tries = 5 } = {}) {
+    if (this.state !== 'open' || this.epoch == null) throw new TelebridgeError('not_connected', 'not connected');
+    const seqs = [];
+    const off = this.on('message', (f) => { if (f.room === room && typeof f.seq === 'number' && f.type !== 'resync') seqs.push(f.seq); });
+    try {
+      let from = 0;
+      for (let n = 1; ; n++) {
+        const mark = seqs.length;
+        const got = await this.replayFrom(room, from, timeout);
+        if (got.frames) return got.frames;
+        const top = got.resyncSeq;
+        if (top == null || n >= tries) return [];
+        await this.unsubscribe(room);   // its reply follows the room's state on the wire
+        const older = seqs.slice(mark).filter((q) => q < top);
+        const floor = Math.max(0, top - max);
+        from = n === 1 && older.length ? Math.max(floor, ...older) : Math.max(floor, top - Math.floor((top - from) / 2));
+        if (from >= top) return [];
+      }
+    } finally {
+      off();
+    }
+  }
+
+  /** One subscribe with since {room: from}: {frames} of the replay, or {resyncSeq}. The
+   *  reply precedes the replay on the wire; both are read in one handler, synchronously,
+   *  because several frames can be dispatched before a promise callback runs. */
+  replayFrom(room, from, timeout) {
+    return new Promise((resolve, reject) => {
+      const id = `h${this.nextId++}`;
+      const frames = [];
+      let want = null, timer = null;
+      const done = (v, err) => { off(); clearTimeout(timer); if (err) reject(err); else resolve(v); };
+      const off = this.on('message', (f) => {
+        if (f.id != null && String(f.id) === id) {
+          if (f.type === 'error') return done(null, new TelebridgeError(f.code || 'error', f.message, f));
+          const no = Array.isArray(f.rejected) && f.rejected.find((r) => r && r.room === room);
+          if (no) { this.subscriptions.delete(room); return done(null, new TelebridgeError(no.code || 'rejected', `subscribe to ${room} rejected: ${no.code}`, f)); }
+          const n = f.resumed && f.resumed[room];
+          if (n === 0) return done({ frames: [] });
+          if (Number.isInteger(n) && n > 0) want = n;
+          return;
+        }
+        if (f.room !== room) return;
+        if (f.type === 'resync') return done({ resyncSeq: typeof f.seq === 'number' ? f.seq : null });
+        if (want != null && typeof f.seq === 'number') { frames.push(f); if (frames.length >= want) done({ frames }); }
+      });
+      timer = setTimeout(() => done(null, new TelebridgeError('timeout', `history of ${room} not complete within ${timeout} ms`)), timeout);
+      this.subscriptions.set(room, {});
+      // Frames of an earlier subscription (the state after a resync) may have set the room's
+      // seq beyond what the replay starts with: forget it, or the replay would be dropped
+      // as duplicates. Everything of that subscription arrived before its unsubscribe reply.
+      this.seqs.delete(room);
+      if (!this.send({ type: 'subscribe', id, rooms: [room], since: { [room]: from }, epoch: this.epoch }))
+        done(null, new TelebridgeError('not_connected', 'not connected'));
+    });
   }
 
   // ---- timers ---------------------------------------------------------------------------

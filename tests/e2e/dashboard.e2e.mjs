@@ -94,6 +94,19 @@ const readTable = (page, pool) => page.evaluate((pool) => {
   return out;
 }, pool);
 
+/** What the alerts panel shows, and what it should show judging by its own cards. */
+const panelState = (page) => page.evaluate(() => {
+  const cards = [...document.querySelectorAll('#alert-list article.alert')].filter((c) => c.dataset.state !== 'cleared');
+  const banner = document.querySelector('#critical-banner');
+  return {
+    count: Number(document.querySelector('#alert-count').textContent),
+    cards: cards.length,
+    ids: new Set(cards.map((c) => c.dataset.alertId)).size,
+    banner: banner.hidden ? 0 : Number(banner.dataset.count),
+    criticalOpen: cards.filter((c) => c.dataset.severity === 'critical' && c.dataset.acknowledged !== 'true').length,
+    ackedWithButton: cards.filter((c) => c.dataset.acknowledged === 'true' && c.querySelector('button.ack')).length,
+  };
+});
 const poolModes = (page, pool) => page.evaluate((pool) => [...window.telebridge.pools[pool].vehicles.values()].map((r) => r.mode), pool);
 const connState = (page, label) => page.locator(`#st-conn-${label}`).getAttribute('data-state');
 
@@ -164,12 +177,48 @@ try {
   assert.ok(await A.locator('#critical-banner').isVisible(), 'critical banner shown');
   assert.equal(await A.locator(`#table-fleet tr[data-vehicle="${hot}"] td[data-col="alerts"]`).textContent(), '1');
   step('overheat alert shown on both pages with the critical cue');
+  // Filter by alerts, and sort by the Alerts column: the hot vehicle alone / first.
+  await A.selectOption('#fleet-show', 'alerts');
+  await A.waitForFunction((id) => [...document.querySelectorAll('table.vehicles tbody tr')].map((t) => t.dataset.vehicle).join() === id, hot, { timeout: 10000 });
+  await A.selectOption('#fleet-show', 'all');
+  await A.locator('#table-fleet th button', { hasText: 'Alerts' }).click();
+  await A.locator('#table-fleet th button', { hasText: 'Alerts' }).click();
+  await A.waitForFunction((id) => document.querySelector('#table-fleet tbody tr')?.dataset.vehicle === id, hot, { timeout: 10000 });
+  assert.equal(await A.locator('#table-fleet th[aria-sort]').getAttribute('aria-sort'), 'descending');
+  step('filter "with active alerts" shows only the hot vehicle; sorting by Alerts puts it first');
   await shot(A, 'alerts');
+  // The vehicle page of a vehicle with an active alert: the alert reaches that page through
+  // the alerts room and the vehicle room (issue 18: this threw in alertCard and the counts
+  // went wrong). One card, counts from the store, no page error.
+  const V = await newPage('V');
+  await V.goto(`${HTTP}/#/vehicle/${hot}`);
+  await V.waitForFunction(() => document.querySelector('#st-conn-vehicle')?.dataset.state === 'open' && document.querySelector('#st-conn-alerts')?.dataset.state === 'open', null, { timeout: 15000 });
+  await card(V).first().waitFor({ timeout: 10000 });
+  await V.waitForFunction(() => document.querySelector('#vehicle-alerts li[data-event="raised"]'), null, { timeout: 10000 });
+  // More copies of the same alert through both rooms: nothing may change.
+  await publishFor(hot, 121, 600);
+  for (const p of [A, B, V]) {
+    const c = await panelState(p);
+    assert.deepEqual(c, { count: 1, cards: 1, ids: 1, banner: 1, criticalOpen: 1, ackedWithButton: 0 }, `panel before ack: ${JSON.stringify(c)}`);
+  }
+  step('vehicle page with an active alert: one card, counts 1, banner 1, no error');
+  await shot(V, 'vehicle-alert');
   await card(A).first().locator('button.ack').click();
-  await B.waitForFunction((id) => document.querySelector(`article.alert[data-alert-id*="${id}"]`)?.dataset.acknowledged === 'true', hot, { timeout: 5000 });
-  await A.waitForFunction((id) => document.querySelector(`article.alert[data-alert-id*="${id}"]`)?.dataset.acknowledged === 'true', hot, { timeout: 5000 });
+  for (const p of [B, V, A]) await p.waitForFunction((id) => document.querySelector(`article.alert[data-alert-id*="${id}"]`)?.dataset.acknowledged === 'true', hot, { timeout: 10000 });
+  for (const p of [A, B, V]) {
+    const c = await panelState(p);
+    assert.deepEqual(c, { count: 1, cards: 1, ids: 1, banner: 0, criticalOpen: 0, ackedWithButton: 0 }, `panel after ack: ${JSON.stringify(c)}`);
+    assert.equal(await card(p).first().locator('button.ack').count(), 0, 'an acknowledged alert has no button');
+  }
   assert.ok(await B.locator('#critical-banner').isHidden(), 'banner gone once acknowledged');
-  step('acknowledge on page A appeared on page B');
+  // Another copy of the alert (the vehicle room's) after the ack must not bring the button back.
+  await publishFor(hot, 122, 600);
+  assert.equal((await panelState(V)).ackedWithButton, 0);
+  const acker = await A.evaluate(() => window.telebridge.alerts.values().next().value?.data.acknowledged_by);
+  assert.ok(acker, `acknowledged_by recorded (${acker})`);
+  step(`acknowledge on page A appeared on pages B and V (by ${acker}); counts stayed right`);
+  await V.close();
+  pages.splice(pages.findIndex((x) => x.page === V), 1);
   await shot(B, 'alerts-acknowledged');
   await publishFor(hot, 85, 800);
   for (const p of [A, B]) await p.waitForFunction((id) => !document.querySelector(`article.alert[data-alert-id*="${id}"]`), hot, { timeout: 10000 });
@@ -177,7 +226,23 @@ try {
 
   // 3. Vehicle view: setup, charts, track, alert history.
   const vid = Object.keys(personal)[0];
+  const openedAt = await A.evaluate(() => Date.now());
   await A.goto(`${HTTP}/#/vehicle/${vid}`);
+  // History backfill: the charts hold points the bridge routed before the page was opened
+  // (frame ts older than opening), without waiting for live data to accumulate.
+  await A.waitForFunction((t0) => {
+    const f = document.querySelector('#vehicle-charts figure');
+    return f && Number(f.dataset.points) >= 5 && Number(f.dataset.oldest) < t0 - 2000;
+  }, openedAt, { timeout: 15000 }).catch(async () => {
+    throw new Error(`no history in the charts: ${await A.evaluate(() => JSON.stringify({ ...document.querySelector('#vehicle-charts').dataset, points: document.querySelector('#vehicle-charts figure')?.dataset.points }))}`);
+  });
+  assert.equal(await A.locator('#vehicle-charts').getAttribute('data-history'), 'loaded');
+  assert.ok(await A.locator('#vehicle-charts figure .u-axis').count() >= 2, 'charts have axes (time and value)');
+  // Hover shows the value under the cursor in the legend.
+  const plot = A.locator('#vehicle-charts figure .u-over').first();
+  await plot.hover({ position: { x: 100, y: 40 } });
+  await A.waitForFunction(() => /km\/h/.test(document.querySelector('#vehicle-charts figure .u-legend .u-series:nth-child(2) .u-value')?.textContent || ''), null, { timeout: 5000 });
+  step(`vehicle view: charts backfilled from history (${await A.locator('#vehicle-charts figure').first().getAttribute('data-points')} points), hover value shown`);
   await A.waitForFunction(() => document.querySelectorAll('#vehicle-now dd').length > 3, null, { timeout: 10000 });
   await A.waitForFunction(() => [...document.querySelectorAll('#vehicle-setup dt')].some((d) => d.textContent === 'make'), null, { timeout: 10000 })
     .catch(() => { throw new Error('vehicle view: no setup_update received for the vehicle (keep_last of vehicle/<id>/setup)'); });
@@ -190,6 +255,28 @@ try {
   await A.waitForFunction(() => /raised/.test(document.querySelector('#vehicle-alerts').textContent), null, { timeout: 5000 }).catch(() => {});
   const hist = await A.locator('#vehicle-alerts').textContent();
   assert.match(hist, /raised/, `alert history of ${hot}: ${hist}`);
+
+  // Stale and unknown states: #/vehicle without an id keeps nothing of the previous vehicle;
+  // an id the bridge has nothing for says "unknown", with empty charts and no position.
+  await A.goto(`${HTTP}/#/vehicle/${vid}`);
+  await A.waitForFunction(() => document.querySelector('#vehicle-state')?.dataset.state === 'live', null, { timeout: 15000 });
+  await A.goto(`${HTTP}/#/vehicle`);
+  await A.waitForFunction(() => document.querySelector('#vehicle-state')?.dataset.state === 'none', null, { timeout: 5000 });
+  assert.ok(await A.locator('#vehicle-empty').isVisible(), 'empty-state text shown');
+  assert.ok(await A.locator('#vehicle-view-body').isHidden(), 'no charts, setup or values of the previous vehicle');
+  assert.equal(await A.locator('#vehicle-charts figure').count(), 0);
+  assert.equal(await A.locator('#vehicle-pos').textContent(), '');
+  assert.equal(await A.locator('#vehicle-title').textContent(), '');
+  await shot(A, 'vehicle-none');
+  await A.goto(`${HTTP}/#/vehicle/no-such-vehicle`);
+  await A.waitForFunction(() => document.querySelector('#vehicle-state')?.dataset.state === 'unknown', null, { timeout: 30000 })
+    .catch(async () => { throw new Error(`unknown vehicle state: ${await A.locator('#vehicle-state').textContent()}`); });
+  assert.equal(await A.locator('#vehicle-pos').textContent(), '', 'no position of a previous vehicle');
+  assert.deepEqual(await A.$$eval('#vehicle-charts figure', (fs) => fs.map((f) => f.dataset.points)), ['0', '0', '0', '0']);
+  assert.ok(await A.locator('#vehicle-charts figure .chart-empty').first().isVisible(), 'charts show their empty state');
+  assert.match(await A.locator('#vehicle-state').textContent(), /unknown.*no-such-vehicle/);
+  step('vehicle view: no id shows an empty view; an unknown id says unknown with empty charts');
+  await shot(A, 'vehicle-unknown');
 
   // 4. Race session: setup first, then live telemetry at 2 Hz.
   if (SESSION) {
@@ -205,16 +292,36 @@ try {
         }
       };
     });
-    await S.goto(`${HTTP}/#/session/${SESSION}`);
+    // The session list shows the simulator's session (track, vehicle, start, live); the
+    // operator opens it from there instead of pasting a UUID.
+    await S.goto(`${HTTP}/#/session`);
+    await S.waitForFunction((sid) => document.querySelector(`#session-list-body tr[data-session="${sid}"]`)?.dataset.state === 'live', SESSION, { timeout: 20000 })
+      .catch(async () => { throw new Error(`session list: ${await S.locator('#session-list').textContent()}`); });
+    const row = await S.$eval(`#session-list-body tr[data-session="${SESSION}"]`, (tr) => [...tr.cells].map((c) => c.textContent));
+    assert.equal(row[0], SESSION);
+    assert.ok(row[1] !== '–' && row[2] !== '–' && row[3] !== '–', `track, vehicle and start time listed: ${row}`);
+    assert.equal(await S.locator('#session-state').getAttribute('data-state'), 'none');
+    step(`session list: ${row.join(' | ')}`);
+    await shot(S, 'sessions');
+    await S.locator(`#session-list-body tr[data-session="${SESSION}"] a`).click();
     await S.waitForFunction(() => document.querySelector('#session-state')?.dataset.state === 'live', null, { timeout: 15000 })
       .catch(async () => { throw new Error(`session view never live: state "${await S.locator('#session-state').textContent()}", frames ${order}`); });
-    await sleep(3000);
+    // The rate is measured over the last 5 s: wait until the view has seen 5 s of it.
+    await S.waitForFunction(() => { const r = parseFloat(document.querySelector('#session-rate').textContent.replace(/[()Hz ]/g, '')); return r >= 1.8 && r <= 2.6; }, null, { timeout: 20000 }).catch(() => {});
     const rate = parseFloat((await S.locator('#session-rate').textContent()).replace(/[()Hz ]/g, ''));
     const firstData = order.filter((t) => t !== 'welcome');
     step(`session view: frames ${firstData.slice(0, 4).join(',')}…, ${rate} Hz`);
     assert.equal(firstData[0], 'setup_update', 'setup first');
     assert.ok(rate >= 1.4 && rate <= 2.6, `about 2 Hz (${rate})`);
     await shot(S, 'session');
+    // An unknown session id: not live, not the live badge; says unknown.
+    await S.goto(`${HTTP}/#/session/00000000-0000-4000-8000-000000000000`);
+    await S.waitForFunction(() => document.querySelector('#session-state')?.dataset.state === 'unknown', null, { timeout: 30000 })
+      .catch(async () => { throw new Error(`unknown session state: ${await S.locator('#session-state').textContent()}`); });
+    assert.ok(!(await S.locator('#session-state').getAttribute('class')).includes('live'), 'unknown is not shown like live');
+    assert.equal(await S.locator('#session-now dd').count(), 0, 'no values of the previous session');
+    step(`unknown session: "${await S.locator('#session-state').textContent()}"`);
+    await shot(S, 'session-unknown');
   } else step('session view: skipped (no TB_SESSION)');
 
   // 5. Stopping the bridge shows reconnecting; restarting shows live data again.
@@ -222,7 +329,8 @@ try {
   await A.waitForFunction(() => document.querySelector('#st-conn-fleet')?.dataset.state === 'open', null, { timeout: 10000 });
   await control('stop-bridge');
   await A.waitForFunction(() => ['personal', 'fleet', 'alerts'].every((l) => document.querySelector(`#st-conn-${l}`)?.dataset.state === 'reconnecting'), null, { timeout: 10000 });
-  step('bridge stopped: page shows reconnecting');
+  await A.waitForFunction(() => document.querySelector('#alert-empty')?.dataset.state === 'unknown', null, { timeout: 10000 });
+  step('bridge stopped: page shows reconnecting; the alerts panel says alerts are unknown, not "none"');
   await shot(A, 'reconnecting');
   await sleep(1500);
   await control('start-bridge');
@@ -238,12 +346,50 @@ try {
 
   // 6. Phone width.
   const P = await newPage('phone', { width: 390, height: 844 });
+  const longId = 'demo-truck-0042-berlin-spandau';   // the issue's "demo-…" cut
+  mqttPub(`vehicle/${longId}/telemetry`, hotTelemetry(longId, 80));
   await P.goto(`${HTTP}/`);
   await P.waitForFunction(() => document.querySelectorAll('table.vehicles tbody tr').length > 0, null, { timeout: 10000 });
+  mqttPub(`vehicle/${longId}/telemetry`, hotTelemetry(longId, 80));
+  await P.waitForFunction((id) => document.querySelector(`tr[data-vehicle="${id}"]`), longId, { timeout: 10000 });
   const overflow = await P.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 2, `no horizontal page scroll at phone width (overflow ${overflow}px)`);
+  // Ids readable: every id cell shows its whole id (it wraps, it is not cut).
+  const cut = await P.$$eval('table.vehicles td[data-col="id"]', (tds) => tds.filter((td) => td.scrollWidth > td.clientWidth + 1 || td.querySelector('a').getBoundingClientRect().right > td.getBoundingClientRect().right + 1).map((td) => td.textContent));
+  assert.deepEqual(cut, [], `ids cut at phone width: ${cut}`);
   await P.screenshot({ path: path.join(ART, 'fleet-phone.png'), fullPage: true });
   step('phone width renders without horizontal scrolling');
+
+  // 6b. Login. The bridge under test has no access control yet, so /ws/fleet is played by a
+  //     stand-in (playwright's routeWebSocket) that follows the agreed contract: no token ->
+  //     error unauthorized + close 4401; token "wrong" -> forbidden + 4403; "good" -> welcome.
+  const L = await newPage('login');
+  const offered = [];
+  await L.routeWebSocket(/\/ws\/fleet$/, (ws) => {
+    const prot = ws.protocols();
+    offered.push(prot.join(','));
+    const refuse = (code, close, message) => { ws.send(JSON.stringify({ type: 'error', ts: Date.now(), code, message })); ws.close({ code: close, reason: code }); };
+    if (prot[0] !== 'bearer' || !prot[1]) refuse('unauthorized', 4401, 'a token is required');
+    else if (prot[1] !== 'good') refuse('forbidden', 4403, 'fleet needs role dispatcher');
+    else ws.send(JSON.stringify({ type: 'welcome', ts: Date.now(), data: { epoch: 'x', heartbeat_interval_ms: 0, broker_connected: true } }));
+  });
+  await L.goto(`${HTTP}/#/fleet`);
+  await L.locator('#login').waitFor({ timeout: 15000 });
+  await L.waitForFunction(() => /requires an access token.*4401.*a token is required/.test(document.querySelector('#login-msg').textContent), null, { timeout: 10000 });
+  assert.equal(await connState(L, 'fleet'), 'closed', 'a refused connection stops retrying');
+  await shot(L, 'login');
+  await L.fill('#login-token', 'wrong');
+  await L.locator('#login-form button[type=submit]').click();
+  await L.waitForFunction(() => /not permit.*4403.*dispatcher/.test(document.querySelector('#login-msg').textContent), null, { timeout: 10000 });
+  assert.equal(await L.evaluate(() => sessionStorage.getItem('tb-token')), 'wrong');
+  await L.fill('#login-token', 'good');
+  await L.locator('#login-form button[type=submit]').click();
+  await L.waitForFunction(() => document.querySelector('#st-conn-fleet')?.dataset.state === 'open', null, { timeout: 10000 });
+  await L.waitForFunction(() => document.querySelector('#login').hidden, null, { timeout: 10000 });
+  assert.deepEqual(offered.slice(0, 3), ['', 'bearer,wrong', 'bearer,good'], `subprotocols offered: ${offered}`);
+  step('login: 4401 asks for a token, 4403 says not permitted, a good token connects; kept in sessionStorage');
+  await L.close();
+  pages.splice(pages.findIndex((x) => x.page === L), 1);
 
   // 7. Load: 1,000 more vehicles at 2 Hz; the page stays responsive (figures printed).
   if (LOAD) {
@@ -262,8 +408,9 @@ try {
     await A.waitForFunction(() => document.querySelectorAll('#table-personal tbody tr, #table-fleet tbody tr').length <= 20, null, { timeout: 30000 });
     const filterMs = Date.now() - t;
     step(`load ${LOAD} vehicles at 2 Hz: ${stats.length} frames in 5 s, frame interval p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, max ${max.toFixed(1)} ms; filter applied in ${filterMs} ms; rate ${await A.locator('#st-rate').textContent()} msg/s`);
-    // The figures above are for reading (docs/benchmarks.md); the assertion only catches a frozen
-    // page, not a slow machine: CI shares 2 cores with the bridge, the broker and the load.
+    // The figures above are printed, not asserted: on a shared 2-core machine they follow the
+    // neighbours' load (p50 17 ms alone, 150-250 ms at load average 12-15, the same for the
+    // dashboard before issue 18). Asserted: the page is not frozen and the filter applies.
     assert.ok(stats.length >= 5, `page keeps painting under load (${stats.length} frames in 5 s)`);
     await A.fill('#fleet-filter', '');
     await shot(A, 'fleet-load');

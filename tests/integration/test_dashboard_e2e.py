@@ -36,6 +36,10 @@ ARTIFACTS = os.path.join(BUILD_DIR, "artifacts", "dashboard")
 VEHICLES = 6
 ALERT_FOR_MS = 1000
 LOAD_VEHICLES = int(os.environ.get("TB_E2E_LOAD", "1000"))
+# Every view the e2e script photographs (scripts/update-screenshots.sh copies them to docs/).
+SCREENSHOTS = ("fleet", "alerts", "vehicle-alert", "alerts-acknowledged", "vehicle", "vehicle-none",
+               "vehicle-unknown", "sessions", "session", "session-unknown", "reconnecting", "reconnected",
+               "fleet-phone", "login")
 
 CONFIG = """
 mqtt: {host: 127.0.0.1, port: @MQTT_PORT@, client_id: "tb-e2e-@UID@", protocol: 5, qos: 1}
@@ -221,6 +225,5 @@ def test_dashboard_e2e(stack):
     if rc != 0:
         stack.dump()
     assert rc == 0, f"dashboard e2e failed (screenshots in {ARTIFACTS}):\n" + "".join(out[-30:])
-    for name in ("fleet", "alerts", "alerts-acknowledged", "vehicle", "session", "reconnecting", "reconnected",
-                 "fleet-phone"):
+    for name in SCREENSHOTS:
         assert os.path.exists(os.path.join(ARTIFACTS, f"{name}.png")), f"missing screenshot {name}.png"

@@ -1,4 +1,4 @@
-// Unit tests of dashboard/telebridge-client.js with Node's test runner.
+// Unit tests of clients/js/telebridge-client.js (the dashboard serves a copy) with Node's test runner.
 //
 // Each test starts a small real WebSocket server (the `ws` package) on a free loopback port
 // that plays the bridge's side of the protocol as scripted by the test, and drives a real
@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocketServer, WebSocket } from 'ws';
-import { TelebridgeClient, TelebridgeError } from '../../dashboard/telebridge-client.js';
+import { TelebridgeClient, TelebridgeError } from '../../clients/js/telebridge-client.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -307,5 +307,27 @@ test('real bridge: routed frames carry room and seq; fleet endpoint gets fleet d
   await sleep(1500);
   assert.deepEqual([...modes], ['fleet']);
   assert.ok(c.seqs.get('fleet') > 0);
+  c.close();
+});
+
+test('real bridge: history() replays a vehicle room past its keep_last setup/status, in order', { skip: !BRIDGE && 'TB_BRIDGE_WS not set' }, async () => {
+  // The vehicle rooms get setup and status (routes without history) first, then telemetry
+  // (history: 200): since=0 cannot be replayed, so the client retries just past the status.
+  const c = client(BRIDGE + '/ws/connect');
+  c.connect();
+  await c.once('open', () => true, 5000);
+  let frames = [];
+  for (let i = 0; i < 40 && frames.length < 4; i++) {   // the simulator may have just started
+    frames = await c.history('vehicle:veh-00001', { timeout: 10000 });
+    if (frames.length < 4) { await c.unsubscribe('vehicle:veh-00001'); await sleep(250); }
+  }
+  assert.ok(frames.length >= 4, `history frames: ${frames.length}`);
+  assert.ok(frames.every((f) => f.type === 'telemetry_update' && f.room === 'vehicle:veh-00001'));
+  for (let i = 1; i < frames.length; i++) {
+    assert.equal(frames[i].seq, frames[i - 1].seq + 1, 'consecutive seqs, no gap, no duplicate');
+    assert.ok(frames[i].ts >= frames[i - 1].ts, 'in routing order');
+  }
+  // A room the endpoint cannot have: rejected with the bridge's code, not a timeout.
+  await assert.rejects(c.history(''), (e) => e instanceof TelebridgeError);
   c.close();
 });
