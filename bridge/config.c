@@ -724,6 +724,30 @@ static int section_sessions(struct loader *l, const yaml_node_t *n, void *base)
     return rc;
 }
 
+/* ---- limits ------------------------------------------------------------------------- */
+
+#define LI(f) offsetof(struct cfg_limits, f)
+#define LIR(k) .name = k, .restart = "limits." k
+static const struct cfg_field limits_fields[] = {
+    { .name = "client_rate", .type = CT_COUNT, .off = LI(client_rate), .min = 0, .max = 1000000, .def = "100" },
+    { .name = "client_burst", .type = CT_COUNT, .off = LI(client_burst), .min = 1, .max = 1000000, .def = "200" },
+    { .name = "close_after", .type = CT_COUNT, .off = LI(close_after), .min = 0, .max = 1000000, .def = "100" },
+    { .name = "max_per_address", .type = CT_COUNT, .off = LI(max_per_address), .min = 0, .max = 10000000, .def = "256" },
+    { .name = "handshake_rate", .type = CT_COUNT, .off = LI(handshake_rate), .min = 0, .max = 1000000, .def = "20" },
+    { .name = "handshake_burst", .type = CT_COUNT, .off = LI(handshake_burst), .min = 1, .max = 1000000, .def = "100" },
+    { .name = "ipv6_prefix", .type = CT_INT, .off = LI(ipv6_prefix), .min = 16, .max = 128, .def = "64" },
+    { LIR("max_addresses"), .type = CT_COUNT, .off = LI(max_addresses), .min = 16, .max = 10000000, .def = "100000" },
+    { .name = "exempt_loopback", .type = CT_BOOL, .off = LI(exempt_loopback), .def = "true" },
+};
+#undef LI
+#undef LIR
+static const struct cfg_schema limits_schema = { "limits", limits_fields, COUNT(limits_fields) };
+
+static int section_limits(struct loader *l, const yaml_node_t *n, void *base)
+{
+    return cfg_apply(l, n, &limits_schema, &((struct tb_config *)base)->limits);
+}
+
 /* ---- alert_state ---------------------------------------------------------------------- */
 
 #define AS(f) offsetof(struct cfg_alert_state, f)
@@ -759,6 +783,7 @@ static const struct cfg_field top_fields[] = {
     { .name = "heartbeat", .type = CT_SECTION, .section = section_heartbeat, .off = TOP(heartbeat), .sub = &heartbeat_schema },
     { .name = "sessions", .type = CT_SECTION, .section = section_sessions, .off = TOP(sessions), .sub = &sessions_schema },
     { .name = "alert_state", .type = CT_SECTION, .section = section_alert_state },
+    { .name = "limits", .type = CT_SECTION, .section = section_limits, .off = TOP(limits), .sub = &limits_schema },
 };
 #undef TOP
 static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };

@@ -1,4 +1,4 @@
-/* Unit tests for limits (issue 13, limits): the token bucket, the inbound message guard
+/* Unit tests for throttle (issue 13, limits): the token bucket, the inbound message guard
  * (refuse, tell once per second, close after a run of refusals), address keys (IPv4,
  * IPv4-mapped, IPv6 /64 grouping, loopback) and the address table (connection counts,
  * handshake rate, expiry, the bound under a flood of distinct addresses). */
@@ -15,75 +15,75 @@
 
 #include <cmocka.h>
 
-#include "limits.h"
+#include "throttle.h"
 
 static void test_bucket_burst_then_rate(void **state)
 {
     (void)state;
     struct tb_bucket b = {0};
     for (int i = 0; i < 5; i++)
-        assert_true(limits_bucket_take(&b, 10, 5, 1000));
-    assert_false(limits_bucket_take(&b, 10, 5, 1000));
-    assert_true(limits_bucket_wait_ms(&b, 10, 5, 1000) >= 100);
-    assert_false(limits_bucket_take(&b, 10, 5, 1050));   /* half a token */
-    assert_true(limits_bucket_take(&b, 10, 5, 1100));
+        assert_true(throttle_bucket_take(&b, 10, 5, 1000));
+    assert_false(throttle_bucket_take(&b, 10, 5, 1000));
+    assert_true(throttle_bucket_wait_ms(&b, 10, 5, 1000) >= 100);
+    assert_false(throttle_bucket_take(&b, 10, 5, 1050));   /* half a token */
+    assert_true(throttle_bucket_take(&b, 10, 5, 1100));
     /* refills to the burst, never beyond */
     for (int i = 0; i < 5; i++)
-        assert_true(limits_bucket_take(&b, 10, 5, 100000));
-    assert_false(limits_bucket_take(&b, 10, 5, 100000));
+        assert_true(throttle_bucket_take(&b, 10, 5, 100000));
+    assert_false(throttle_bucket_take(&b, 10, 5, 100000));
     /* rate 0 = unlimited */
     struct tb_bucket u = {0};
     for (int i = 0; i < 1000; i++)
-        assert_true(limits_bucket_take(&u, 0, 0, 5));
-    assert_int_equal(limits_bucket_wait_ms(&u, 0, 0, 5), 0);
+        assert_true(throttle_bucket_take(&u, 0, 0, 5));
+    assert_int_equal(throttle_bucket_wait_ms(&u, 0, 0, 5), 0);
 }
 
 static void test_bucket_clock_going_back(void **state)
 {
     (void)state;
     struct tb_bucket b = {0};
-    assert_true(limits_bucket_take(&b, 1, 1, 5000));
-    assert_false(limits_bucket_take(&b, 1, 1, 4000));   /* no refill from a time before */
-    assert_true(limits_bucket_take(&b, 1, 1, 6000));
+    assert_true(throttle_bucket_take(&b, 1, 1, 5000));
+    assert_false(throttle_bucket_take(&b, 1, 1, 4000));   /* no refill from a time before */
+    assert_true(throttle_bucket_take(&b, 1, 1, 6000));
 }
 
 static void test_msg_guard_tells_once_then_closes(void **state)
 {
     (void)state;
-    struct limits_msg_rate r = {.per_second = 10, .burst = 3, .close_after = 5};
-    struct limits_msg_guard g = {0};
+    struct throttle_msg_rate r = {.per_second = 10, .burst = 3, .close_after = 5};
+    struct throttle_msg_guard g = {0};
     uint64_t t = 50000;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_PASS);
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_REFUSE_TELL);
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_REFUSE);     /* not one error per message */
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_REFUSE);
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_REFUSE);
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_CLOSE);      /* the 5th refusal */
+        assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_PASS);
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_REFUSE_TELL);
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_REFUSE);     /* not one error per message */
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_REFUSE);
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_REFUSE);
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_CLOSE);      /* the 5th refusal */
     assert_int_equal(g.refused, 5);
 }
 
 static void test_msg_guard_window_forgives(void **state)
 {
     (void)state;
-    struct limits_msg_rate r = {.per_second = 1, .burst = 1, .close_after = 3};
-    struct limits_msg_guard g = {0};
+    struct throttle_msg_rate r = {.per_second = 1, .burst = 1, .close_after = 3};
+    struct throttle_msg_guard g = {0};
     uint64_t t = 1000;
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_PASS);
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_REFUSE_TELL);
-    assert_int_equal(limits_msg_check(&g, &r, t + 10), LIMITS_REFUSE);
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_PASS);
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_REFUSE_TELL);
+    assert_int_equal(throttle_msg_check(&g, &r, t + 10), THROTTLE_REFUSE);
     /* a new window: the count starts again, and the client is told again */
-    t += LIMITS_WINDOW_MS + 10;
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_PASS);
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_REFUSE_TELL);
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_REFUSE);
-    assert_int_equal(limits_msg_check(&g, &r, t), LIMITS_CLOSE);
+    t += THROTTLE_WINDOW_MS + 10;
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_PASS);
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_REFUSE_TELL);
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_REFUSE);
+    assert_int_equal(throttle_msg_check(&g, &r, t), THROTTLE_CLOSE);
     /* close_after 0: never closes */
-    struct limits_msg_rate never = {.per_second = 1, .burst = 1, .close_after = 0};
-    struct limits_msg_guard h = {0};
-    limits_msg_check(&h, &never, 1);
+    struct throttle_msg_rate never = {.per_second = 1, .burst = 1, .close_after = 0};
+    struct throttle_msg_guard h = {0};
+    throttle_msg_check(&h, &never, 1);
     for (int i = 0; i < 1000; i++)
-        assert_int_not_equal(limits_msg_check(&h, &never, 1), LIMITS_CLOSE);
+        assert_int_not_equal(throttle_msg_check(&h, &never, 1), THROTTLE_CLOSE);
 }
 
 static struct addr_key v4(const char *text)
@@ -91,7 +91,7 @@ static struct addr_key v4(const char *text)
     struct sockaddr_in sa = {.sin_family = AF_INET};
     assert_int_equal(inet_pton(AF_INET, text, &sa.sin_addr), 1);
     struct addr_key k;
-    assert_int_equal(limits_addr_key((struct sockaddr *)&sa, 64, &k), 0);
+    assert_int_equal(throttle_addr_key((struct sockaddr *)&sa, 64, &k), 0);
     return k;
 }
 
@@ -100,7 +100,7 @@ static struct addr_key v6(const char *text, unsigned prefix)
     struct sockaddr_in6 sa = {.sin6_family = AF_INET6};
     assert_int_equal(inet_pton(AF_INET6, text, &sa.sin6_addr), 1);
     struct addr_key k;
-    assert_int_equal(limits_addr_key((struct sockaddr *)&sa, prefix, &k), 0);
+    assert_int_equal(throttle_addr_key((struct sockaddr *)&sa, prefix, &k), 0);
     return k;
 }
 
@@ -125,19 +125,19 @@ static void test_addr_keys(void **state)
     assert_memory_equal(p.b, q.b, 16);
     /* loopback */
     struct addr_key lo4 = v4("127.3.2.1"), lo6 = v6("::1", 128), lo6g = v6("::1", 64);
-    assert_true(limits_addr_is_loopback(&lo4));
-    assert_true(limits_addr_is_loopback(&lo6));
-    assert_false(limits_addr_is_loopback(&lo6g));   /* ::/64 is not loopback */
-    assert_false(limits_addr_is_loopback(&a));
+    assert_true(throttle_addr_is_loopback(&lo4));
+    assert_true(throttle_addr_is_loopback(&lo6));
+    assert_false(throttle_addr_is_loopback(&lo6g));   /* ::/64 is not loopback */
+    assert_false(throttle_addr_is_loopback(&a));
     char buf[64];
-    limits_addr_format(&x, 64, buf, sizeof buf);
+    throttle_addr_format(&x, 64, buf, sizeof buf);
     assert_string_equal(buf, "2001:db8:1:2::/64");
-    limits_addr_format(&a, 64, buf, sizeof buf);
+    throttle_addr_format(&a, 64, buf, sizeof buf);
     assert_string_equal(buf, "192.0.2.1");
     /* other families are refused */
     struct sockaddr un = {.sa_family = AF_UNIX};
     struct addr_key k;
-    assert_int_equal(limits_addr_key(&un, 64, &k), -1);
+    assert_int_equal(throttle_addr_key(&un, 64, &k), -1);
 }
 
 static void test_table_counts_connections(void **state)
@@ -194,7 +194,7 @@ static void test_table_bounded_under_flood(void **state)
     struct addr_key live[10];
     for (int i = 0; i < 10; i++) {
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0a000000u + (uint32_t)i)};
-        limits_addr_key((struct sockaddr *)&sa, 64, &live[i]);
+        throttle_addr_key((struct sockaddr *)&sa, 64, &live[i]);
         assert_int_equal(addr_table_admit(t, &live[i], &lim, 1000, NULL), ADDR_OK);
         assert_true(addr_table_opened(t, &live[i], 1000));
     }
@@ -205,7 +205,7 @@ static void test_table_bounded_under_flood(void **state)
         sa.sin6_addr.s6_addr[0] = 0x20;
         memcpy(&sa.sin6_addr.s6_addr[4], &i, 4);
         struct addr_key k;
-        limits_addr_key((struct sockaddr *)&sa, 64, &k);
+        throttle_addr_key((struct sockaddr *)&sa, 64, &k);
         assert_int_equal(addr_table_admit(t, &k, &lim, 1000, NULL), ADDR_OK);
         assert_true(addr_table_size(t) <= MAX);
     }

@@ -1,6 +1,6 @@
-/* limits: token buckets and the per-address table (see limits.h). Pure; the table is
+/* throttle: token buckets and the per-address table (see throttle.h). Pure; the table is
  * used by one thread (the service thread). */
-#include "limits.h"
+#include "throttle.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +30,7 @@ static void refill(struct tb_bucket *b, double rate, double burst, uint64_t now)
     }
 }
 
-bool limits_bucket_take(struct tb_bucket *b, double rate, double burst, uint64_t now_ms)
+bool throttle_bucket_take(struct tb_bucket *b, double rate, double burst, uint64_t now_ms)
 {
     if (rate <= 0)
         return true;
@@ -43,7 +43,7 @@ bool limits_bucket_take(struct tb_bucket *b, double rate, double burst, uint64_t
     return true;
 }
 
-uint64_t limits_bucket_wait_ms(const struct tb_bucket *b, double rate, double burst, uint64_t now_ms)
+uint64_t throttle_bucket_wait_ms(const struct tb_bucket *b, double rate, double burst, uint64_t now_ms)
 {
     if (rate <= 0 || !b->primed)
         return 0;
@@ -64,30 +64,30 @@ static uint64_t full_in_ms(const struct tb_bucket *b, double rate, double burst)
 
 /* ---- inbound messages of one connection ---------------------------------------------- */
 
-enum limits_verdict limits_msg_check(struct limits_msg_guard *g, const struct limits_msg_rate *r,
+enum throttle_verdict throttle_msg_check(struct throttle_msg_guard *g, const struct throttle_msg_rate *r,
                                      uint64_t now_ms)
 {
-    if (limits_bucket_take(&g->bucket, r->per_second, r->burst, now_ms))
-        return LIMITS_PASS;
+    if (throttle_bucket_take(&g->bucket, r->per_second, r->burst, now_ms))
+        return THROTTLE_PASS;
     g->refused++;
-    if (now_ms - g->window_start_ms >= LIMITS_WINDOW_MS || !g->refused_in_window) {
+    if (now_ms - g->window_start_ms >= THROTTLE_WINDOW_MS || !g->refused_in_window) {
         g->window_start_ms = now_ms;
         g->refused_in_window = 0;
     }
     g->refused_in_window++;
     if (r->close_after && g->refused_in_window >= r->close_after)
-        return LIMITS_CLOSE;
-    if (g->told_ms && now_ms - g->told_ms < LIMITS_TELL_MS)
-        return LIMITS_REFUSE;
+        return THROTTLE_CLOSE;
+    if (g->told_ms && now_ms - g->told_ms < THROTTLE_TELL_MS)
+        return THROTTLE_REFUSE;
     g->told_ms = now_ms ? now_ms : 1;
-    return LIMITS_REFUSE_TELL;
+    return THROTTLE_REFUSE_TELL;
 }
 
 /* ---- addresses ------------------------------------------------------------------------ */
 
 static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-int limits_addr_key(const struct sockaddr *sa, unsigned v6_prefix, struct addr_key *out)
+int throttle_addr_key(const struct sockaddr *sa, unsigned v6_prefix, struct addr_key *out)
 {
     memset(out, 0, sizeof *out);
     if (sa->sa_family == AF_INET) {
@@ -109,7 +109,7 @@ int limits_addr_key(const struct sockaddr *sa, unsigned v6_prefix, struct addr_k
     return 0;
 }
 
-bool limits_addr_is_loopback(const struct addr_key *k)
+bool throttle_addr_is_loopback(const struct addr_key *k)
 {
     static const uint8_t v6_loop[16] = {[15] = 1};
     if (memcmp(k->b, v4_mapped, sizeof v4_mapped) == 0)
@@ -117,7 +117,7 @@ bool limits_addr_is_loopback(const struct addr_key *k)
     return memcmp(k->b, v6_loop, 16) == 0;
 }
 
-void limits_addr_format(const struct addr_key *k, unsigned v6_prefix, char *buf, size_t len)
+void throttle_addr_format(const struct addr_key *k, unsigned v6_prefix, char *buf, size_t len)
 {
     char text[INET6_ADDRSTRLEN];
     if (memcmp(k->b, v4_mapped, sizeof v4_mapped) == 0) {
@@ -311,7 +311,7 @@ enum addr_verdict addr_table_admit(struct addr_table *t, const struct addr_key *
     if (i == NIL)
         return ADDR_TABLE_FULL;
     struct addr_entry *e = &t->e[i];
-    bool ok = limits_bucket_take(&e->hs, lim->handshake_rate, lim->handshake_burst, now_ms);
+    bool ok = throttle_bucket_take(&e->hs, lim->handshake_rate, lim->handshake_burst, now_ms);
     e->expires_ms = now_ms + full_in_ms(&e->hs, lim->handshake_rate, lim->handshake_burst);
     if (!e->conns) { /* keep the idle list in order of expiry */
         idle_unlink(t, i);
@@ -319,7 +319,7 @@ enum addr_verdict addr_table_admit(struct addr_table *t, const struct addr_key *
     }
     if (!ok) {
         if (retry_ms)
-            *retry_ms = limits_bucket_wait_ms(&e->hs, lim->handshake_rate, lim->handshake_burst, now_ms);
+            *retry_ms = throttle_bucket_wait_ms(&e->hs, lim->handshake_rate, lim->handshake_burst, now_ms);
         return ADDR_RATE;
     }
     if (lim->max_conns && e->conns >= lim->max_conns)

@@ -1,11 +1,11 @@
-/* limits: token buckets and the per-address table behind the abuse limits (issue 13).
+/* throttle: token buckets and the per-address table behind the abuse limits (issue 13).
  *
  * Two pieces, both pure (the caller passes the time; no sockets, no config):
  *
- *   - A token bucket (limits_bucket_take) and, on top of it, the inbound message guard of
- *     one connection (limits_msg_check): messages within the rate pass; the ones over it
- *     are refused, the client is told at most once per LIMITS_TELL_MS, and a client that
- *     keeps going (close_after refusals within LIMITS_WINDOW_MS) is to be closed.
+ *   - A token bucket (throttle_bucket_take) and, on top of it, the inbound message guard of
+ *     one connection (throttle_msg_check): messages within the rate pass; the ones over it
+ *     are refused, the client is told at most once per THROTTLE_TELL_MS, and a client that
+ *     keeps going (close_after refusals within THROTTLE_WINDOW_MS) is to be closed.
  *
  *   - The address table: per source address (IPv4 /32, IPv6 grouped by a prefix, /64 by
  *     default) the open WebSocket connections and a handshake bucket. Its memory is
@@ -18,8 +18,8 @@
  * Chained hashing over an array of entries linked by index; the idle entries (no open
  * connection) are also on a list in the order they became idle, for expiry and reuse.
  * One thread (the service thread) uses a table. */
-#ifndef TB_LIMITS_H
-#define TB_LIMITS_H
+#ifndef TB_THROTTLE_H
+#define TB_THROTTLE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,29 +36,29 @@ struct tb_bucket {
 };
 
 /* Takes one token; false when none is left. rate <= 0: unlimited (always true). */
-bool limits_bucket_take(struct tb_bucket *b, double rate, double burst, uint64_t now_ms);
+bool throttle_bucket_take(struct tb_bucket *b, double rate, double burst, uint64_t now_ms);
 /* Milliseconds until one token is available (0 = now), at least 1 when not now. */
-uint64_t limits_bucket_wait_ms(const struct tb_bucket *b, double rate, double burst, uint64_t now_ms);
+uint64_t throttle_bucket_wait_ms(const struct tb_bucket *b, double rate, double burst, uint64_t now_ms);
 
 /* ---- inbound messages of one connection ---------------------------------------------- */
 
-#define LIMITS_TELL_MS 1000      /* at most one rate_limited error frame per second */
-#define LIMITS_WINDOW_MS 10000   /* close_after counts the refusals of this window */
+#define THROTTLE_TELL_MS 1000      /* at most one rate_limited error frame per second */
+#define THROTTLE_WINDOW_MS 10000   /* close_after counts the refusals of this window */
 
-struct limits_msg_rate {
+struct throttle_msg_rate {
     double per_second;           /* 0 = unlimited */
     double burst;
-    unsigned close_after;        /* refusals within LIMITS_WINDOW_MS before closing; 0 = never */
+    unsigned close_after;        /* refusals within THROTTLE_WINDOW_MS before closing; 0 = never */
 };
 
-enum limits_verdict {
-    LIMITS_PASS,                 /* process the message */
-    LIMITS_REFUSE,               /* drop it silently (the client was told recently) */
-    LIMITS_REFUSE_TELL,          /* drop it and send the rate_limited error */
-    LIMITS_CLOSE,                /* drop it and close the connection (1008) */
+enum throttle_verdict {
+    THROTTLE_PASS,                 /* process the message */
+    THROTTLE_REFUSE,               /* drop it silently (the client was told recently) */
+    THROTTLE_REFUSE_TELL,          /* drop it and send the rate_limited error */
+    THROTTLE_CLOSE,                /* drop it and close the connection (1008) */
 };
 
-struct limits_msg_guard {
+struct throttle_msg_guard {
     struct tb_bucket bucket;
     uint64_t window_start_ms;
     unsigned refused_in_window;
@@ -66,7 +66,7 @@ struct limits_msg_guard {
     uint64_t refused;            /* messages refused over the connection's life */
 };
 
-enum limits_verdict limits_msg_check(struct limits_msg_guard *g, const struct limits_msg_rate *r,
+enum throttle_verdict throttle_msg_check(struct throttle_msg_guard *g, const struct throttle_msg_rate *r,
                                      uint64_t now_ms);
 
 /* ---- source addresses ----------------------------------------------------------------- */
@@ -78,11 +78,11 @@ struct addr_key {
 };
 
 /* The key of a socket address (AF_INET / AF_INET6); v6_prefix 1..128. -1: other family. */
-int limits_addr_key(const struct sockaddr *sa, unsigned v6_prefix, struct addr_key *out);
+int throttle_addr_key(const struct sockaddr *sa, unsigned v6_prefix, struct addr_key *out);
 /* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
-bool limits_addr_is_loopback(const struct addr_key *k);
+bool throttle_addr_is_loopback(const struct addr_key *k);
 /* "192.0.2.1" or "2001:db8::/64" style text for logs; buf of at least 64 bytes. */
-void limits_addr_format(const struct addr_key *k, unsigned v6_prefix, char *buf, size_t len);
+void throttle_addr_format(const struct addr_key *k, unsigned v6_prefix, char *buf, size_t len);
 
 struct addr_limits {
     unsigned max_conns;          /* open WebSocket connections per address; 0 = unlimited */
