@@ -172,6 +172,36 @@ def _pong(ws, ident):
     return f["type"] == "pong" and f["id"] == ident
 
 
+def ws_frame(opcode, payload=b""):
+    """One masked client frame (payload < 126 bytes)."""
+    key = os.urandom(4)
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + \
+        bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+def test_websocket_control_pings_are_answered_by_lws_not_counted(broker, bridges, clients):
+    """Control-frame pings never reach the bridge: libwebsockets answers them (one pong
+    pending at a time). They are not in the message bucket, and a flood of them neither
+    closes the connection nor starves a neighbour."""
+    br = bridges(broker.port, config=config("client_rate: 5, client_burst: 5, close_after: 5"))
+    neighbour = clients(br.url("/ws/fleet"))
+    line, _, rest, s = raw_upgrade(br.port, "/ws/personal", keep=True)
+    assert line.startswith("HTTP/1.1 101 ")
+    s.sendall(b"".join(ws_frame(0x9, b"p%d" % i) for i in range(5000)))
+    s.sendall(ws_frame(0x1, json.dumps({"type": "ping", "id": "after"}).encode()))
+    buf, seen = rest, b""
+    s.settimeout(10)
+    while b'"after"' not in seen:            # the JSON ping after the flood is answered
+        chunk = s.recv(65536)
+        assert chunk, "closed"
+        buf += chunk
+        seen += chunk
+    s.close()
+    assert refused(br)["rate"] == 0 and refused(br)["rate_closed"] == 0
+    neighbour.send_json({"type": "ping", "id": 1})
+    assert neighbour.recv_type("pong")["id"] == 1
+
+
 def test_too_many_rooms_is_counted_as_subscriptions(broker, bridges, clients):
     """max_rooms_per_connection (8 in PROTO_CONFIG) is the per-connection subscription cap."""
     br = bridges(broker.port, config=config(""))
