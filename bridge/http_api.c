@@ -12,6 +12,7 @@
 #include "mqtt_client.h"
 #include "reload.h"
 #include "room.h"
+#include "throttle.h"
 #include "writer.h"
 
 static cJSON *connections_json(const struct bridge *br)
@@ -82,6 +83,11 @@ static cJSON *health_json(const struct http_api_src *src)
     for (int r = 0; r < TB_REFUSED_COUNT; r++)
         cJSON_AddNumberToObject(rf, tb_refusal_name((enum tb_refusal)r), (double)br->st.refused[r]);
     cJSON_AddNumberToObject(rf, "client_rooms", (double)br->st.client_rooms_refused);
+    if (src->addrs) { /* the bounded address table: its size, and entries reused early */
+        cJSON *lt = cJSON_AddObjectToObject(h, "limits");
+        cJSON_AddNumberToObject(lt, "addresses", (double)addr_table_size(src->addrs));
+        cJSON_AddNumberToObject(lt, "addresses_reused", (double)addr_table_evicted(src->addrs));
+    }
     cJSON *cfg = cJSON_AddObjectToObject(h, "config");
     cJSON_AddStringToObject(cfg, "path", br->cfg->path);
     char ver[24];

@@ -469,7 +469,7 @@ static int on_http(struct ws_server *ws, struct lws *wsi, struct pss *pss, const
     struct sbuf body;
     sbuf_init(&body);
     const char *ctype = NULL;
-    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws)};
+    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws), ws->addrs};
     int status = http_api_render(&src, uri, &body, &ctype);
     if (!status) {
         sbuf_free(&body);

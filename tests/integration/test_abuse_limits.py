@@ -161,6 +161,10 @@ def test_message_over_the_rate_is_not_processed(broker, bridges, clients):
     ws.expect_silence(0.3)        # no error per refused message, no subscribed
     assert br.health()["client_rooms"] == 0      # no subscribe was carried out
     wait_for(lambda: _pong(ws, "later"), timeout=10, interval=0.6, what="a ping answered after the refill")
+    jsonschema = pytest.importorskip("jsonschema")
+    with open(os.path.join(harness.SOURCE_DIR, "docs", "protocol.schema.json")) as f:
+        schema = json.load(f)
+    jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/server_message"}).validate(err)
 
 
 def _pong(ws, ident):
@@ -227,6 +231,7 @@ def test_connections_per_address_are_capped(broker, bridges, clients):
     assert websockets_status(br.url("/ws/fleet")) == 503
     assert br.http_get("/health")[0] == 200      # plain HTTP is not counted
     assert refused(br)["per_address"] == 3
+    assert br.health()["limits"] == {"addresses": 1, "addresses_reused": 0}
     held.pop().close()
     wait_for(lambda: harness.ws_handshake_status(br.url("/ws/fleet")) == 101, interval=0.1,
              what="a slot freed by a close")
@@ -242,6 +247,7 @@ def test_loopback_is_exempt_by_default(broker, bridges, clients):
     conns = [clients(br.url("/ws/fleet")) for _ in range(6)]
     assert len(conns) == 6
     assert refused(br)["per_address"] == 0 and refused(br)["handshake_rate"] == 0
+    assert br.health()["limits"]["addresses"] == 0       # loopback is not even tracked
 
 
 def test_handshake_flood_gets_429_over_http11(broker, bridges):
