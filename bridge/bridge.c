@@ -204,14 +204,21 @@ static bool client_rate_ok(struct bridge *br, struct conn *c, uint64_t now)
 {
     const struct cfg_limits *l = &br->cfg->limits;
     struct throttle_msg_rate r = {(double)l->client_rate, (double)l->client_burst, (unsigned)l->close_after};
+    if (c->endpoint >= 0 && (size_t)c->endpoint < br->cfg->n_endpoints) {
+        const struct cfg_endpoint *ep = &br->cfg->endpoints[c->endpoint];
+        if (ep->client_rate >= 0)
+            r.per_second = ep->client_rate;
+        if (ep->client_burst >= 0)
+            r.burst = ep->client_burst;
+    }
     enum throttle_verdict v = throttle_msg_check(&c->rx_limit, &r, now);
     if (v == THROTTLE_PASS)
         return true;
     br->st.refused[TB_REFUSED_RATE]++;
     if (v == THROTTLE_REFUSE_TELL) {
         char msg[128];
-        snprintf(msg, sizeof msg, "more than %zu messages per second (burst %zu): message not processed",
-                 l->client_rate, l->client_burst);
+        snprintf(msg, sizeof msg, "more than %.0f messages per second (burst %.0f): message not processed",
+                 r.per_second, r.burst);
         reply_refusal(br->fan, c, NULL, TB_ERR_RATE_LIMITED, msg);
     } else if (v == THROTTLE_CLOSE && !c->closing) {
         br->st.refused[TB_REFUSED_RATE_CLOSED]++;

@@ -80,6 +80,8 @@ struct cfg_endpoint {
     int identity_capture;            /* 'identity': index of the path capture naming the
                                         client (acknowledged_by), -1 = anonymous; default:
                                         the path's capture when it has exactly one */
+    int client_rate, client_burst;   /* limits.client_rate / client_burst for this endpoint;
+                                        -1 (absent) = the limits: values */
     int line, col;
 };
 

@@ -167,6 +167,22 @@ def test_message_over_the_rate_is_not_processed(broker, bridges, clients):
     jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/server_message"}).validate(err)
 
 
+def test_endpoint_overrides_the_rate(broker, bridges, clients):
+    text = config("close_after: 0").replace(
+        "  /ws/any:                    {rooms: [], client_subscriptions: true}\n",
+        "  /ws/any:                    {rooms: [], client_subscriptions: true}\n"
+        "  /ws/device:                 {rooms: [], client_rate: 1, client_burst: 2}\n")
+    br = bridges(broker.port, config=text)
+    device, dashboard = clients(br.url("/ws/device")), clients(br.url("/ws/any"))
+    for i in range(10):
+        device.send_json({"type": "ping", "id": i})
+        dashboard.send_json({"type": "ping", "id": i})
+    assert [dashboard.recv_type("pong")["id"] for _ in range(10)] == list(range(10))
+    got = [device.recv(10) for _ in range(3)]
+    assert [f["type"] for f in got] == ["pong", "pong", "error"] and got[2]["code"] == "rate_limited"
+    assert "more than 1 messages per second (burst 2)" in got[2]["message"]
+
+
 def _pong(ws, ident):
     ws.send_json({"type": "ping", "id": ident})
     try:

@@ -792,6 +792,17 @@ static void test_limits_keys(void **state)
     assert_int_equal(c->limits.ipv6_prefix, 128);
     assert_false(c->limits.exempt_loopback);
     config_unref(c);
+    /* per endpoint: absent = the limits: values (-1); an alias inherits its target's */
+    c = load_str_ok("endpoints:\n  /a: {rooms: [r], client_rate: 5, client_burst: 9}\n"
+                    "  /b: {same_as: /a}\n  /c: {same_as: /a, client_rate: 0}\n  /d: {rooms: [r]}\n");
+    assert_int_equal(c->endpoints[0].client_rate, 5);
+    assert_int_equal(c->endpoints[1].client_rate, 5);
+    assert_int_equal(c->endpoints[1].client_burst, 9);
+    assert_int_equal(c->endpoints[2].client_rate, 0);
+    assert_int_equal(c->endpoints[2].client_burst, 9);
+    assert_int_equal(c->endpoints[3].client_rate, -1);
+    assert_int_equal(c->endpoints[3].client_burst, -1);
+    config_unref(c);
     static const char *const bad[][2] = {
         {"limits: {client_burst: 0}\n", "client_burst must be between 1"},
         {"limits: {handshake_burst: 0}\n", "handshake_burst must be between 1"},
@@ -802,6 +813,8 @@ static void test_limits_keys(void **state)
         {"limits: {client_rate: fast}\n", "client_rate"},
         {"limits: {clientrate: 5}\n", "client_rate"},      /* did you mean */
         {"limits: [1, 2]\n", "limits"},
+        {"endpoints: {/a: {rooms: [r], client_burst: 0}}\n", "client_burst must be at least 1"},
+        {"endpoints: {/a: {rooms: [r], client_rate: -2}}\n", "client_rate must be between -1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct config_diag d = { 0 };
