@@ -109,12 +109,15 @@ int throttle_addr_key(const struct sockaddr *sa, unsigned v6_prefix, struct addr
     return 0;
 }
 
-bool throttle_addr_is_loopback(const struct addr_key *k)
+bool throttle_sockaddr_is_loopback(const struct sockaddr *sa)
 {
     static const uint8_t v6_loop[16] = {[15] = 1};
-    if (memcmp(k->b, v4_mapped, sizeof v4_mapped) == 0)
-        return k->b[12] == 127;
-    return memcmp(k->b, v6_loop, 16) == 0;
+    struct addr_key k;
+    if (throttle_addr_key(sa, 128, &k))
+        return false;
+    if (memcmp(k.b, v4_mapped, sizeof v4_mapped) == 0)
+        return k.b[12] == 127;
+    return memcmp(k.b, v6_loop, 16) == 0;
 }
 
 void throttle_addr_format(const struct addr_key *k, unsigned v6_prefix, char *buf, size_t len)

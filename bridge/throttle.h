@@ -79,8 +79,9 @@ struct addr_key {
 
 /* The key of a socket address (AF_INET / AF_INET6); v6_prefix 1..128. -1: other family. */
 int throttle_addr_key(const struct sockaddr *sa, unsigned v6_prefix, struct addr_key *out);
-/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
-bool throttle_addr_is_loopback(const struct addr_key *k);
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104, judged on the full address (a grouped key
+ * of ::1 is ::/64, which is not loopback). */
+bool throttle_sockaddr_is_loopback(const struct sockaddr *sa);
 /* "192.0.2.1" or "2001:db8::/64" style text for logs; buf of at least 64 bytes. */
 void throttle_addr_format(const struct addr_key *k, unsigned v6_prefix, char *buf, size_t len);
 

@@ -145,21 +145,24 @@ static const char *origin_refusal(const struct cfg_server *s, struct lws *wsi)
     return why;
 }
 
-/* The client's address as a key of the address table (IPv6 grouped by ipv6_prefix). */
-static bool peer_key(const struct cfg_limits *l, struct lws *wsi, struct addr_key *k)
+/* The client's address as a key of the address table (IPv6 grouped by ipv6_prefix), and
+ * whether it is a loopback address. */
+static bool peer_key(const struct cfg_limits *l, struct lws *wsi, struct addr_key *k, bool *loopback)
 {
     struct sockaddr_storage sa;
     socklen_t len = sizeof sa;
     int fd = lws_get_socket_fd(wsi);
-    return fd >= 0 && getpeername(fd, (struct sockaddr *)&sa, &len) == 0 &&
-           throttle_addr_key((struct sockaddr *)&sa, (unsigned)l->ipv6_prefix, k) == 0;
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0 ||
+        throttle_addr_key((struct sockaddr *)&sa, (unsigned)l->ipv6_prefix, k) != 0)
+        return false;
+    *loopback = throttle_sockaddr_is_loopback((struct sockaddr *)&sa);
+    return true;
 }
 
 /* Does the per-address part of limits apply to this client? */
-static bool addr_limited(const struct ws_server *ws, const struct cfg_limits *l, const struct addr_key *k)
+static bool addr_limited(const struct ws_server *ws, const struct cfg_limits *l, bool loopback)
 {
-    return ws->addrs && (l->max_per_address || l->handshake_rate) &&
-           !(l->exempt_loopback && throttle_addr_is_loopback(k));
+    return ws->addrs && (l->max_per_address || l->handshake_rate) && !(l->exempt_loopback && loopback);
 }
 
 static const char *status_text(unsigned status)
@@ -204,7 +207,8 @@ static int admit_address(struct ws_server *ws, struct lws *wsi, const char *path
 {
     const struct cfg_limits *l = &ws->br->cfg->limits;
     struct addr_key k;
-    if (!peer_key(l, wsi, &k) || !addr_limited(ws, l, &k))
+    bool loopback;
+    if (!peer_key(l, wsi, &k, &loopback) || !addr_limited(ws, l, loopback))
         return 0;
     struct addr_limits lim = {(unsigned)l->max_per_address, (double)l->handshake_rate, (double)l->handshake_burst};
     uint64_t retry_ms = 0;
@@ -223,13 +227,14 @@ static int admit_address(struct ws_server *ws, struct lws *wsi, const char *path
                   path, who);
 }
 
-/* The client's address for the log of a refusal. */
+/* The client's address (its group, for IPv6) for the log of a refusal. */
 static void peer_text(struct ws_server *ws, struct lws *wsi, char *buf, size_t len)
 {
     struct addr_key k;
+    bool loopback;
     const struct cfg_limits *l = &ws->br->cfg->limits;
-    if (peer_key(l, wsi, &k))
-        throttle_addr_format(&k, 128, buf, len);
+    if (peer_key(l, wsi, &k, &loopback))
+        throttle_addr_format(&k, (unsigned)l->ipv6_prefix, buf, len);
     else
         snprintf(buf, len, "?");
 }
@@ -357,7 +362,8 @@ static int on_peer_close(struct lws *wsi, struct pss *pss, const unsigned char *
 static void count_address(struct ws_server *ws, struct lws *wsi, struct pss *pss)
 {
     const struct cfg_limits *l = &ws->br->cfg->limits;
-    pss->addr_counted = peer_key(l, wsi, &pss->addr) && addr_limited(ws, l, &pss->addr) &&
+    bool loopback;
+    pss->addr_counted = peer_key(l, wsi, &pss->addr, &loopback) && addr_limited(ws, l, loopback) &&
                         addr_table_opened(ws->addrs, &pss->addr, tb_now_ms());
 }
 

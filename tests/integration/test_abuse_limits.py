@@ -31,9 +31,9 @@ def config(limits, server_extra=""):
     return text
 
 
-def raw_upgrade(port, path, origin=None, keep=False):
+def raw_upgrade(port, path, origin=None, keep=False, host="127.0.0.1"):
     """(status line, headers, body, socket or None) of one upgrade request on a raw socket."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s = socket.create_connection((host, port), timeout=10)
     key = base64.b64encode(os.urandom(16)).decode()
     extra = f"Origin: {origin}\r\n" if origin else ""
     s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
@@ -348,3 +348,59 @@ def test_limits_config_is_validated():
     assert p.returncode != 0
     out = p.stdout + p.stderr
     assert "ipv6_prefix" in out and "client_burst" in out and "handshake_rate" in out, out
+
+
+# ---- IPv6 ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bridge_v6(broker):
+    """Starts bridges listening on [::1] only (harness.Bridge waits on 127.0.0.1)."""
+    started = []
+
+    def make(limits):
+        port = harness.free_port()
+        d = harness.tempfile.mkdtemp(prefix="tb-bridge6-")
+        path = os.path.join(d, "telebridge.yaml")
+        with open(path, "w") as f:
+            f.write(config(limits).replace("@MQTT_PORT@", str(broker.port))
+                    .replace("@LISTEN@", f"[::1]:{port}").replace("@UID@", f"v6-{os.getpid()}-{len(started)}"))
+        p = harness.Proc("telebridge", [harness.TELEBRIDGE, "-c", path])
+        started.append(p)
+        harness.wait_port(port, host="::1")
+        return p, port
+
+    yield make
+    for p in started:
+        rc = p.stop()
+        assert rc == 0 and not harness.sanitizer_report(p.log()), p.log()[-3000:]
+
+
+def health_v6(port):
+    s = socket.create_connection(("::1", port), timeout=10)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    line, headers, body, _ = read_response(s)
+    assert line.startswith("HTTP/1.1 200 "), line
+    return json.loads(body)
+
+
+def test_ipv6_loopback_is_exempt_by_default(bridge_v6):
+    """::1 is loopback even though its /64 group (::/64) is not."""
+    _, port = bridge_v6("max_per_address: 1")
+    held = [raw_upgrade(port, "/ws/fleet", keep=True, host="::1") for _ in range(3)]
+    assert all(r[0].startswith("HTTP/1.1 101 ") for r in held), [r[0] for r in held]
+    for r in held:
+        r[3].close()
+    assert health_v6(port)["refused"]["per_address"] == 0
+
+
+def test_ipv6_clients_are_limited_per_prefix(bridge_v6):
+    p, port = bridge_v6("exempt_loopback: false, max_per_address: 2, handshake_rate: 0")
+    held = [raw_upgrade(port, "/ws/fleet", keep=True, host="::1") for _ in range(2)]
+    assert all(r[0].startswith("HTTP/1.1 101 ") for r in held)
+    assert_refusal(raw_upgrade(port, "/ws/fleet", host="::1"), 503)
+    h = health_v6(port)
+    assert h["refused"]["per_address"] == 1 and h["limits"]["addresses"] == 1, h
+    assert "from ::/64 refused" in p.log()          # logged as its /64 group
+    for r in held:
+        r[3].close()

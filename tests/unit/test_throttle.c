@@ -123,12 +123,20 @@ static void test_addr_keys(void **state)
     /* 48 groups the /64s of a /48 */
     struct addr_key p = v6("2001:db8:1:2::1", 48), q = v6("2001:db8:1:ffff::1", 48);
     assert_memory_equal(p.b, q.b, 16);
-    /* loopback */
-    struct addr_key lo4 = v4("127.3.2.1"), lo6 = v6("::1", 128), lo6g = v6("::1", 64);
-    assert_true(throttle_addr_is_loopback(&lo4));
-    assert_true(throttle_addr_is_loopback(&lo6));
-    assert_false(throttle_addr_is_loopback(&lo6g));   /* ::/64 is not loopback */
-    assert_false(throttle_addr_is_loopback(&a));
+    /* loopback, judged on the full address: ::1 groups to ::/64, and is still loopback */
+    struct sockaddr_in lo4 = {.sin_family = AF_INET}, ext4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 lo6 = {.sin6_family = AF_INET6}, m6 = {.sin6_family = AF_INET6},
+                        ext6 = {.sin6_family = AF_INET6};
+    inet_pton(AF_INET, "127.3.2.1", &lo4.sin_addr);
+    inet_pton(AF_INET, "192.0.2.1", &ext4.sin_addr);
+    inet_pton(AF_INET6, "::1", &lo6.sin6_addr);
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &m6.sin6_addr);
+    inet_pton(AF_INET6, "::2", &ext6.sin6_addr);      /* same /64 as ::1, not loopback */
+    assert_true(throttle_sockaddr_is_loopback((struct sockaddr *)&lo4));
+    assert_true(throttle_sockaddr_is_loopback((struct sockaddr *)&lo6));
+    assert_true(throttle_sockaddr_is_loopback((struct sockaddr *)&m6));
+    assert_false(throttle_sockaddr_is_loopback((struct sockaddr *)&ext4));
+    assert_false(throttle_sockaddr_is_loopback((struct sockaddr *)&ext6));
     char buf[64];
     throttle_addr_format(&x, 64, buf, sizeof buf);
     assert_string_equal(buf, "2001:db8:1:2::/64");
