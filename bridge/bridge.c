@@ -197,9 +197,44 @@ void bridge_close(struct bridge *br, struct conn *c)
     conn_free(c);
 }
 
+/* limits.client_rate: false when the frame is over the connection's rate and must not be
+ * processed. The client is told (rate_limited) at most once a second; one that goes on is
+ * closed with 1008. Every frame counts, pings included. */
+static bool client_rate_ok(struct bridge *br, struct conn *c, uint64_t now)
+{
+    const struct cfg_limits *l = &br->cfg->limits;
+    struct throttle_msg_rate r = {(double)l->client_rate, (double)l->client_burst, (unsigned)l->close_after};
+    if (c->endpoint >= 0 && (size_t)c->endpoint < br->cfg->n_endpoints) {
+        const struct cfg_endpoint *ep = &br->cfg->endpoints[c->endpoint];
+        if (ep->client_rate >= 0)
+            r.per_second = ep->client_rate;
+        if (ep->client_burst >= 0)
+            r.burst = ep->client_burst;
+    }
+    enum throttle_verdict v = throttle_msg_check(&c->rx_limit, &r, now);
+    if (v == THROTTLE_PASS)
+        return true;
+    br->st.refused[TB_REFUSED_RATE]++;
+    if (v == THROTTLE_REFUSE_TELL) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "more than %.0f messages per second (burst %.0f): message not processed",
+                 r.per_second, r.burst);
+        reply_refusal(br->fan, c, NULL, TB_ERR_RATE_LIMITED, msg);
+    } else if (v == THROTTLE_CLOSE && !c->closing) {
+        br->st.refused[TB_REFUSED_RATE_CLOSED]++;
+        if (log_ratelimit_allow_capped("rate-close", "rate-close", 10000, 20))
+            LOG_INFO("ws", "connection %llu on %s closed (1008): %llu messages over limits.client_rate",
+                     (unsigned long long)c->id, c->path, (unsigned long long)c->rx_limit.refused);
+        conn_close(c, TB_CLOSE_POLICY, "message rate limit exceeded");
+    }
+    return false;
+}
+
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary)
 {
     c->last_rx_ms = tb_now_ms();
+    if (!client_rate_ok(br, c, c->last_rx_ms))
+        return;
     protocol_handle_frame(&br->proto, c, data, len, binary);
 }
 

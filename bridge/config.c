@@ -309,6 +309,8 @@ static const struct cfg_field endpoint_fields[] = {
     { .name = "allow_subscribe", .type = CT_STRLIST, .off = E(e.allow_subscribe), .off_n = E(e.n_allow_subscribe) },
     { .name = "ack", .type = CT_ENUM, .off = E(e.ack), .def = "members", .choices = ack_modes },
     { .name = "identity", .type = CT_NODE, .off = E(identity) },
+    { .name = "client_rate", .type = CT_INT, .off = E(e.client_rate), .min = -1, .max = 1000000, .def = "-1" },
+    { .name = "client_burst", .type = CT_INT, .off = E(e.client_burst), .min = -1, .max = 1000000, .def = "-1" },
 };
 #undef E
 static const struct cfg_schema endpoint_schema = { "endpoint", endpoint_fields, COUNT(endpoint_fields) };
@@ -347,6 +349,8 @@ static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_
         rc = -1;
     else if (!in->identity && topic_pattern_ncaptures(e->pattern) == 1)
         e->identity_capture = 0;   /* /ws/alerts/{user_id}: the client is user_id */
+    if (e->client_burst == 0)
+        rc = cfg_error(l, k, 0, "endpoint '%s': client_burst must be at least 1", path);
     struct tb_config *c = l->cfg;
     for (size_t i = 0; i < c->n_endpoints; i++) {
         if (c->endpoints[i].pattern &&
@@ -417,6 +421,10 @@ static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_no
     }
     e->client_subscriptions |= t->client_subscriptions;
     e->ack = t->ack;
+    if (e->client_rate < 0)
+        e->client_rate = t->client_rate;
+    if (e->client_burst < 0)
+        e->client_burst = t->client_burst;
     if (t->identity_capture >= 0) {
         const char *who = topic_pattern_capture_name(t->pattern, (size_t)t->identity_capture);
         e->identity_capture = topic_pattern_capture_index(e->pattern, who, strlen(who));
@@ -724,6 +732,30 @@ static int section_sessions(struct loader *l, const yaml_node_t *n, void *base)
     return rc;
 }
 
+/* ---- limits ------------------------------------------------------------------------- */
+
+#define LI(f) offsetof(struct cfg_limits, f)
+#define LIR(k) .name = k, .restart = "limits." k
+static const struct cfg_field limits_fields[] = {
+    { .name = "client_rate", .type = CT_COUNT, .off = LI(client_rate), .min = 0, .max = 1000000, .def = "100" },
+    { .name = "client_burst", .type = CT_COUNT, .off = LI(client_burst), .min = 1, .max = 1000000, .def = "200" },
+    { .name = "close_after", .type = CT_COUNT, .off = LI(close_after), .min = 0, .max = 1000000, .def = "100" },
+    { .name = "max_per_address", .type = CT_COUNT, .off = LI(max_per_address), .min = 0, .max = 10000000, .def = "256" },
+    { .name = "handshake_rate", .type = CT_COUNT, .off = LI(handshake_rate), .min = 0, .max = 1000000, .def = "20" },
+    { .name = "handshake_burst", .type = CT_COUNT, .off = LI(handshake_burst), .min = 1, .max = 1000000, .def = "100" },
+    { .name = "ipv6_prefix", .type = CT_INT, .off = LI(ipv6_prefix), .min = 16, .max = 128, .def = "64" },
+    { LIR("max_addresses"), .type = CT_COUNT, .off = LI(max_addresses), .min = 16, .max = 10000000, .def = "100000" },
+    { .name = "exempt_loopback", .type = CT_BOOL, .off = LI(exempt_loopback), .def = "true" },
+};
+#undef LI
+#undef LIR
+static const struct cfg_schema limits_schema = { "limits", limits_fields, COUNT(limits_fields) };
+
+static int section_limits(struct loader *l, const yaml_node_t *n, void *base)
+{
+    return cfg_apply(l, n, &limits_schema, &((struct tb_config *)base)->limits);
+}
+
 /* ---- alert_state ---------------------------------------------------------------------- */
 
 #define AS(f) offsetof(struct cfg_alert_state, f)
@@ -759,6 +791,7 @@ static const struct cfg_field top_fields[] = {
     { .name = "heartbeat", .type = CT_SECTION, .section = section_heartbeat, .off = TOP(heartbeat), .sub = &heartbeat_schema },
     { .name = "sessions", .type = CT_SECTION, .section = section_sessions, .off = TOP(sessions), .sub = &sessions_schema },
     { .name = "alert_state", .type = CT_SECTION, .section = section_alert_state },
+    { .name = "limits", .type = CT_SECTION, .section = section_limits, .off = TOP(limits), .sub = &limits_schema },
 };
 #undef TOP
 static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };

@@ -80,6 +80,8 @@ struct cfg_endpoint {
     int identity_capture;            /* 'identity': index of the path capture naming the
                                         client (acknowledged_by), -1 = anonymous; default:
                                         the path's capture when it has exactly one */
+    int client_rate, client_burst;   /* limits.client_rate / client_burst for this endpoint;
+                                        -1 (absent) = the limits: values */
     int line, col;
 };
 
@@ -125,6 +127,19 @@ struct cfg_heartbeat {
     uint64_t idle_timeout_ms;        /* default 60 s; 0 = off */
 };
 
+/* Abuse limits (limits.c; docs/configuration.md "limits"). 0 turns a limit off. */
+struct cfg_limits {
+    size_t client_rate;              /* client messages per second per connection, default 100 */
+    size_t client_burst;             /* bucket size, default 200 */
+    size_t close_after;              /* refusals within 10 s before close 1008, default 100 */
+    size_t max_per_address;          /* open WebSocket connections per address, default 256 */
+    size_t handshake_rate;           /* upgrades per second per address, default 20 */
+    size_t handshake_burst;          /* default 100 */
+    int ipv6_prefix;                 /* IPv6 addresses are grouped by this prefix, default 64 */
+    size_t max_addresses;            /* entries of the address table, default 100000 (restart) */
+    bool exempt_loopback;            /* no per-address limits for 127/8 and ::1, default true */
+};
+
 /* Race sessions (session.c): ids handed out over MQTT request/response. */
 struct cfg_sessions {
     bool enabled;                    /* true when the 'sessions' section is present */
@@ -154,6 +169,7 @@ struct tb_config {
     struct cfg_alert *alerts;
     size_t n_alerts;
     struct cfg_heartbeat heartbeat;
+    struct cfg_limits limits;
     struct cfg_sessions sessions;
     struct cfg_alert_state alert_state;
     char **filters;                  /* distinct MQTT subscription filters the routes and alerts need */

@@ -26,6 +26,7 @@
 
 #include <libwebsockets.h>
 
+#include "throttle.h"
 #include "msg.h"
 #include "room.h"
 #include "stats.h"
@@ -77,6 +78,7 @@ struct conn {
     uint64_t connected_ms, last_rx_ms;
     uint64_t sent, conflated, dropped;
     unsigned bad_frames;
+    struct throttle_msg_guard rx_limit; /* limits.client_rate (bridge_on_client_frame) */
     struct conn_patterns *patterns;   /* allocated on a first pattern subscription */
     struct conn_rate *rate;           /* allocated on a first rate-limited delivery */
 };

@@ -12,6 +12,7 @@
 #include "mqtt_client.h"
 #include "reload.h"
 #include "room.h"
+#include "throttle.h"
 #include "writer.h"
 
 static cJSON *connections_json(const struct bridge *br)
@@ -78,6 +79,15 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(a, "acknowledged", (double)as.acknowledged);
     cJSON_AddNumberToObject(a, "restored", (double)as.restored);
     cJSON_AddNumberToObject(a, "restore_refused", (double)as.restore_refused);
+    cJSON *rf = cJSON_AddObjectToObject(h, "refused");   /* limits: refusals by reason */
+    for (int r = 0; r < TB_REFUSED_COUNT; r++)
+        cJSON_AddNumberToObject(rf, tb_refusal_name((enum tb_refusal)r), (double)br->st.refused[r]);
+    cJSON_AddNumberToObject(rf, "client_rooms", (double)br->st.client_rooms_refused);
+    if (src->addrs) { /* the bounded address table: its size, and entries reused early */
+        cJSON *lt = cJSON_AddObjectToObject(h, "limits");
+        cJSON_AddNumberToObject(lt, "addresses", (double)addr_table_size(src->addrs));
+        cJSON_AddNumberToObject(lt, "addresses_reused", (double)addr_table_evicted(src->addrs));
+    }
     cJSON *cfg = cJSON_AddObjectToObject(h, "config");
     cJSON_AddStringToObject(cfg, "path", br->cfg->path);
     char ver[24];
@@ -90,6 +100,19 @@ static cJSON *health_json(const struct http_api_src *src)
 static void metric(struct sbuf *out, const char *name, const char *help, const char *type, double v)
 {
     sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/* Client refusals by reason (the limits of docs/configuration.md, allowed_origins, 404s,
+ * capacity); client_rooms is server.max_client_rooms (also in /health). */
+static void render_refused(const struct bridge *br, struct sbuf *out)
+{
+    sbuf_puts(out, "# HELP telebridge_refused_total Client connections and messages refused, by reason\n"
+                   "# TYPE telebridge_refused_total counter\n");
+    for (int r = 0; r < TB_REFUSED_COUNT; r++)
+        sbuf_printf(out, "telebridge_refused_total{reason=\"%s\"} %llu\n", tb_refusal_name((enum tb_refusal)r),
+                    (unsigned long long)br->st.refused[r]);
+    sbuf_printf(out, "telebridge_refused_total{reason=\"client_rooms\"} %llu\n",
+                (unsigned long long)br->st.client_rooms_refused);
 }
 
 static void render_metrics(const struct bridge *br, struct sbuf *out)
@@ -108,6 +131,7 @@ static void render_metrics(const struct bridge *br, struct sbuf *out)
     metric(out, "telebridge_alerts_active", "Active alerts", "gauge", (double)as.active);
     metric(out, "telebridge_alerts_raised_total", "Alerts raised", "counter", (double)as.raised);
     metric(out, "telebridge_broker_connected", "1 when connected to the broker", "gauge", br->broker_connected);
+    render_refused(br, out);
 }
 
 int http_api_render(const struct http_api_src *src, const char *path, struct sbuf *out,

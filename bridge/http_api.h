@@ -8,6 +8,7 @@
 
 #include "sbuf.h"
 
+struct addr_table;
 struct bridge;
 struct reload;
 
@@ -16,6 +17,7 @@ struct http_api_src {
     const struct bridge *br;
     const struct reload *rl;        /* may be NULL */
     const char *event_loop;         /* "libev" or "poll" */
+    const struct addr_table *addrs; /* limits per address (ws_server); may be NULL */
 };
 
 /* Builds the body for 'path' into out and sets *content_type; returns the HTTP status

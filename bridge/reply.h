@@ -36,6 +36,7 @@ struct fanout;
 #define TB_ERR_NOT_SUBSCRIBED "not_subscribed"
 #define TB_ERR_ROOM_LIMIT "room_limit"   /* server.max_client_rooms: no new room for clients */
 #define TB_ERR_BUSY "busy"               /* the request's pattern work budget is spent; retry */
+#define TB_ERR_RATE_LIMITED "rate_limited" /* limits.client_rate: the message was not processed */
 
 /* Invalid frames tolerated per connection before it is closed. */
 #define TB_MAX_BAD_FRAMES 20

@@ -8,6 +8,32 @@
 
 #include <stdint.h>
 
+/* Refusals of clients, by reason: /metrics telebridge_refused_total{reason=...} and /health
+ * "refused" (docs/configuration.md, "limits"). */
+enum tb_refusal {
+    TB_REFUSED_RATE,              /* client messages over limits.client_rate (not processed) */
+    TB_REFUSED_RATE_CLOSED,       /* connections closed 1008 for going on (limits.close_after) */
+    TB_REFUSED_HANDSHAKE_RATE,    /* upgrades over limits.handshake_rate: 429 */
+    TB_REFUSED_PER_ADDRESS,       /* upgrades over limits.max_per_address: 503 */
+    TB_REFUSED_ADDRESS_TABLE,     /* upgrades while limits.max_addresses are all live: 503 */
+    TB_REFUSED_CAPACITY,          /* server / endpoint max_connections, descriptors: 503 */
+    TB_REFUSED_ORIGIN,            /* allowed_origins: 403 */
+    TB_REFUSED_NOT_FOUND,         /* upgrade to no endpoint: 404 */
+    TB_REFUSED_SHUTDOWN,          /* upgrade while shutting down: 503 */
+    TB_REFUSED_SUBSCRIPTIONS,     /* subscribe past max_rooms_per_connection: too_many_rooms */
+    TB_REFUSED_COUNT
+};
+
+/* The label value of each reason, in enum order. */
+static inline const char *tb_refusal_name(enum tb_refusal r)
+{
+    static const char *const names[TB_REFUSED_COUNT] = {
+        "rate", "rate_closed", "handshake_rate", "per_address", "address_table",
+        "capacity", "origin", "not_found", "shutting_down", "subscriptions",
+    };
+    return (unsigned)r < TB_REFUSED_COUNT ? names[r] : "other";
+}
+
 struct tb_stats {
     uint64_t received;     /* MQTT messages taken from the queue */
     uint64_t routed;       /* (message, room) deliveries serialized */
@@ -23,6 +49,7 @@ struct tb_stats {
     uint64_t payloads_refused;     /* MQTT payloads over server.max_payload_bytes */
     uint64_t pattern_rooms_walked; /* rooms matched against newly subscribed patterns */
     uint64_t patterns_busy;        /* patterns refused "busy" (SUB_WALK_BUDGET) */
+    uint64_t refused[TB_REFUSED_COUNT]; /* client refusals by reason */
 };
 
 #endif

@@ -406,6 +406,13 @@ static void reshape_pattern(struct conn *c, struct sub_pattern *pat, const struc
             fanout_set_shape(s, pat->shape);
 }
 
+/* max_rooms_per_connection reached: counted as a refusal (/metrics reason "subscriptions"). */
+static const char *too_many(struct subscriptions *ss)
+{
+    fanout_stats(ss->f)->refused[TB_REFUSED_SUBSCRIPTIONS]++;
+    return TB_ERR_TOO_MANY_ROOMS;
+}
+
 static const char *subscribe_pattern(struct subscriptions *ss, struct conn *c, const char *glob,
                                      const struct sub_opts *o, struct plan *p, size_t cap)
 {
@@ -418,7 +425,7 @@ static const char *subscribe_pattern(struct subscriptions *ss, struct conn *c, c
         return NULL;
     }
     if (client_count(c) >= cap)
-        return TB_ERR_TOO_MANY_ROOMS;
+        return too_many(ss);
     /* The work of one request is bounded: a new pattern is matched against every room,
      * so past the budget (the first new pattern always goes) the client is told to retry. */
     size_t rooms = room_registry_count(fanout_rooms(ss->f));
@@ -458,7 +465,7 @@ static const char *plan_one(struct subscriptions *ss, struct conn *c, const char
         return TB_ERR_ROOM_NOT_ALLOWED;
     struct sub *s = conn_find_sub(c, name);
     if (!(s && (s->how & SUB_BY_CLIENT)) && client_count(c) >= cap)
-        return TB_ERR_TOO_MANY_ROOMS;
+        return too_many(ss);
     if (join_for(ss, c, NULL, name, SUB_BY_CLIENT, o->shape, o, p))
         return NULL;
     /* the room did not exist and could not be created: the client-room budget is spent */
@@ -673,7 +680,7 @@ int subscribe_join_one(struct subscriptions *ss, struct conn *c, const cJSON *id
     if (!fanout_may_join(ss->f, c, room))
         code = TB_ERR_ROOM_NOT_ALLOWED;
     else if (!(s && (s->how & SUB_BY_CLIENT)) && client_count(c) >= cap)
-        code = TB_ERR_TOO_MANY_ROOMS;
+        code = too_many(ss);
     else if (!join_for(ss, c, NULL, room, SUB_BY_CLIENT, o->shape, o, &p))
         code = room_find(fanout_rooms(ss->f), room) ? TB_ERR_INTERNAL : TB_ERR_ROOM_LIMIT;
     if (code) {

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "mqtt_client.h"
 #include "reload.h"
+#include "throttle.h"
 #include "writer.h"
 
 #define PATH_MAX_LEN 1024
@@ -43,6 +44,8 @@ struct pss {
     uint64_t idle_cut_ms;   /* the idle close frame is out: cut at this time (0 = not) */
     char *body;             /* HTTP response body being sent */
     size_t body_len;
+    struct addr_key addr;   /* counted in the address table (addr_counted) */
+    bool addr_counted;
 };
 
 #define TICK_US (250 * LWS_US_PER_MS)
@@ -64,6 +67,7 @@ struct ws_server {
     int listen_fd[FD_MAX_LISTEN], n_listen;
     int spare_fd;           /* freed to accept-and-close the backlog (shed_backlog) */
     uint64_t shed;          /* connections refused that way */
+    struct addr_table *addrs; /* limits per source address (limits.max_addresses) */
 };
 
 static void on_backlog(lws_sorted_usec_list_t *sul);
@@ -120,48 +124,143 @@ static int uri_path(struct lws *wsi, char *buf, size_t len)
 
 /* allowed_origins: a browser's Origin must match an entry exactly, at its full length (a
  * long domain is still compared, never waved through). No Origin header: a non-browser
- * client, allowed. An Origin that cannot be read is refused. */
-static bool origin_allowed(const struct cfg_server *s, struct lws *wsi)
+ * client, allowed. An Origin that cannot be read is refused. Returns NULL (allowed) or
+ * why not, for the log (the header itself is not logged: it is the client's text). */
+static const char *origin_refusal(const struct cfg_server *s, struct lws *wsi)
 {
     if (!s->n_allowed_origins)
-        return true;
+        return NULL;
     int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
     if (len <= 0)
-        return true; /* non-browser clients send no Origin */
+        return NULL; /* non-browser clients send no Origin */
     char *origin = malloc((size_t)len + 1);
-    bool ok = false;
-    if (origin && lws_hdr_copy(wsi, origin, len + 1, WSI_TOKEN_ORIGIN) == len)
-        for (size_t i = 0; i < s->n_allowed_origins && !ok; i++)
-            ok = strcmp(s->allowed_origins[i], origin) == 0 || strcmp(s->allowed_origins[i], "*") == 0;
+    const char *why = "Origin header unreadable";
+    if (origin && lws_hdr_copy(wsi, origin, len + 1, WSI_TOKEN_ORIGIN) == len) {
+        why = "Origin not in allowed_origins";
+        for (size_t i = 0; i < s->n_allowed_origins && why; i++)
+            if (strcmp(s->allowed_origins[i], origin) == 0 || strcmp(s->allowed_origins[i], "*") == 0)
+                why = NULL;
+    }
     free(origin);
-    return ok;
+    return why;
 }
 
-static int reject(struct lws *wsi, unsigned status, const char *why, const char *path)
+/* The client's address as a key of the address table (IPv6 grouped by ipv6_prefix), and
+ * whether it is a loopback address. */
+static bool peer_key(const struct cfg_limits *l, struct lws *wsi, struct addr_key *k, bool *loopback)
 {
-    LOG_INFO("ws", "upgrade of %s refused: %u %s", path, status, why);
-    if (lws_return_http_status(wsi, status, why))
-        return -1;
-    return 1;
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    int fd = lws_get_socket_fd(wsi);
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0 ||
+        throttle_addr_key((struct sockaddr *)&sa, (unsigned)l->ipv6_prefix, k) != 0)
+        return false;
+    *loopback = throttle_sockaddr_is_loopback((struct sockaddr *)&sa);
+    return true;
+}
+
+/* Does the per-address part of limits apply to this client? */
+static bool addr_limited(const struct ws_server *ws, const struct cfg_limits *l, bool loopback)
+{
+    return ws->addrs && (l->max_per_address || l->handshake_rate) && !(l->exempt_loopback && loopback);
+}
+
+static const char *status_text(unsigned status)
+{
+    switch (status) {
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 429: return "Too Many Requests";
+    default: return "Service Unavailable";
+    }
+}
+
+/* A refused upgrade: counted by reason, logged (at most one line per reason per 10 s),
+ * answered with a complete HTTP/1.1 response. lws_return_http_status would answer
+ * HTTP/1.0 here (the request's version is not parsed yet when the upgrade is confirmed)
+ * and cannot add Retry-After. Returns nonzero: lws closes the connection. */
+static int refuse(struct ws_server *ws, struct lws *wsi, enum tb_refusal reason, unsigned status,
+                  const char *why, unsigned retry_s, const char *path, const char *who)
+{
+    ws->br->st.refused[reason]++;
+    if (log_ratelimit_allow_capped("ws-refused", tb_refusal_name(reason), 10000, 20))
+        LOG_INFO("ws", "upgrade of %s from %s refused: %u %s (%llu refused so far for %s)", path, who,
+                 status, why, (unsigned long long)ws->br->st.refused[reason], tb_refusal_name(reason));
+    char body[160], retry[40] = "";
+    int blen = snprintf(body, sizeof body, "%u %s: %s\n", status, status_text(status), why);
+    if (retry_s)
+        snprintf(retry, sizeof retry, "Retry-After: %u\r\n", retry_s);
+    unsigned char buf[LWS_PRE + 512];
+    int n = snprintf((char *)buf + LWS_PRE, sizeof buf - LWS_PRE,
+                     "HTTP/1.1 %u %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %d\r\n%sCache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                     status, status_text(status), blen, retry, body);
+    if (n > 0 && (size_t)n < sizeof buf - LWS_PRE)
+        lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
+    return -1;
+}
+
+#define RETRY_CAPACITY_S 5
+
+/* limits.handshake_rate and max_per_address for the client's address; 0 = admitted. */
+static int admit_address(struct ws_server *ws, struct lws *wsi, const char *path)
+{
+    const struct cfg_limits *l = &ws->br->cfg->limits;
+    struct addr_key k;
+    bool loopback;
+    if (!peer_key(l, wsi, &k, &loopback) || !addr_limited(ws, l, loopback))
+        return 0;
+    struct addr_limits lim = {(unsigned)l->max_per_address, (double)l->handshake_rate, (double)l->handshake_burst};
+    uint64_t retry_ms = 0;
+    enum addr_verdict v = addr_table_admit(ws->addrs, &k, &lim, tb_now_ms(), &retry_ms);
+    if (v == ADDR_OK)
+        return 0;
+    char who[64];
+    throttle_addr_format(&k, (unsigned)l->ipv6_prefix, who, sizeof who);
+    if (v == ADDR_RATE)
+        return refuse(ws, wsi, TB_REFUSED_HANDSHAKE_RATE, 429, "too many handshakes from this address",
+                      (unsigned)((retry_ms + 999) / 1000), path, who);
+    if (v == ADDR_TOO_MANY)
+        return refuse(ws, wsi, TB_REFUSED_PER_ADDRESS, 503, "too many connections from this address",
+                      RETRY_CAPACITY_S, path, who);
+    return refuse(ws, wsi, TB_REFUSED_ADDRESS_TABLE, 503, "too many client addresses", RETRY_CAPACITY_S,
+                  path, who);
+}
+
+/* The client's address (its group, for IPv6) for the log of a refusal. */
+static void peer_text(struct ws_server *ws, struct lws *wsi, char *buf, size_t len)
+{
+    struct addr_key k;
+    bool loopback;
+    const struct cfg_limits *l = &ws->br->cfg->limits;
+    if (peer_key(l, wsi, &k, &loopback))
+        throttle_addr_format(&k, (unsigned)l->ipv6_prefix, buf, len);
+    else
+        snprintf(buf, len, "?");
 }
 
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide before accepting. */
 static int confirm_upgrade(struct ws_server *ws, struct lws *wsi)
 {
     struct bridge *br = ws->br;
-    char path[PATH_MAX_LEN];
+    char path[PATH_MAX_LEN], who[64];
     uri_path(wsi, path, sizeof path);
+    peer_text(ws, wsi, who, sizeof who);
     struct topic_match m;
     const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
     if (br->stopping)
-        return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down", path);
+        return refuse(ws, wsi, TB_REFUSED_SHUTDOWN, 503, "shutting down", RETRY_CAPACITY_S, path, who);
+    int rc = admit_address(ws, wsi, path);
+    if (rc)
+        return rc;
     if (!ep)
-        return reject(wsi, HTTP_STATUS_NOT_FOUND, "no such WebSocket endpoint", path);
-    if (!origin_allowed(&br->cfg->server, wsi))
-        return reject(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed", path);
+        return refuse(ws, wsi, TB_REFUSED_NOT_FOUND, 404, "no such WebSocket endpoint", 0, path, who);
+    const char *why = origin_refusal(&br->cfg->server, wsi);
+    if (why)
+        return refuse(ws, wsi, TB_REFUSED_ORIGIN, 403, why, 0, path, who);
     if (bridge_conn_count(br) >= (size_t)br->cfg->server.max_connections ||
         bridge_conn_count(br) >= ws->conn_cap)
-        return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection limit reached", path);
+        return refuse(ws, wsi, TB_REFUSED_CAPACITY, 503, "connection limit reached", RETRY_CAPACITY_S, path, who);
     if (ep->max_connections) {
         size_t *counts = calloc(br->cfg->n_endpoints, sizeof *counts);
         if (!counts)
@@ -170,7 +269,8 @@ static int confirm_upgrade(struct ws_server *ws, struct lws *wsi)
         size_t used = counts[ep - br->cfg->endpoints];
         free(counts);
         if (used >= (size_t)ep->max_connections)
-            return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "endpoint connection limit reached", path);
+            return refuse(ws, wsi, TB_REFUSED_CAPACITY, 503, "endpoint connection limit reached",
+                          RETRY_CAPACITY_S, path, who);
     }
     return 0;
 }
@@ -258,13 +358,31 @@ static int on_peer_close(struct lws *wsi, struct pss *pss, const unsigned char *
     return -1;
 }
 
-static int on_established(struct bridge *br, struct lws *wsi, struct pss *pss)
+/* The connection counts against its address (max_per_address) until it closes. */
+static void count_address(struct ws_server *ws, struct lws *wsi, struct pss *pss)
 {
+    const struct cfg_limits *l = &ws->br->cfg->limits;
+    bool loopback;
+    pss->addr_counted = peer_key(l, wsi, &pss->addr, &loopback) && addr_limited(ws, l, loopback) &&
+                        addr_table_opened(ws->addrs, &pss->addr, tb_now_ms());
+}
+
+static void uncount_address(struct ws_server *ws, struct pss *pss)
+{
+    if (pss->addr_counted && ws->addrs)
+        addr_table_closed(ws->addrs, &pss->addr, tb_now_ms());
+    pss->addr_counted = false;
+}
+
+static int on_established(struct ws_server *ws, struct lws *wsi, struct pss *pss)
+{
+    struct bridge *br = ws->br;
     char path[PATH_MAX_LEN];
     uri_path(wsi, path, sizeof path);
     struct conn *c = bridge_open(br, wsi, path);
     if (!c)
         return -1;
+    count_address(ws, wsi, pss);
     pss->conn = c;
     sbuf_init(&pss->rx);
     pss->last_ping_ms = 0;
@@ -357,7 +475,7 @@ static int on_http(struct ws_server *ws, struct lws *wsi, struct pss *pss, const
     struct sbuf body;
     sbuf_init(&body);
     const char *ctype = NULL;
-    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws)};
+    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws), ws->addrs};
     int status = http_api_render(&src, uri, &body, &ctype);
     if (!status) {
         sbuf_free(&body);
@@ -415,7 +533,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(ws, wsi);
     case LWS_CALLBACK_ESTABLISHED:
-        return on_established(br, wsi, pss);
+        return on_established(ws, wsi, pss);
     case LWS_CALLBACK_RECEIVE:
         return on_receive(br, wsi, pss, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -431,6 +549,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             bridge_close(br, pss->conn);
             pss->conn = NULL;
         }
+        uncount_address(ws, pss);
         sbuf_free(&pss->rx);
         return 0;
     case LWS_CALLBACK_HTTP:
@@ -490,6 +609,7 @@ static void shed_backlog(struct ws_server *ws, int err)
             close(fd);
     ws->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ws->shed += n;
+    ws->br->st.refused[TB_REFUSED_CAPACITY] += n;
     if (log_ratelimit_allow("ws.shed", 10000))
         LOG_WARN("ws", "out of descriptors (%s): refused %lu pending connection%s, %llu in all",
                  strerror(err), n, n == 1 ? "" : "s", (unsigned long long)ws->shed);
@@ -656,11 +776,17 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = 10;
     set_conn_cap(ws, raise_fd_limit());
+    ws->addrs = addr_table_new(br->cfg->limits.max_addresses);
+    if (!ws->addrs) {
+        free(ws);
+        return NULL;
+    }
     ws->spare_fd = -1;
     ws->ctx = create_context(ws, &info);
     if (!ws->ctx) {
         LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?)",
                   s->listen_host ? s->listen_host : "*", s->port);
+        addr_table_free(ws->addrs);
         free(ws);
         return NULL;
     }
@@ -729,5 +855,6 @@ void ws_server_destroy(struct ws_server *ws)
     fanout_set_timer_context(ws->br->fan, NULL);
     if (ws->loop)
         ev_loop_destroy(ws->loop);
+    addr_table_free(ws->addrs);
     free(ws);
 }

@@ -673,7 +673,8 @@ static void test_restart_every_key(void **state)
         "server: {listen: 127.0.0.1:9000, writer_threads: 2, max_rooms: 5,\n"
         "         allowed_origins: [http://a], static_dir: /srv}\n"
         "heartbeat: {interval: 1s, ws_ping: 5s, idle_timeout: 30s}\n"
-        "sessions: {request_topic: s/req}\n");
+        "sessions: {request_topic: s/req}\n"
+        "limits: {max_addresses: 500, client_rate: 7}\n");
     const char *names[CFG_MAX_RESTART_SETTINGS];
     size_t n = config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS);
     EXPECT_NAMES(names, n,
@@ -682,7 +683,9 @@ static void test_restart_every_key(void **state)
                  "mqtt.tls_ca", "mqtt.tls_cert", "mqtt.tls_key", "mqtt.tls_insecure",
                  "mqtt.reconnect_min", "mqtt.reconnect_max",
                  "server.listen", "server.writer_threads",
-                 "heartbeat.ws_ping", "heartbeat.idle_timeout");
+                 "heartbeat.ws_ping", "heartbeat.idle_timeout", "limits.max_addresses");
+    assert_int_equal(next->limits.max_addresses, 100000);
+    assert_int_equal(next->limits.client_rate, 7);     /* applied by a reload */
     const struct cfg_mqtt *a = &next->mqtt, *b = &cur->mqtt;
     assert_string_equal(a->host, b->host);
     assert_int_equal(a->port, b->port);
@@ -767,6 +770,62 @@ static void test_restart_engine_types(void **state)
 
 
 /* issue 14.11: a second document is refused at its start, not silently ignored */
+/* limits: defaults that leave the dashboard, the bench and the tests alone, and ranges. */
+static void test_limits_keys(void **state)
+{
+    (void)state;
+    struct tb_config *c = load_str_ok("heartbeat: {}\n");
+    const struct cfg_limits *l = &c->limits;
+    assert_int_equal(l->client_rate, 100);
+    assert_int_equal(l->client_burst, 200);
+    assert_int_equal(l->close_after, 100);
+    assert_int_equal(l->max_per_address, 256);
+    assert_int_equal(l->handshake_rate, 20);
+    assert_int_equal(l->handshake_burst, 100);
+    assert_int_equal(l->ipv6_prefix, 64);
+    assert_int_equal(l->max_addresses, 100000);
+    assert_true(l->exempt_loopback);
+    config_unref(c);
+    c = load_str_ok("limits: {client_rate: 0, close_after: 0, max_per_address: 0, handshake_rate: 0,\n"
+                    "         ipv6_prefix: 128, exempt_loopback: false}\n");
+    assert_int_equal(c->limits.client_rate, 0);
+    assert_int_equal(c->limits.ipv6_prefix, 128);
+    assert_false(c->limits.exempt_loopback);
+    config_unref(c);
+    /* per endpoint: absent = the limits: values (-1); an alias inherits its target's */
+    c = load_str_ok("endpoints:\n  /a: {rooms: [r], client_rate: 5, client_burst: 9}\n"
+                    "  /b: {same_as: /a}\n  /c: {same_as: /a, client_rate: 0}\n  /d: {rooms: [r]}\n");
+    assert_int_equal(c->endpoints[0].client_rate, 5);
+    assert_int_equal(c->endpoints[1].client_rate, 5);
+    assert_int_equal(c->endpoints[1].client_burst, 9);
+    assert_int_equal(c->endpoints[2].client_rate, 0);
+    assert_int_equal(c->endpoints[2].client_burst, 9);
+    assert_int_equal(c->endpoints[3].client_rate, -1);
+    assert_int_equal(c->endpoints[3].client_burst, -1);
+    config_unref(c);
+    static const char *const bad[][2] = {
+        {"limits: {client_burst: 0}\n", "client_burst must be between 1"},
+        {"limits: {handshake_burst: 0}\n", "handshake_burst must be between 1"},
+        {"limits: {ipv6_prefix: 8}\n", "ipv6_prefix must be between 16 and 128"},
+        {"limits: {ipv6_prefix: 129}\n", "ipv6_prefix must be between 16 and 128"},
+        {"limits: {max_addresses: 1}\n", "max_addresses must be between 16"},
+        {"limits: {client_rate: -1}\n", "client_rate"},
+        {"limits: {client_rate: fast}\n", "client_rate"},
+        {"limits: {clientrate: 5}\n", "client_rate"},      /* did you mean */
+        {"limits: [1, 2]\n", "limits"},
+        {"endpoints: {/a: {rooms: [r], client_burst: 0}}\n", "client_burst must be at least 1"},
+        {"endpoints: {/a: {rooms: [r], client_rate: -2}}\n", "client_rate must be between -1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct config_diag d = { 0 };
+        assert_null(load_str(bad[i][0], &d));
+        assert_true(d.n >= 1);
+        print_message("  %s\n", d.msgs[0]);
+        assert_non_null(strstr(d.msgs[0], bad[i][1]));
+        config_diag_free(&d);
+    }
+}
+
 static void test_second_document_refused(void **state)
 {
     (void)state;
@@ -913,6 +972,7 @@ int main(void)
         cmocka_unit_test(test_restart_every_key),
         cmocka_unit_test(test_restart_engine_types),
         cmocka_unit_test(test_second_document_refused),
+        cmocka_unit_test(test_limits_keys),
         cmocka_unit_test(test_duration_minimums),
         cmocka_unit_test(test_hardening_keys),
     };
