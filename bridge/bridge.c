@@ -45,6 +45,7 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
     br->cfg = cfg;
     br->epoch = epoch;
     br->started_ms = tb_now_ms();
+    notify_init(&br->notify);
     br->started_wall_ms = tb_wall_ms();
     if (!(br->rooms = room_registry_new()) || !(br->fan = fanout_new(br->rooms, &br->st)) ||
         !(br->writer = writer_new()) || !(br->subs = subscriptions_new(br->fan, cfg, epoch)) ||
@@ -216,6 +217,7 @@ void bridge_endpoint_counts(const struct bridge *br, size_t *counts)
 void bridge_begin_shutdown(struct bridge *br)
 {
     br->stopping = true;
+    notify_stopping(&br->notify);
     LOG_INFO("main", "shutting down: closing %zu connections", bridge_conn_count(br));
     lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&br->conns)) {
         conn_close(lws_container_of(d, struct conn, in_bridge), TB_CLOSE_GOING_AWAY, "server shutting down");

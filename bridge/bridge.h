@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "notify.h"
 #include "protocol.h"
 #include "router.h"
 #include "stats.h"
@@ -62,6 +63,7 @@ struct bridge {
     uint64_t next_sweep_ms;         /* history_ttl sweep */
     struct mqtt_event *backlog;     /* drained MQTT events not processed yet (batches) */
     struct router_out routed;       /* the current message's deliveries (reused) */
+    struct notify notify;           /* systemd readiness / watchdog (no-op outside systemd) */
 };
 
 /* A bridge for 'cfg' (takes over the caller's reference, also on failure) with every

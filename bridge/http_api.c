@@ -1,4 +1,5 @@
-/* http_api: /health, /ws/status, /ws/connections and /metrics bodies. Service thread. */
+/* http_api: /health, /health/live, /health/ready, /ws/status, /ws/connections and /metrics
+ * bodies. Service thread. */
 #include "http_api.h"
 
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "bridge.h"
 #include "log.h"
 #include "mqtt_client.h"
+#include "process_stats.h"
 #include "reload.h"
 #include "room.h"
 #include "writer.h"
@@ -87,39 +89,209 @@ static cJSON *health_json(const struct http_api_src *src)
     return h;
 }
 
-static void metric(struct sbuf *out, const char *name, const char *help, const char *type, double v)
+/* ---- /metrics: a small Prometheus text-format writer -------------------------------------
+ * family() writes a metric's HELP and TYPE once, sample() / sample1() its samples (none or
+ * one label), metric() both for an unlabeled one. To add a counter, add a line to the
+ * render_* function it belongs to (or a new render_* called from render_metrics). */
+
+static void family(struct sbuf *out, const char *name, const char *type, const char *help)
 {
-    sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+    sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void render_metrics(const struct bridge *br, struct sbuf *out)
+static void sample(struct sbuf *out, const char *name, double v)
 {
-    metric(out, "telebridge_mqtt_received_total", "MQTT messages received", "counter", (double)br->st.received);
-    metric(out, "telebridge_routed_total", "Room deliveries serialized", "counter", (double)br->st.routed);
-    metric(out, "telebridge_delivered_total", "Frames written to WebSocket clients", "counter", (double)br->st.delivered);
-    metric(out, "telebridge_dropped_total", "Frames or messages dropped", "counter",
+    sbuf_printf(out, "%s %.17g\n", name, v);
+}
+
+/* A label value escaped as the text format wants: backslash, double quote, newline. */
+static void label_value(struct sbuf *out, const char *v)
+{
+    for (const char *p = v ? v : ""; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            sbuf_printf(out, "\\%c", *p);
+        else if (*p == '\n')
+            sbuf_puts(out, "\\n");
+        else
+            sbuf_printf(out, "%c", *p);
+    }
+}
+
+static void sample1(struct sbuf *out, const char *name, const char *label, const char *value, double v)
+{
+    sbuf_printf(out, "%s{%s=\"", name, label);
+    label_value(out, value);
+    sbuf_printf(out, "\"} %.17g\n", v);
+}
+
+static void metric(struct sbuf *out, const char *name, const char *type, const char *help, double v)
+{
+    family(out, name, type, help);
+    sample(out, name, v);
+}
+
+/* The series kept from before labels existed (their names are in dashboards already). */
+static void render_core(const struct bridge *br, struct sbuf *out)
+{
+    metric(out, "telebridge_mqtt_received_total", "counter", "MQTT messages received", (double)br->st.received);
+    metric(out, "telebridge_routed_total", "counter", "Room deliveries serialized", (double)br->st.routed);
+    metric(out, "telebridge_delivered_total", "counter", "Frames written to WebSocket clients", (double)br->st.delivered);
+    metric(out, "telebridge_dropped_total", "counter", "Frames or messages dropped (all reasons of telebridge_discarded_total that lose data)",
            (double)(br->st.dropped + mqtt_client_dropped(br->mqtt)));
-    metric(out, "telebridge_conflated_total", "Frames superseded for slow clients", "counter", (double)br->st.conflated);
-    metric(out, "telebridge_non_json_total", "Payloads that were not JSON", "counter", (double)br->st.non_json);
-    metric(out, "telebridge_connections", "Open WebSocket connections", "gauge", (double)bridge_conn_count(br));
-    metric(out, "telebridge_rooms", "Rooms in memory", "gauge", (double)room_registry_count(br->rooms));
+    metric(out, "telebridge_conflated_total", "counter", "Frames superseded by a newer one for slow clients", (double)br->st.conflated);
+    metric(out, "telebridge_non_json_total", "counter", "Payloads that were not JSON", (double)br->st.non_json);
+    metric(out, "telebridge_connections", "gauge", "Open WebSocket connections", (double)bridge_conn_count(br));
+    metric(out, "telebridge_rooms", "gauge", "Rooms in memory", (double)room_registry_count(br->rooms));
+    metric(out, "telebridge_broker_connected", "gauge", "1 when connected to the broker", br->broker_connected);
+}
+
+static void render_endpoints(const struct bridge *br, struct sbuf *out)
+{
+    size_t *counts = calloc(br->cfg->n_endpoints + 1, sizeof *counts);
+    if (!counts)
+        return;
+    bridge_endpoint_counts(br, counts);
+    family(out, "telebridge_endpoint_connections", "gauge", "Open WebSocket connections per endpoint (configured path)");
+    for (size_t i = 0; i < br->cfg->n_endpoints; i++)
+        sample1(out, "telebridge_endpoint_connections", "endpoint", br->cfg->endpoints[i].path, (double)counts[i]);
+    free(counts);
+    metric(out, "telebridge_connections_max", "gauge", "server.max_connections in effect", br->cfg->server.max_connections);
+}
+
+/* Messages and frames that went nowhere, by reason. */
+static void render_discarded(const struct bridge *br, struct sbuf *out)
+{
+    static const char *const name = "telebridge_discarded_total";
+    family(out, name, "counter", "Messages, frames or rooms not delivered or not created, by reason");
+    sample1(out, name, "reason", "send_queue_full", (double)br->st.dropped);
+    sample1(out, name, "reason", "mqtt_queue_full", (double)mqtt_client_dropped(br->mqtt));
+    sample1(out, name, "reason", "payload_too_large", (double)br->st.payloads_refused);
+    sample1(out, name, "reason", "unrouted", (double)br->st.unrouted);
+    sample1(out, name, "reason", "room_template_error", (double)br->st.room_errors);
+    sample1(out, name, "reason", "room_not_allowed", (double)br->st.rooms_not_allowed);
+    sample1(out, name, "reason", "max_rooms", (double)br->st.rooms_refused);
+    sample1(out, name, "reason", "max_client_rooms", (double)br->st.client_rooms_refused);
+    metric(out, "telebridge_stored_bytes", "gauge", "Bytes of history and last values held by rooms",
+           (double)room_registry_stored_bytes(br->rooms));
+    metric(out, "telebridge_history_trimmed_total", "counter", "History entries trimmed by the room byte limits",
+           (double)room_registry_trimmed(br->rooms));
+    metric(out, "telebridge_client_rooms", "gauge", "Rooms created by client subscriptions",
+           (double)room_registry_client_count(br->rooms));
+}
+
+static void render_broker(const struct bridge *br, struct sbuf *out)
+{
+    metric(out, "telebridge_broker_connects_total", "counter", "Successful broker connections (CONNACK)",
+           (double)mqtt_client_connects(br->mqtt));
+    metric(out, "telebridge_broker_disconnects_total", "counter", "Broker connections lost", br->broker_disconnects);
+    metric(out, "telebridge_mqtt_queue_bytes", "gauge", "Bytes in the MQTT hand-off queue, not yet processed",
+           (double)mqtt_client_queued_bytes(br->mqtt));
+}
+
+static void render_alerts(const struct bridge *br, struct sbuf *out)
+{
     struct alert_runtime_stats as;
     alert_runtime_stats(br->alerts, &as);
-    metric(out, "telebridge_alerts_active", "Active alerts", "gauge", (double)as.active);
-    metric(out, "telebridge_alerts_raised_total", "Alerts raised", "counter", (double)as.raised);
-    metric(out, "telebridge_broker_connected", "1 when connected to the broker", "gauge", br->broker_connected);
+    metric(out, "telebridge_alerts_active", "gauge", "Active alerts", (double)as.active);
+    metric(out, "telebridge_alerts_raised_total", "counter", "Alerts raised", (double)as.raised);
+    metric(out, "telebridge_alerts_cleared_total", "counter", "Alerts cleared", (double)as.cleared);
+    metric(out, "telebridge_alerts_acknowledged_total", "counter", "Alerts acknowledged by clients", (double)as.acknowledged);
+}
+
+static void render_reload(const struct http_api_src *src, struct sbuf *out)
+{
+    struct reload_stats rs;
+    reload_get_stats(src->rl, &rs);
+    family(out, "telebridge_config_reloads_total", "counter", "Configuration reloads, by result");
+    sample1(out, "telebridge_config_reloads_total", "result", "success", rs.count - rs.failures);
+    sample1(out, "telebridge_config_reloads_total", "result", "failure", rs.failures);
+    metric(out, "telebridge_config_last_reload_successful", "gauge",
+           "0 when the last reload failed (the file on disk is invalid; the running configuration stays)", rs.last_ok);
+    metric(out, "telebridge_config_last_reload_timestamp_seconds", "gauge", "Unix time of the last reload (0 = none yet)",
+           (double)rs.at_wall_ms / 1000.0);
+}
+
+static void render_build(const struct http_api_src *src, struct sbuf *out)
+{
+    family(out, "telebridge_build_info", "gauge", "Always 1; the labels carry the version and event loop");
+    sbuf_printf(out, "telebridge_build_info{version=\"");
+    label_value(out, TB_VERSION);
+    sbuf_printf(out, "\",event_loop=\"");
+    label_value(out, src->event_loop);
+    sbuf_puts(out, "\"} 1\n");
+    metric(out, "telebridge_start_time_seconds", "gauge", "Unix time the bridge started",
+           (double)src->br->started_wall_ms / 1000.0);
+}
+
+/* process_* as other Prometheus exporters name them, from /proc/self. */
+static void render_process(struct sbuf *out)
+{
+    struct process_stats ps;
+    if (process_stats_read(&ps) != 0)
+        return;
+    metric(out, "process_cpu_seconds_total", "counter", "User and system CPU time in seconds", ps.cpu_seconds);
+    metric(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes", ps.rss_bytes);
+    metric(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes", ps.vsize_bytes);
+    metric(out, "process_open_fds", "gauge", "Open file descriptors", ps.open_fds);
+    metric(out, "process_max_fds", "gauge", "File descriptor limit (soft)", ps.max_fds);
+    metric(out, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds",
+           ps.start_time_seconds);
+}
+
+static void render_metrics(const struct http_api_src *src, struct sbuf *out)
+{
+    render_core(src->br, out);
+    render_endpoints(src->br, out);
+    render_discarded(src->br, out);
+    render_broker(src->br, out);
+    render_alerts(src->br, out);
+    render_reload(src, out);
+    render_build(src, out);
+    render_process(out);
+}
+
+/* ---- /health/live and /health/ready ------------------------------------------------------
+ * Anonymous, status only (no names, hosts or counters): what a load balancer, an
+ * orchestrator's probe or the Docker HEALTHCHECK needs. */
+
+static int render_ready(const struct http_api_src *src, cJSON *body)
+{
+    const struct bridge *br = src->br;
+    struct reload_stats rs;
+    reload_get_stats(src->rl, &rs);
+    cJSON *why = cJSON_CreateArray();
+    if (br->stopping)
+        cJSON_AddItemToArray(why, cJSON_CreateString("stopping"));
+    if (!br->broker_connected)
+        cJSON_AddItemToArray(why, cJSON_CreateString("broker_disconnected"));
+    if (!rs.last_ok)
+        cJSON_AddItemToArray(why, cJSON_CreateString("config_reload_failed"));
+    bool ready = cJSON_GetArraySize(why) == 0;
+    cJSON_AddStringToObject(body, "status", ready ? "ready" : "not_ready");
+    if (ready)
+        cJSON_Delete(why);
+    else
+        cJSON_AddItemToObject(body, "reasons", why);
+    return ready ? 200 : 503;
 }
 
 int http_api_render(const struct http_api_src *src, const char *path, struct sbuf *out,
                     const char **content_type)
 {
     cJSON *body = NULL;
-    if (strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0) {
+    int status = 200;
+    if (strcmp(path, "/health/live") == 0) {
+        body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "status", "alive");
+    } else if (strcmp(path, "/health/ready") == 0) {
+        body = cJSON_CreateObject();
+        status = render_ready(src, body);
+    } else if (strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0) {
         body = health_json(src);
     } else if (strcmp(path, "/ws/connections") == 0) {
         body = connections_json(src->br);
     } else if (strcmp(path, "/metrics") == 0) {
-        render_metrics(src->br, out);
+        render_metrics(src, out);
         *content_type = "text/plain; version=0.0.4";
         return 200;
     } else {
@@ -133,5 +305,5 @@ int http_api_render(const struct http_api_src *src, const char *path, struct sbu
         free(text);
     }
     *content_type = "application/json";
-    return 200;
+    return status;
 }

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "expr.h"
 #include "log.h"
+#include "notify.h"
 #include "mqtt_client.h"
 #include "reload.h"
 #include "router.h"
@@ -187,6 +188,7 @@ static int run(const char *path)
     bridge_start_alerts(br, mqtt);
     LOG_INFO("main", "telebridge %s running (%zu endpoints, %zu routes)", TB_VERSION,
              br->cfg->n_endpoints, br->cfg->n_routes);
+    notify_ready(&br->notify, "running");
     ws_server_run(ws);
     rc = 0;
 out:

@@ -615,5 +615,15 @@ int mqtt_client_publish_response(struct mqtt_client *m, const char *topic, const
 }
 
 bool mqtt_client_connected(const struct mqtt_client *m) { return __atomic_load_n(&m->connected, __ATOMIC_ACQUIRE); }
+size_t mqtt_client_queued_bytes(struct mqtt_client *m)
+{
+    if (!m)
+        return 0;
+    pthread_mutex_lock(&m->lock);
+    size_t n = m->queued_bytes;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
 uint64_t mqtt_client_dropped(const struct mqtt_client *m) { return __atomic_load_n(&m->dropped, __ATOMIC_RELAXED); }
 unsigned mqtt_client_connects(const struct mqtt_client *m) { return __atomic_load_n(&m->connects, __ATOMIC_RELAXED); }

@@ -28,6 +28,7 @@
 #include "http_api.h"
 #include "log.h"
 #include "mqtt_client.h"
+#include "notify.h"
 #include "reload.h"
 #include "writer.h"
 
@@ -99,6 +100,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     reload_poll(ws->rl, br, now);
     bridge_tick(br, now);
     idle_sweep(ws, now);
+    notify_watchdog(&br->notify, now);
     writer_batch_end(br->writer);
     lws_sul_schedule(ws->ctx, 0, &ws->tick_sul, on_tick, TICK_US);
 }
