@@ -2,6 +2,7 @@
 #include "notify.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "log.h"
@@ -12,8 +13,8 @@
 static void send_state(const char *state)
 {
     int rc = sd_notify(0, state);
-    if (rc < 0)
-        LOG_WARN("notify", "sd_notify failed: rc %d", rc);
+    if (rc < 0 && log_ratelimit_allow("sd_notify", 60000))
+        LOG_WARN("notify", "sd_notify to $NOTIFY_SOCKET failed: %s", strerror(-rc));
 }
 
 void notify_init(struct notify *n)

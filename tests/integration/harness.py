@@ -159,7 +159,8 @@ def mqtt_pub(port, topic, payload, retain=False, qos=0):
 # ---------------------------------------------------------------------------------------
 # Bridge-side helpers (telebridge process, HTTP API, WebSocket clients, bulk publishing).
 # ---------------------------------------------------------------------------------------
-TELEBRIDGE = os.path.join(BUILD_DIR, "bridge", "telebridge")
+# TB_TELEBRIDGE: another binary under test (tests/package runs the installed /usr/bin/telebridge).
+TELEBRIDGE = os.environ.get("TB_TELEBRIDGE") or os.path.join(BUILD_DIR, "bridge", "telebridge")
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "LeakSanitizer",
                      "runtime error:", "ERROR: UndefinedBehaviorSanitizer")

@@ -1,0 +1,186 @@
+"""Operations (issue 19): /health/live, /health/ready, the Prometheus /metrics format and
+labels, and the systemd notifications (READY, RELOADING, STOPPING, WATCHDOG) the daemon
+sends to NOTIFY_SOCKET.
+
+Real Mosquitto, real telebridge; the service manager is a Unix datagram socket the test
+binds, as systemd does for Type=notify units."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+
+from harness import Bridge, Mosquitto, WS, wait_for
+
+CONFIG = """\
+mqtt: {host: 127.0.0.1, port: @MQTT_PORT@, client_id: "tb-ops-@UID@", qos: 1, reconnect_min: 200ms, reconnect_max: 1s}
+server: {listen: "@LISTEN@"}
+endpoints:
+  /ws/fleet: {rooms: [fleet]}
+  "/ws/q/{x}": {rooms: ["q:{x}"]}
+routes:
+  - match: fleet/{group}
+    rooms: [fleet]
+    type: fleet_update
+heartbeat: {interval: 10s, ws_ping: 0, idle_timeout: 0}
+"""
+
+
+def get_json(bridge, path):
+    st, ctype, body = bridge.http_get(path)
+    assert ctype.startswith("application/json"), (path, ctype)
+    return st, json.loads(body)
+
+
+def test_live_and_ready_follow_the_broker(bridges):
+    mq = Mosquitto()
+    try:
+        br = bridges(mq.port, config=CONFIG)
+        assert get_json(br, "/health/live") == (200, {"status": "alive"})
+        assert get_json(br, "/health/ready") == (200, {"status": "ready"})
+        mq.stop()
+        wait_for(lambda: br.http_get("/health/ready")[0] == 503, what="ready turns 503 without the broker")
+        st, body = get_json(br, "/health/ready")
+        assert body == {"status": "not_ready", "reasons": ["broker_disconnected"]}
+        # live stays 200 (a restart would not bring the broker back); /health stays 200 too
+        # (it is a status document, and says "degraded")
+        assert get_json(br, "/health/live")[0] == 200
+        st, h = get_json(br, "/health")
+        assert st == 200 and h["status"] == "degraded"
+        mq._start()
+        wait_for(lambda: br.http_get("/health/ready")[0] == 200, timeout=15, what="ready again")
+    finally:
+        mq.stop()
+
+
+def test_ready_is_503_after_a_failed_reload_and_recovers(broker, bridges):
+    br = bridges(broker.port, config=CONFIG)
+    good = open(br.config_path).read()
+    with open(br.config_path, "w") as f:
+        f.write(good + "bogus_key: 1\n")
+    br.send_signal(signal.SIGHUP)
+    wait_for(lambda: br.http_get("/health/ready")[0] == 503, what="ready 503 after a failed reload")
+    assert get_json(br, "/health/ready")[1]["reasons"] == ["config_reload_failed"]
+    # the running configuration still serves clients
+    ws = WS(br.url("/ws/fleet"))
+    ws.close()
+    with open(br.config_path, "w") as f:
+        f.write(good)
+    br.send_signal(signal.SIGHUP)
+    wait_for(lambda: br.http_get("/health/ready")[0] == 200, what="ready after the file is fixed")
+
+
+def test_probe_endpoints_reveal_nothing_and_refuse_near_misses(broker, bridges):
+    """Anonymous probes: status only. Near-miss paths are not the probes (404 from the
+    static handler), and a query string does not change the answer."""
+    br = bridges(broker.port, config=CONFIG)
+    for path in ("/health/ready", "/health/live"):
+        st, ctype, body = br.http_get(path)
+        assert "127.0.0.1" not in body and str(broker.port) not in body and "version" not in body
+    assert br.http_get("/health/ready?verbose=1")[0] == 200
+    for path in ("/health/readyx", "/health/ready/", "/health/live/../../etc/passwd", "/health/%00"):
+        assert br.http_get(path)[0] == 404, path
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)$')
+
+
+def parse_metrics(text):
+    """{family: {"type":..., "samples":[(labels text, value)]}}, asserting the text format:
+    every sample follows its family's HELP and TYPE, no family appears twice."""
+    fams, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            assert name not in fams, f"family {name} twice"
+            fams[name] = {"type": None, "samples": []}
+            current = name
+        elif line.startswith("# TYPE "):
+            _, _, name, typ = line.split()
+            assert name == current and typ in ("counter", "gauge", "histogram", "summary", "untyped")
+            fams[name]["type"] = typ
+        else:
+            m = SAMPLE.match(line)
+            assert m, f"not a sample line: {line!r}"
+            assert m.group(1) == current, f"{m.group(1)} outside its family"
+            float(m.group(4))
+            fams[current]["samples"].append((m.group(2) or "", float(m.group(4))))
+    return fams
+
+
+def test_metrics_format_labels_and_promtool(broker, bridges):
+    br = bridges(broker.port, config=CONFIG)
+    ws = WS(br.url("/ws/fleet"))
+    st, ctype, text = br.http_get("/metrics")
+    assert st == 200 and ctype.startswith("text/plain")
+    fams = parse_metrics(text)
+    eps = dict(fams["telebridge_endpoint_connections"]["samples"])
+    assert eps['{endpoint="/ws/fleet"}'] == 1 and eps['{endpoint="/ws/q/{x}"}'] == 0
+    build = fams["telebridge_build_info"]["samples"]
+    assert len(build) == 1 and build[0][0].startswith('{version="') and build[0][1] == 1
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+                 "process_max_fds", "process_start_time_seconds"):
+        assert fams[name]["samples"][0][1] > 0, name
+    assert fams["process_open_fds"]["samples"][0][1] < fams["process_max_fds"]["samples"][0][1]
+    assert fams["telebridge_broker_connects_total"]["samples"][0][1] >= 1
+    reasons = [lbl for lbl, _ in fams["telebridge_discarded_total"]["samples"]]
+    assert '{reason="mqtt_queue_full"}' in reasons and '{reason="send_queue_full"}' in reasons
+    reloads = dict(fams["telebridge_config_reloads_total"]["samples"])
+    assert reloads == {'{result="success"}': 0, '{result="failure"}': 0}
+    br.send_signal(signal.SIGHUP)
+    wait_for(lambda: dict(parse_metrics(br.http_get("/metrics")[2])["telebridge_config_reloads_total"]["samples"])
+             ['{result="success"}'] == 1, what="a reload counted")
+    ws.close()
+    promtool = shutil.which("promtool")
+    if promtool:   # Debian's prometheus package; tests/run.sh installs it
+        r = subprocess.run([promtool, "check", "metrics"], input=br.http_get("/metrics")[2],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, f"promtool check metrics:\n{r.stdout}{r.stderr}"
+    else:
+        print("promtool not installed: format checked by this test's own parser only")
+
+
+def test_systemd_notifications(broker, bridges):
+    """READY=1 once listening, WATCHDOG=1 while the loop runs, RELOADING=1 then READY=1
+    around a SIGHUP reload, STOPPING=1 at SIGTERM."""
+    d = tempfile.mkdtemp(prefix="tb-notify-")
+    path = os.path.join(d, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(15)
+    got = []
+
+    def until(prefix):
+        while True:
+            msg = sock.recv(4096).decode()
+            got.append(msg)
+            if msg.startswith(prefix):
+                return msg
+    try:
+        br = bridges(broker.port, config=CONFIG,
+                     env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        assert "STATUS=running" in until("READY=1")
+        until("WATCHDOG=1")
+        until("WATCHDOG=1")
+        br.send_signal(signal.SIGHUP)
+        assert "MONOTONIC_USEC=" in until("RELOADING=1")
+        until("READY=1")
+        br.stop_clean()
+        until("STOPPING=1")
+    finally:
+        sock.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_garbage_notify_socket_is_harmless(broker, bridges):
+    """A NOTIFY_SOCKET nobody listens on, or a nonsense watchdog value, does not stop the
+    bridge (it logs and goes on)."""
+    br = bridges(broker.port, config=CONFIG,
+                 env={"NOTIFY_SOCKET": "/nonexistent/dir/sock", "WATCHDOG_USEC": "not-a-number"})
+    assert get_json(br, "/health/ready")[0] == 200
+    br.send_signal(signal.SIGHUP)
+    wait_for(lambda: br.health()["config"]["reload"].get("count") == 1, what="the reload ran")
+    assert br.alive() and get_json(br, "/health/ready")[0] == 200
