@@ -54,7 +54,7 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
         return NULL;
     }
     apply_limits(br, cfg);
-    br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer};
+    br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer, &br->conn_log};
     br->proto = (struct protocol){cfg, br->fan, br->subs, br->sessions, NULL};
     return br;
 }
@@ -147,6 +147,11 @@ static size_t endpoint_rooms(struct bridge *br, const struct conn *c, const stru
 
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
 {
+    return bridge_open_from(br, wsi, path, NULL);
+}
+
+struct conn *bridge_open_from(struct bridge *br, struct lws *wsi, const char *path, const char *remote)
+{
     struct topic_match m;
     const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
     if (!ep)
@@ -157,6 +162,8 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
         conn_free(c);
         return NULL;
     }
+    if (remote && *remote)
+        snprintf(c->remote, sizeof c->remote, "%s", remote);
     /* Captures point into 'path': re-match against the connection's own copy. */
     config_find_endpoint(br->cfg, c->path, &m);
     c->endpoint = (int)(ep - br->cfg->endpoints);
@@ -183,7 +190,9 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
     while (n--)
         fanout_send_room_state(br->fan, c, order[n]);
     protocol_on_open(&br->proto, c);
-    LOG_DEBUG("ws", "connection %llu opened on %s (%s)", (unsigned long long)c->id, c->path, ep->path);
+    if (conn_log_allowed(c))
+        LOG_INFO("ws", "connection %llu opened: endpoint=%s path=%s remote=%s", (unsigned long long)c->id,
+                 ep->path, c->path, c->remote);
     return c;
 }
 
@@ -193,8 +202,11 @@ void bridge_close(struct bridge *br, struct conn *c)
     fanout_conn_close(br->fan, c);
     writer_forget(br->writer, c);
     lws_dll2_remove(&c->in_bridge);
-    LOG_DEBUG("ws", "connection %llu closed (sent %llu, conflated %llu)", (unsigned long long)c->id,
-              (unsigned long long)c->sent, (unsigned long long)c->conflated);
+    if (conn_log_allowed(c))
+        LOG_INFO("ws", "connection %llu closed: path=%s remote=%s close_code=%d duration_s=%.1f sent=%llu conflated=%llu",
+                 (unsigned long long)c->id, c->path ? c->path : "-", c->remote, c->close_code,
+                 (double)(tb_now_ms() - c->connected_ms) / 1000.0, (unsigned long long)c->sent,
+                 (unsigned long long)c->conflated);
     conn_free(c);
 }
 
@@ -338,6 +350,7 @@ static void sweep_history(struct bridge *br, uint64_t now_ms)
 
 void bridge_tick(struct bridge *br, uint64_t now_ms)
 {
+    log_budget_flush(&br->conn_log, now_ms, CONN_LOG_WINDOW_MS, "ws", "connection events");
     sweep_history(br, now_ms);
     alert_runtime_tick(br->alerts, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;

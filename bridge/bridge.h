@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "log.h"
 #include "notify.h"
 #include "protocol.h"
 #include "router.h"
@@ -64,6 +65,7 @@ struct bridge {
     struct mqtt_event *backlog;     /* drained MQTT events not processed yet (batches) */
     struct router_out routed;       /* the current message's deliveries (reused) */
     struct notify notify;           /* systemd readiness / watchdog (no-op outside systemd) */
+    struct log_budget conn_log;     /* connect / disconnect / subscribe lines at info, bounded */
 };
 
 /* A bridge for 'cfg' (takes over the caller's reference, also on failure) with every
@@ -81,6 +83,8 @@ void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt);
  * the welcome frame and the rooms' state. NULL when the path matches no endpoint any
  * more (reloaded meanwhile) or when out of memory: the caller closes the socket. */
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path);
+/* bridge_open for a client at 'remote' (its address, for the log; NULL = unknown). */
+struct conn *bridge_open_from(struct bridge *br, struct lws *wsi, const char *path, const char *remote);
 /* The connection is gone: frees it and everything it held. */
 void bridge_close(struct bridge *br, struct conn *c);
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary);

@@ -61,6 +61,8 @@ struct cfg_server {
     size_t max_payload_bytes;        /* larger MQTT payloads are refused, default 4 MiB */
     size_t max_room_bytes;           /* payload bytes one room stores (history + last values), default 16 MiB */
     size_t max_stored_bytes;         /* the same across all rooms, default 256 MiB */
+    char **trusted_proxies;          /* addresses / CIDRs whose X-Forwarded-For is believed */
+    size_t n_trusted_proxies;
     int writer_threads;              /* threads sharing the end-of-batch send()s, or
                                       * CFG_WRITER_THREADS_AUTO (default: CPUs - 1) */
 };
@@ -125,6 +127,12 @@ struct cfg_heartbeat {
     uint64_t idle_timeout_ms;        /* default 60 s; 0 = off */
 };
 
+/* log: the daemon's log lines (log.h); the command line's --log-level / --log-format win. */
+struct cfg_log {
+    int level;                       /* enum tb_log_level, default info */
+    int format;                      /* enum tb_log_format, default text */
+};
+
 /* Race sessions (session.c): ids handed out over MQTT request/response. */
 struct cfg_sessions {
     bool enabled;                    /* true when the 'sessions' section is present */
@@ -154,6 +162,7 @@ struct tb_config {
     struct cfg_alert *alerts;
     size_t n_alerts;
     struct cfg_heartbeat heartbeat;
+    struct cfg_log log;
     struct cfg_sessions sessions;
     struct cfg_alert_state alert_state;
     char **filters;                  /* distinct MQTT subscription filters the routes and alerts need */

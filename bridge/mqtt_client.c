@@ -566,12 +566,18 @@ static int replace_set(struct mqtt_client *m, char ***set, size_t *n_set, char *
     for (size_t i = 0; online && i < n; i++)
         if (!contains(old, n_old, copy[i]) && !contains(other, n_other, copy[i])) {
             int rc = mosquitto_subscribe(m->mosq, NULL, copy[i], m->qos);
-            LOG_INFO("mqtt", "subscribe %s: %s", copy[i], mosquitto_strerror(rc));
+            if (rc == MOSQ_ERR_SUCCESS)
+                LOG_INFO("mqtt", "subscribe %s", copy[i]);
+            else
+                LOG_WARN("mqtt", "subscribe %s failed: %s", copy[i], mosquitto_strerror(rc));
         }
     for (size_t i = 0; online && i < n_old; i++)
         if (!contains(copy, n, old[i]) && !contains(other, n_other, old[i])) {
             int rc = mosquitto_unsubscribe(m->mosq, NULL, old[i]);
-            LOG_INFO("mqtt", "unsubscribe %s: %s", old[i], mosquitto_strerror(rc));
+            if (rc == MOSQ_ERR_SUCCESS)
+                LOG_INFO("mqtt", "unsubscribe %s", old[i]);
+            else
+                LOG_WARN("mqtt", "unsubscribe %s failed: %s", old[i], mosquitto_strerror(rc));
         }
     if (online)
         net_wake(m);

@@ -197,6 +197,7 @@ static int reload_config(struct reload *rl, struct bridge *br, const char *why)
         return 0;
     }
     cJSON *notes = keep_restart_settings(next, br->cfg);
+    log_apply_config((enum tb_log_level)next->log.level, (enum tb_log_format)next->log.format);
     bridge_apply_config(br, next);
     if (rl) {
         record(rl, true, why, NULL);

@@ -184,3 +184,102 @@ def test_garbage_notify_socket_is_harmless(broker, bridges):
     br.send_signal(signal.SIGHUP)
     wait_for(lambda: br.health()["config"]["reload"].get("count") == 1, what="the reload ran")
     assert br.alive() and get_json(br, "/health/ready")[0] == 200
+
+
+# ---- logs ----------------------------------------------------------------------------------
+
+LOG_CONFIG = CONFIG.replace('  "/ws/q/{x}": {rooms: ["q:{x}"]}',
+                            '  "/ws/q/{x}": {rooms: ["q:{x}"]}\n'
+                            '  /ws/connect: {rooms: [], client_subscriptions: true}')
+
+
+def log_lines(br):
+    return [line for line in br.log().splitlines() if line.strip()]
+
+
+def test_json_log_lines_with_connection_events(broker, bridges):
+    """log.format json: every line is one JSON object; connect, subscribe and disconnect
+    are logged at info with the connection id, endpoint and remote address. Room names a
+    client sends reach the log escaped."""
+    br = bridges(broker.port, config=LOG_CONFIG + "log: {format: json}\n")
+    ws = WS(br.url("/ws/connect"))
+    ws.send_json({"type": "subscribe", "rooms": ["fleet", "evil\nERROR forged"]})
+    ws.recv_type("subscribed")
+    ws.close()
+    wait_for(lambda: "closed:" in br.log(), what="the disconnect logged")
+    lines = [json.loads(line) for line in log_lines(br)]   # every line is JSON
+    assert all(set(e) == {"ts", "level", "module", "msg"} for e in lines)
+    msgs = [e["msg"] for e in lines if e["module"] == "ws"]
+    opened = [m for m in msgs if "opened:" in m]
+    assert opened and "endpoint=/ws/connect" in opened[0] and "remote=127.0.0.1" in opened[0]
+    sub = [m for m in msgs if " subscribe:" in m]
+    assert sub and '"fleet"' in sub[0] and "remote=127.0.0.1" in sub[0]
+    assert "evil\\nERROR forged" in sub[0] and "evil\nERROR" not in sub[0]
+    assert any("closed:" in m and "remote=127.0.0.1" in m for m in msgs)
+    # a reload subscribes a new filter: logged without a "No error" tail
+    text = open(br.config_path).read().replace("routes:\n", "routes:\n  - {match: \"extra/{x}\", rooms: [fleet], type: extra}\n")
+    with open(br.config_path, "w") as f:
+        f.write(text)
+    br.send_signal(signal.SIGHUP)
+
+    def mqtt_msgs():
+        return [json.loads(x)["msg"] for x in log_lines(br) if json.loads(x)["module"] == "mqtt"]
+    wait_for(lambda: "subscribe extra/+" in mqtt_msgs(), what="the new filter subscribed and logged")
+
+
+def test_command_line_log_format_wins(broker, bridges):
+    br = bridges(broker.port, config=LOG_CONFIG + "log: {format: json}\n", args=("--log-format", "logfmt"))
+    lines = log_lines(br)
+    assert lines and all(re.match(r'^ts=\S+ level=(debug|info|warn|error) module=\S+ msg=".*"$', x) for x in lines), lines
+
+
+def test_bad_log_settings_are_refused(broker, tmp_path):
+    from harness import TELEBRIDGE
+    r = subprocess.run([TELEBRIDGE, "--log-format", "xml", "-c", "/nonexistent"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown log format 'xml'" in r.stderr
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(CONFIG.replace("@MQTT_PORT@", "1883").replace("@LISTEN@", "127.0.0.1:1").replace("@UID@", "x")
+                   + "log: {format: xml}\n")
+    r = subprocess.run([TELEBRIDGE, "--check", "-c", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 1 and "bad.yaml:11:" in r.stderr and "format" in r.stderr, r.stderr
+    cfg.write_text(CONFIG.replace("@MQTT_PORT@", "1883").replace("@LISTEN@", "127.0.0.1:1").replace("@UID@", "x")
+                   .replace('server: {listen: "127.0.0.1:1"}',
+                            'server: {listen: "127.0.0.1:1", trusted_proxies: [127.0.0.1, "10.0.0.0/33"]}'))
+    r = subprocess.run([TELEBRIDGE, "--check", "-c", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 1 and "bad.yaml:2:" in r.stderr and "10.0.0.0/33" in r.stderr, r.stderr
+
+
+def opened_remote(br, conn_id):
+    for line in br.log().splitlines():
+        m = re.search(r"connection (\d+) opened: .* remote=(\S+)", line)
+        if m and int(m.group(1)) == conn_id:
+            return m.group(2)
+    return None
+
+
+def test_forwarded_for_only_from_trusted_proxies(broker, bridges):
+    """X-Forwarded-For is believed only from server.trusted_proxies: a direct client
+    cannot pick the address the log shows, and a garbage header is ignored."""
+    plain = bridges(broker.port, config=CONFIG)
+    WS(plain.url("/ws/fleet"), header=["X-Forwarded-For: 203.0.113.9"]).close()
+    wait_for(lambda: opened_remote(plain, 1) is not None, what="connect logged")
+    assert opened_remote(plain, 1) == "127.0.0.1"
+
+    trusting = bridges(broker.port, config=CONFIG.replace('server: {listen: "@LISTEN@"}',
+                                                         'server: {listen: "@LISTEN@", trusted_proxies: [127.0.0.1]}'))
+    cases = [("203.0.113.9", "203.0.113.9"),
+             ("10.9.9.9, 198.51.100.4", "198.51.100.4"),
+             ("not-an-address", "127.0.0.1"),
+             ("1.2.3.4\r\nX-Evil: 1", None)]   # header injection: the client library may refuse it
+    n = 0
+    for header, want in cases:
+        try:
+            WS(trusting.url("/ws/fleet"), header=[f"X-Forwarded-For: {header}"]).close()
+        except Exception:
+            continue
+        n += 1
+        wait_for(lambda: opened_remote(trusting, n) is not None, what="connect logged")
+        if want:
+            assert opened_remote(trusting, n) == want, (header, opened_remote(trusting, n))
+        else:
+            assert opened_remote(trusting, n) in ("127.0.0.1", "1.2.3.4")
