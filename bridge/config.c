@@ -496,7 +496,7 @@ static int section_endpoints(struct loader *l, const yaml_node_t *n, void *base)
 /* ---- routes ------------------------------------------------------------------------- */
 
 static const char *const slow_policies[] = { "conflate", "disconnect", NULL };
-static const char *const nonjson_policies[] = { "string", "drop", NULL };
+static const char *const nonjson_policies[] = { "string", "drop", "text", NULL };
 
 struct route_in {
     struct cfg_route r;

@@ -26,7 +26,10 @@
 #define CFG_WRITER_THREADS_AUTO (-1) /* writer_threads: auto */
 
 enum cfg_slow_policy { CFG_SLOW_CONFLATE, CFG_SLOW_DISCONNECT };
-enum cfg_nonjson_policy { CFG_NONJSON_STRING, CFG_NONJSON_DROP };
+/* A route's non-JSON payloads: delivered as a JSON string with a (rate-limited) warning,
+ * dropped, or delivered as a string silently because plain text is the topic's format
+ * ("online" / "offline" status topics). All three are counted as non_json. */
+enum cfg_nonjson_policy { CFG_NONJSON_STRING, CFG_NONJSON_DROP, CFG_NONJSON_TEXT };
 enum cfg_severity { CFG_SEV_INFO, CFG_SEV_WARNING, CFG_SEV_CRITICAL };
 enum cfg_ack { CFG_ACK_MEMBERS, CFG_ACK_NONE };   /* endpoint 'ack' */
 

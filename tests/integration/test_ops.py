@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 
 from harness import Bridge, Mosquitto, WS, wait_for
 
@@ -121,9 +122,11 @@ def test_metrics_format_labels_and_promtool(broker, bridges):
     assert eps['{endpoint="/ws/fleet"}'] == 1 and eps['{endpoint="/ws/q/{x}"}'] == 0
     build = fams["telebridge_build_info"]["samples"]
     assert len(build) == 1 and build[0][0].startswith('{version="') and build[0][1] == 1
-    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
-                 "process_max_fds", "process_start_time_seconds"):
+    assert fams["process_cpu_seconds_total"]["samples"][0][1] >= 0     # 0 for a very young process
+    for name in ("process_resident_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds"):
         assert fams[name]["samples"][0][1] > 0, name
+    start = fams["process_start_time_seconds"]["samples"][0][1]
+    assert abs(start - time.time()) < 3600, start   # a Unix time, not seconds since boot
     assert fams["process_open_fds"]["samples"][0][1] < fams["process_max_fds"]["samples"][0][1]
     assert fams["telebridge_broker_connects_total"]["samples"][0][1] >= 1
     reasons = [lbl for lbl, _ in fams["telebridge_discarded_total"]["samples"]]
@@ -283,3 +286,24 @@ def test_forwarded_for_only_from_trusted_proxies(broker, bridges):
             assert opened_remote(trusting, n) == want, (header, opened_remote(trusting, n))
         else:
             assert opened_remote(trusting, n) in ("127.0.0.1", "1.2.3.4")
+
+
+def test_plain_text_route_is_not_a_warning(broker, bridges):
+    """non_json: text (status topics with "online" / "offline"): delivered as a string and
+    counted, without the "payload is not JSON" warning the demo used to print per vehicle;
+    a default route still warns."""
+    from harness import mqtt_pub
+    cfg = CONFIG.replace("routes:\n", "routes:\n"
+                         "  - {match: \"vehicle/{id}/status\", rooms: [fleet], type: status_update, non_json: text}\n"
+                         "  - {match: \"vehicle/{id}/raw\", rooms: [fleet], type: raw}\n")
+    br = bridges(broker.port, config=cfg)
+    ws = WS(br.url("/ws/fleet"))
+    mqtt_pub(broker.port, "vehicle/v1/status", "online")
+    msg = ws.recv_type("status_update")
+    assert msg["data"] == "online"
+    mqtt_pub(broker.port, "vehicle/v1/raw", "not json")
+    assert ws.recv_type("raw")["data"] == "not json"
+    wait_for(lambda: br.counter("non_json") == 2, what="both counted")
+    wait_for(lambda: "vehicle/v1/raw: payload is not JSON" in br.log(), what="the default route's warning")
+    assert "vehicle/v1/status: payload is not JSON" not in br.log()
+    ws.close()
