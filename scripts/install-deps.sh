@@ -9,9 +9,10 @@ build_pkgs=(build-essential cmake pkg-config libmosquitto-dev libwebsockets-dev 
             libyaml-dev libssl-dev libsystemd-dev mosquitto mosquitto-clients curl)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-websocket python3-paho-mqtt python3-jsonschema
            chromium nodejs npm clang
-           prometheus nginx-light dpkg-dev openssl)
+           prometheus nginx-light dpkg-dev openssl docker-compose)
 # prometheus: for promtool (check metrics); nginx-light: the reverse-proxy test; dpkg-dev:
-# dpkg-shlibdeps for the .deb (cpack); openssl: certificates for the TLS broker test.
+# dpkg-shlibdeps for the .deb (cpack); openssl: certificates for the TLS broker test;
+# docker-compose: validates docker/docker-compose.yml (lint.compose; no daemon needed).
 # Services are not started by the tests.
 
 pkgs=("${build_pkgs[@]}")
