@@ -35,6 +35,40 @@ static void apply_limits(struct bridge *br, const struct tb_config *cfg)
     room_registry_set_byte_limits(br->rooms, cfg->server.max_room_bytes, cfg->server.max_stored_bytes);
 }
 
+/* Per-route delivery counters for cfg's routes, zeroed (routes are positions in the
+ * file: a reload starts them again). Out of memory: none are counted. */
+static void reset_route_counters(struct bridge *br, const struct tb_config *cfg)
+{
+    free(br->route_deliveries);
+    br->route_deliveries = cfg->n_routes ? calloc(cfg->n_routes, sizeof *br->route_deliveries) : NULL;
+    br->n_route_deliveries = br->route_deliveries ? cfg->n_routes : 0;
+}
+
+const double tb_latency_bounds_s[TB_LATENCY_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                         0.5, 1, 2.5, 10};
+
+/* A payload with a numeric "ts_ms" (publisher's wall clock): how long it took to get here.
+ * Clocks of other machines may be off: future or day-old stamps are only counted. */
+static void observe_latency(struct tb_latency *l, const cJSON *json)
+{
+    const cJSON *ts = cJSON_IsObject(json) ? cJSON_GetObjectItemCaseSensitive(json, "ts_ms") : NULL;
+    if (!cJSON_IsNumber(ts))
+        return;
+    double now_ms = (double)tb_wall_ms(), lat_s = (now_ms - ts->valuedouble) / 1000.0;
+    if (!(lat_s >= 0 && lat_s < 86400)) {
+        l->skipped++;
+        return;
+    }
+    l->count++;
+    l->sum_s += lat_s;
+    for (size_t i = 0; i < TB_LATENCY_BUCKETS; i++)
+        if (lat_s <= tb_latency_bounds_s[i]) {
+            l->bucket[i]++;
+            return;
+        }
+    l->over++;
+}
+
 struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
 {
     struct bridge *br = calloc(1, sizeof *br);
@@ -54,6 +88,7 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
         return NULL;
     }
     apply_limits(br, cfg);
+    reset_route_counters(br, cfg);
     br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer, &br->conn_log};
     br->proto = (struct protocol){cfg, br->fan, br->subs, br->sessions, NULL};
     return br;
@@ -89,6 +124,7 @@ void bridge_free(struct bridge *br)
     fanout_free(br->fan);
     room_registry_free(br->rooms);
     router_out_free(&br->routed);
+    free(br->route_deliveries);
     config_unref(br->cfg);
     free(br);
 }
@@ -271,6 +307,7 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
         return;
     struct inbound in;
     inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
+    observe_latency(&br->latency, in.json);
     /* Alert state (our own retained publishes coming back) is routed only when a route
      * asks for it, and is never counted as unrouted or non-JSON telemetry. */
     if (!alert_runtime_owns_topic(br->alerts, ev->topic) || router_matches(br->cfg, ev->topic)) {
@@ -278,6 +315,8 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
         for (size_t i = 0; i < br->routed.n; i++) {
             const struct route_delivery *d = &br->routed.v[i];
             fanout_deliver(br->fan, d->room, d->route, in.topic, in.data, in.data_len);
+            if (d->route_index < br->n_route_deliveries)
+                br->route_deliveries[d->route_index]++;
         }
     }
     alert_runtime_on_message(br->alerts, &in, ev->retain);
@@ -424,6 +463,7 @@ void bridge_apply_config(struct bridge *br, struct tb_config *next)
     struct tb_config *old = br->cfg;
     br->cfg = next;
     br->proto.cfg = next;
+    reset_route_counters(br, next);
     subscriptions_set_config(br->subs, next);
     apply_limits(br, next);
     if (br->mqtt)

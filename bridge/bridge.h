@@ -38,6 +38,17 @@ struct session_registry;
 struct subscriptions;
 struct writer;
 
+/* Ingest latency: the payload's ts_ms (publisher's clock, ms since the epoch) to the
+ * moment the bridge routes the message; a histogram with cumulative buckets. */
+#define TB_LATENCY_BUCKETS 12
+extern const double tb_latency_bounds_s[TB_LATENCY_BUCKETS];
+struct tb_latency {
+    uint64_t bucket[TB_LATENCY_BUCKETS];   /* observations <= bound (not cumulative here) */
+    uint64_t count, over;                  /* all; above the last bound */
+    double sum_s;
+    uint64_t skipped;                      /* ts_ms in the future or older than a day */
+};
+
 struct bridge {
     struct tb_config *cfg;          /* the running snapshot (own reference) */
     struct room_registry *rooms;
@@ -66,6 +77,9 @@ struct bridge {
     struct router_out routed;       /* the current message's deliveries (reused) */
     struct notify notify;           /* systemd readiness / watchdog (no-op outside systemd) */
     struct log_budget conn_log;     /* connect / disconnect / subscribe lines at info, bounded */
+    uint64_t *route_deliveries;     /* per route of cfg ((message, room) deliveries); reset by a reload */
+    size_t n_route_deliveries;
+    struct tb_latency latency;      /* publish (payload ts_ms) to processing, for /metrics */
 };
 
 /* A bridge for 'cfg' (takes over the caller's reference, also on failure) with every

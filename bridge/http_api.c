@@ -198,6 +198,62 @@ static void render_alerts(const struct bridge *br, struct sbuf *out)
     metric(out, "telebridge_alerts_acknowledged_total", "counter", "Alerts acknowledged by clients", (double)as.acknowledged);
 }
 
+/* Two labels; values escaped. */
+static void sample2(struct sbuf *out, const char *name, const char *l1, const char *v1, const char *l2,
+                    const char *v2, double v)
+{
+    sbuf_printf(out, "%s{%s=\"", name, l1);
+    label_value(out, v1);
+    sbuf_printf(out, "\",%s=\"", l2);
+    label_value(out, v2);
+    sbuf_printf(out, "\"} %.17g\n", v);
+}
+
+/* (message, room) deliveries per route: route = its position in the file (1-based, as
+ * --explain prints it), match = its pattern. Counted from the last (re)load. */
+static void render_routes(const struct bridge *br, struct sbuf *out)
+{
+    static const char *const name = "telebridge_route_deliveries_total";
+    family(out, name, "counter", "Room deliveries per route since the configuration was (re)loaded");
+    for (size_t i = 0; i < br->n_route_deliveries && i < br->cfg->n_routes; i++) {
+        char idx[24];
+        snprintf(idx, sizeof idx, "%zu", i + 1);
+        sample2(out, name, "route", idx, "match", br->cfg->routes[i].match_src, (double)br->route_deliveries[i]);
+    }
+}
+
+static void render_alert_rules(const struct bridge *br, struct sbuf *out)
+{
+    const struct alert_rule_count *rc;
+    size_t n = alert_runtime_rule_counts(br->alerts, &rc);
+    family(out, "telebridge_alert_rule_raised_total", "counter", "Alerts raised per rule and severity");
+    for (size_t i = 0; i < n; i++)
+        sample2(out, "telebridge_alert_rule_raised_total", "rule", rc[i].rule, "severity",
+                cfg_severity_name((enum cfg_severity)rc[i].severity), (double)rc[i].raised);
+    family(out, "telebridge_alert_rule_cleared_total", "counter", "Alerts cleared per rule and severity");
+    for (size_t i = 0; i < n; i++)
+        sample2(out, "telebridge_alert_rule_cleared_total", "rule", rc[i].rule, "severity",
+                cfg_severity_name((enum cfg_severity)rc[i].severity), (double)rc[i].cleared);
+}
+
+/* Publisher's ts_ms (in the payload) to the bridge routing the message. */
+static void render_latency(const struct bridge *br, struct sbuf *out)
+{
+    static const char *const name = "telebridge_ingest_latency_seconds";
+    const struct tb_latency *l = &br->latency;
+    family(out, name, "histogram",
+           "From the payload's ts_ms (publisher clock) to the bridge routing the message; payloads with ts_ms only");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < TB_LATENCY_BUCKETS; i++) {
+        cum += l->bucket[i];
+        sbuf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, tb_latency_bounds_s[i], (unsigned long long)cum);
+    }
+    sbuf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", name,
+                (unsigned long long)l->count, name, l->sum_s, name, (unsigned long long)l->count);
+    metric(out, "telebridge_ingest_latency_skipped_total", "counter",
+           "Payload timestamps in the future or older than a day (clock skew), not observed", (double)l->skipped);
+}
+
 static void render_reload(const struct http_api_src *src, struct sbuf *out)
 {
     struct reload_stats rs;
@@ -245,6 +301,9 @@ static void render_metrics(const struct http_api_src *src, struct sbuf *out)
     render_discarded(src->br, out);
     render_broker(src->br, out);
     render_alerts(src->br, out);
+    render_alert_rules(src->br, out);
+    render_routes(src->br, out);
+    render_latency(src->br, out);
     render_reload(src, out);
     render_build(src, out);
     render_process(out);

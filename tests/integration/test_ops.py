@@ -106,9 +106,13 @@ def parse_metrics(text):
         else:
             m = SAMPLE.match(line)
             assert m, f"not a sample line: {line!r}"
-            assert m.group(1) == current, f"{m.group(1)} outside its family"
-            float(m.group(4))
-            fams[current]["samples"].append((m.group(2) or "", float(m.group(4))))
+            name = m.group(1)
+            if fams[current]["type"] == "histogram":
+                assert name in (current + "_bucket", current + "_sum", current + "_count"), name
+            else:
+                assert name == current, f"{name} outside its family"
+            if name == current or name.endswith("_bucket"):
+                fams[current]["samples"].append((m.group(2) or "", float(m.group(4))))
     return fams
 
 
@@ -144,6 +148,31 @@ def test_metrics_format_labels_and_promtool(broker, bridges):
         assert r.returncode == 0, f"promtool check metrics:\n{r.stdout}{r.stderr}"
     else:
         print("promtool not installed: format checked by this test's own parser only")
+
+
+def test_metrics_routes_alert_rules_and_latency(broker, bridges):
+    """Per-route deliveries, alerts per rule and severity, and the ingest latency histogram
+    (payload ts_ms to routing); hostile stamps (future, string, huge) are not observed."""
+    from harness import mqtt_pub
+    cfg = CONFIG.replace("heartbeat:", "alerts:\n"
+                         "  - {name: hot, match: \"fleet/{g}\", when: t > 100, clear_when: t < 90, severity: critical,\n"
+                         "     message: hot, rooms: [fleet]}\nheartbeat:")
+    br = bridges(broker.port, config=cfg)
+    now_ms = int(time.time() * 1000)
+    mqtt_pub(broker.port, "fleet/a", json.dumps({"t": 120, "ts_ms": now_ms}))
+    for bad in (now_ms + 3600_000, "12", 1e300, -5):
+        mqtt_pub(broker.port, "fleet/a", json.dumps({"t": 50, "ts_ms": bad}))
+    wait_for(lambda: br.counter("received") >= 5, what="5 messages processed")
+    fams = parse_metrics(br.http_get("/metrics")[2])
+    routes = dict(fams["telebridge_route_deliveries_total"]["samples"])
+    assert routes == {'{route="1",match="fleet/{group}"}': 5}
+    raised = dict(fams["telebridge_alert_rule_raised_total"]["samples"])
+    cleared = dict(fams["telebridge_alert_rule_cleared_total"]["samples"])
+    assert raised == {'{rule="hot",severity="critical"}': 1} and cleared == {'{rule="hot",severity="critical"}': 1}
+    assert fams["telebridge_ingest_latency_seconds"]["type"] == "histogram"
+    count = [v for k, v in fams["telebridge_ingest_latency_seconds"]["samples"] if k == '{le="+Inf"}']
+    assert count == [1]
+    assert fams["telebridge_ingest_latency_skipped_total"]["samples"][0][1] == 3   # future, 1e300, -5
 
 
 def test_systemd_notifications(broker, bridges):
