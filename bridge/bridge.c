@@ -246,6 +246,18 @@ void bridge_close(struct bridge *br, struct conn *c)
     conn_free(c);
 }
 
+void bridge_queue_depth(const struct bridge *br, struct bridge_queues *out)
+{
+    *out = (struct bridge_queues){0};
+    for (const struct lws_dll2 *d = br->conns.head; d; d = d->next) {
+        const struct conn *c = lws_container_of(d, struct conn, in_bridge);
+        out->frames += c->q_len;
+        out->bytes += c->q_bytes;
+        if (c->q_len > out->max_frames)
+            out->max_frames = c->q_len;
+    }
+}
+
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary)
 {
     c->last_rx_ms = tb_now_ms();

@@ -101,6 +101,12 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path);
 struct conn *bridge_open_from(struct bridge *br, struct lws *wsi, const char *path, const char *remote);
 /* The connection is gone: frees it and everything it held. */
 void bridge_close(struct bridge *br, struct conn *c);
+/* Frames and bytes waiting in all connections' send queues, and the longest queue. */
+struct bridge_queues {
+    uint64_t frames, bytes;
+    uint32_t max_frames;
+};
+void bridge_queue_depth(const struct bridge *br, struct bridge_queues *out);
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary);
 
 /* Drains up to one batch of MQTT events; true when more are waiting (the caller comes

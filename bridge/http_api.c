@@ -156,6 +156,12 @@ static void render_endpoints(const struct bridge *br, struct sbuf *out)
         sample1(out, "telebridge_endpoint_connections", "endpoint", br->cfg->endpoints[i].path, (double)counts[i]);
     free(counts);
     metric(out, "telebridge_connections_max", "gauge", "server.max_connections in effect", br->cfg->server.max_connections);
+    struct bridge_queues q;
+    bridge_queue_depth(br, &q);
+    metric(out, "telebridge_send_queue_frames", "gauge", "Frames waiting in all connections' send queues", (double)q.frames);
+    metric(out, "telebridge_send_queue_bytes", "gauge", "Bytes waiting in all connections' send queues", (double)q.bytes);
+    metric(out, "telebridge_send_queue_max_frames", "gauge", "Frames waiting in the longest send queue (the slowest client)",
+           (double)q.max_frames);
 }
 
 /* Messages and frames that went nowhere, by reason. */
