@@ -242,6 +242,54 @@ static void render_alert_rules(const struct bridge *br, struct sbuf *out)
                 cfg_severity_name((enum cfg_severity)rc[i].severity), (double)rc[i].cleared);
 }
 
+/* Rooms and their subscriptions per class: the room name up to its first ':' ("vehicle",
+ * "session", "fleet"). Room names can come from clients, so at most ROOM_CLASSES distinct
+ * classes are reported and the rest are summed as "other" (bounded label values). */
+#define ROOM_CLASSES 16
+struct room_classes {
+    struct { char name[48]; double rooms, members; } c[ROOM_CLASSES + 1];
+    size_t n;
+};
+
+static void count_room_class(struct room *room, void *ud)
+{
+    struct room_classes *rc = ud;
+    const char *colon = strchr(room->name, ':');
+    size_t len = colon ? (size_t)(colon - room->name) : strlen(room->name);
+    size_t i = 0;
+    while (i < rc->n && !(strlen(rc->c[i].name) == len && memcmp(rc->c[i].name, room->name, len) == 0))
+        i++;
+    if (i == rc->n) {
+        if (rc->n == ROOM_CLASSES || len >= sizeof rc->c[0].name) {
+            i = ROOM_CLASSES;           /* "other" */
+        } else {
+            memcpy(rc->c[i].name, room->name, len);
+            rc->c[i].name[len] = '\0';
+            rc->n++;
+        }
+    }
+    rc->c[i].rooms++;
+    rc->c[i].members += (double)room->members.count;
+}
+
+static void render_room_classes(const struct bridge *br, struct sbuf *out)
+{
+    struct room_classes *rc = calloc(1, sizeof *rc);
+    if (!rc)
+        return;
+    strcpy(rc->c[ROOM_CLASSES].name, "other");
+    room_foreach(br->rooms, count_room_class, rc);
+    family(out, "telebridge_room_class_rooms", "gauge", "Rooms per class (the name up to its first ':')");
+    for (size_t i = 0; i <= ROOM_CLASSES; i++)
+        if (i < rc->n || (i == ROOM_CLASSES && rc->c[i].rooms))
+            sample1(out, "telebridge_room_class_rooms", "class", rc->c[i].name, rc->c[i].rooms);
+    family(out, "telebridge_room_class_subscriptions", "gauge", "Connections' memberships in the rooms of a class");
+    for (size_t i = 0; i <= ROOM_CLASSES; i++)
+        if (i < rc->n || (i == ROOM_CLASSES && rc->c[i].rooms))
+            sample1(out, "telebridge_room_class_subscriptions", "class", rc->c[i].name, rc->c[i].members);
+    free(rc);
+}
+
 /* Publisher's ts_ms (in the payload) to the bridge routing the message. */
 static void render_latency(const struct bridge *br, struct sbuf *out)
 {
@@ -309,6 +357,7 @@ static void render_metrics(const struct http_api_src *src, struct sbuf *out)
     render_alerts(src->br, out);
     render_alert_rules(src->br, out);
     render_routes(src->br, out);
+    render_room_classes(src->br, out);
     render_latency(src->br, out);
     render_reload(src, out);
     render_build(src, out);

@@ -339,3 +339,25 @@ def test_plain_text_route_is_not_a_warning(broker, bridges):
     wait_for(lambda: "vehicle/v1/raw: payload is not JSON" in br.log(), what="the default route's warning")
     assert "vehicle/v1/status: payload is not JSON" not in br.log()
     ws.close()
+
+
+def test_room_classes_are_bounded_against_invented_names(broker, bridges):
+    """Rooms per class (name up to ':'): a client inventing 40 classes, one with a quote and
+    a backslash, gets at most 16 label values plus "other", all escaped for Prometheus."""
+    br = bridges(broker.port, config=LOG_CONFIG)
+    ws = WS(br.url("/ws/connect"))
+    names = [f"c{i}:x" for i in range(40)] + ['q"\\\\z:1']
+    ws.send_json({"type": "subscribe", "rooms": names})
+    rep = ws.recv_type("subscribed")
+    assert len(rep["rooms"]) == len(names), rep
+    text = br.http_get("/metrics")[2]
+    fams = parse_metrics(text)
+    classes = dict(fams["telebridge_room_class_rooms"]["samples"])
+    assert len(classes) <= 17 and classes['{class="other"}'] >= 1, classes
+    assert sum(classes.values()) == fams["telebridge_rooms"]["samples"][0][1]
+    subs = dict(fams["telebridge_room_class_subscriptions"]["samples"])
+    assert sum(subs.values()) == 41 and set(subs) == set(classes)
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+    ws.close()
