@@ -48,6 +48,8 @@ struct alert_runtime {
     struct topic_pattern *status_pat;   /* ALERT_STATUS_PATTERN */
     struct alert_events ev;
     uint64_t raised, cleared, acknowledged, restored, restore_refused;
+    struct alert_rule_count *per_rule;  /* by (rule name, severity), for /metrics */
+    size_t n_per_rule;
 };
 
 static bool is_alert_topic(const struct alert_runtime *rt, const char *topic);
@@ -237,6 +239,39 @@ static void publish_state(struct alert_runtime *rt, const struct alert *a, cJSON
     free(text);
 }
 
+/* The (rule, severity) counters of an event; kept across reloads (keyed by name), a
+ * new pair appended. Out of memory: not counted. */
+static void count_per_rule(struct alert_runtime *rt, const struct alert *a, enum alert_event_kind kind)
+{
+    struct alert_rule_count *c = NULL;
+    for (size_t i = 0; i < rt->n_per_rule && !c; i++)
+        if ((int)a->severity == rt->per_rule[i].severity && strcmp(rt->per_rule[i].rule, a->rule) == 0)
+            c = &rt->per_rule[i];
+    if (!c) {
+        struct alert_rule_count *v = realloc(rt->per_rule, (rt->n_per_rule + 1) * sizeof *v);
+        char *name = strdup(a->rule ? a->rule : "");
+        if (!v || !name) {
+            free(name);
+            if (v)
+                rt->per_rule = v;
+            return;
+        }
+        rt->per_rule = v;
+        c = &v[rt->n_per_rule++];
+        *c = (struct alert_rule_count){.rule = name, .severity = (int)a->severity};
+    }
+    if (kind == ALERT_EV_RAISED)
+        c->raised++;
+    else if (kind == ALERT_EV_CLEARED)
+        c->cleared++;
+}
+
+size_t alert_runtime_rule_counts(const struct alert_runtime *rt, const struct alert_rule_count **out)
+{
+    *out = rt ? rt->per_rule : NULL;
+    return rt ? rt->n_per_rule : 0;
+}
+
 /* Announces and publishes every queued event, then empties the list. */
 static void flush_events(struct alert_runtime *rt)
 {
@@ -249,6 +284,7 @@ static void flush_events(struct alert_runtime *rt)
         }
         fan_out(rt, alert_event_kind_name(e->kind), &e->alert, data);
         publish_state(rt, &e->alert, data, e->kind != ALERT_EV_CLEARED);
+        count_per_rule(rt, &e->alert, e->kind);
         switch (e->kind) {
         case ALERT_EV_RAISED: rt->raised++; break;
         case ALERT_EV_CLEARED: rt->cleared++; break;
@@ -274,6 +310,9 @@ void alert_runtime_free(struct alert_runtime *rt)
     free_filters(rt);
     topic_pattern_free(rt->status_pat);
     config_unref(rt->cfg);
+    for (size_t i = 0; i < rt->n_per_rule; i++)
+        free(rt->per_rule[i].rule);
+    free(rt->per_rule);
     free(rt);
 }
 

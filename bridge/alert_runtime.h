@@ -85,6 +85,15 @@ struct alert_runtime_stats {
 };
 void alert_runtime_stats(const struct alert_runtime *rt, struct alert_runtime_stats *out);
 
+/* Alerts raised and cleared per (rule, severity) since start, across reloads. */
+struct alert_rule_count {
+    char *rule;
+    int severity;               /* enum cfg_severity */
+    uint64_t raised, cleared;
+};
+/* The counters (valid until the next event); returns how many. rt may be NULL. */
+size_t alert_runtime_rule_counts(const struct alert_runtime *rt, const struct alert_rule_count **out);
+
 /* The subscription filter that covers every topic a publish_topic template source can
  * render to (exposed for tests): the literal levels before the first placeholder
  * followed by "#" ("alerts/{key}/{name}" -> "alerts/#"), or, when the template starts

@@ -35,6 +35,40 @@ static void apply_limits(struct bridge *br, const struct tb_config *cfg)
     room_registry_set_byte_limits(br->rooms, cfg->server.max_room_bytes, cfg->server.max_stored_bytes);
 }
 
+/* Per-route delivery counters for cfg's routes, zeroed (routes are positions in the
+ * file: a reload starts them again). Out of memory: none are counted. */
+static void reset_route_counters(struct bridge *br, const struct tb_config *cfg)
+{
+    free(br->route_deliveries);
+    br->route_deliveries = cfg->n_routes ? calloc(cfg->n_routes, sizeof *br->route_deliveries) : NULL;
+    br->n_route_deliveries = br->route_deliveries ? cfg->n_routes : 0;
+}
+
+const double tb_latency_bounds_s[TB_LATENCY_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                         0.5, 1, 2.5, 10};
+
+/* A payload with a numeric "ts_ms" (publisher's wall clock): how long it took to get here.
+ * Clocks of other machines may be off: future or day-old stamps are only counted. */
+static void observe_latency(struct tb_latency *l, const cJSON *json)
+{
+    const cJSON *ts = cJSON_IsObject(json) ? cJSON_GetObjectItemCaseSensitive(json, "ts_ms") : NULL;
+    if (!cJSON_IsNumber(ts))
+        return;
+    double now_ms = (double)tb_wall_ms(), lat_s = (now_ms - ts->valuedouble) / 1000.0;
+    if (!(lat_s >= 0 && lat_s < 86400)) {
+        l->skipped++;
+        return;
+    }
+    l->count++;
+    l->sum_s += lat_s;
+    for (size_t i = 0; i < TB_LATENCY_BUCKETS; i++)
+        if (lat_s <= tb_latency_bounds_s[i]) {
+            l->bucket[i]++;
+            return;
+        }
+    l->over++;
+}
+
 struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
 {
     struct bridge *br = calloc(1, sizeof *br);
@@ -45,6 +79,7 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
     br->cfg = cfg;
     br->epoch = epoch;
     br->started_ms = tb_now_ms();
+    notify_init(&br->notify);
     br->started_wall_ms = tb_wall_ms();
     if (!(br->rooms = room_registry_new()) || !(br->fan = fanout_new(br->rooms, &br->st)) ||
         !(br->writer = writer_new()) || !(br->subs = subscriptions_new(br->fan, cfg, epoch)) ||
@@ -53,7 +88,8 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
         return NULL;
     }
     apply_limits(br, cfg);
-    br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer};
+    reset_route_counters(br, cfg);
+    br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer, &br->conn_log};
     br->proto = (struct protocol){cfg, br->fan, br->subs, br->sessions, NULL};
     return br;
 }
@@ -88,6 +124,7 @@ void bridge_free(struct bridge *br)
     fanout_free(br->fan);
     room_registry_free(br->rooms);
     router_out_free(&br->routed);
+    free(br->route_deliveries);
     config_unref(br->cfg);
     free(br);
 }
@@ -146,6 +183,11 @@ static size_t endpoint_rooms(struct bridge *br, const struct conn *c, const stru
 
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
 {
+    return bridge_open_from(br, wsi, path, NULL);
+}
+
+struct conn *bridge_open_from(struct bridge *br, struct lws *wsi, const char *path, const char *remote)
+{
     struct topic_match m;
     const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
     if (!ep)
@@ -156,6 +198,8 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
         conn_free(c);
         return NULL;
     }
+    if (remote && *remote)
+        snprintf(c->remote, sizeof c->remote, "%s", remote);
     /* Captures point into 'path': re-match against the connection's own copy. */
     config_find_endpoint(br->cfg, c->path, &m);
     c->endpoint = (int)(ep - br->cfg->endpoints);
@@ -182,7 +226,9 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
     while (n--)
         fanout_send_room_state(br->fan, c, order[n]);
     protocol_on_open(&br->proto, c);
-    LOG_DEBUG("ws", "connection %llu opened on %s (%s)", (unsigned long long)c->id, c->path, ep->path);
+    if (conn_log_allowed(c))
+        LOG_INFO("ws", "connection %llu opened: endpoint=%s path=%s remote=%s", (unsigned long long)c->id,
+                 ep->path, c->path, c->remote);
     return c;
 }
 
@@ -192,8 +238,11 @@ void bridge_close(struct bridge *br, struct conn *c)
     fanout_conn_close(br->fan, c);
     writer_forget(br->writer, c);
     lws_dll2_remove(&c->in_bridge);
-    LOG_DEBUG("ws", "connection %llu closed (sent %llu, conflated %llu)", (unsigned long long)c->id,
-              (unsigned long long)c->sent, (unsigned long long)c->conflated);
+    if (conn_log_allowed(c))
+        LOG_INFO("ws", "connection %llu closed: path=%s remote=%s close_code=%d duration_s=%.1f sent=%llu conflated=%llu",
+                 (unsigned long long)c->id, c->path ? c->path : "-", c->remote, c->close_code,
+                 (double)(tb_now_ms() - c->connected_ms) / 1000.0, (unsigned long long)c->sent,
+                 (unsigned long long)c->conflated);
     conn_free(c);
 }
 
@@ -230,6 +279,18 @@ static bool client_rate_ok(struct bridge *br, struct conn *c, uint64_t now)
     return false;
 }
 
+void bridge_queue_depth(const struct bridge *br, struct bridge_queues *out)
+{
+    *out = (struct bridge_queues){0};
+    for (const struct lws_dll2 *d = br->conns.head; d; d = d->next) {
+        const struct conn *c = lws_container_of(d, struct conn, in_bridge);
+        out->frames += c->q_len;
+        out->bytes += c->q_bytes;
+        if (c->q_len > out->max_frames)
+            out->max_frames = c->q_len;
+    }
+}
+
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary)
 {
     c->last_rx_ms = tb_now_ms();
@@ -251,6 +312,7 @@ void bridge_endpoint_counts(const struct bridge *br, size_t *counts)
 void bridge_begin_shutdown(struct bridge *br)
 {
     br->stopping = true;
+    notify_stopping(&br->notify);
     LOG_INFO("main", "shutting down: closing %zu connections", bridge_conn_count(br));
     lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&br->conns)) {
         conn_close(lws_container_of(d, struct conn, in_bridge), TB_CLOSE_GOING_AWAY, "server shutting down");
@@ -292,6 +354,7 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
         return;
     struct inbound in;
     inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
+    observe_latency(&br->latency, in.json);
     /* Alert state (our own retained publishes coming back) is routed only when a route
      * asks for it, and is never counted as unrouted or non-JSON telemetry. */
     if (!alert_runtime_owns_topic(br->alerts, ev->topic) || router_matches(br->cfg, ev->topic)) {
@@ -299,6 +362,8 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
         for (size_t i = 0; i < br->routed.n; i++) {
             const struct route_delivery *d = &br->routed.v[i];
             fanout_deliver(br->fan, d->room, d->route, in.topic, in.data, in.data_len);
+            if (d->route_index < br->n_route_deliveries)
+                br->route_deliveries[d->route_index]++;
         }
     }
     alert_runtime_on_message(br->alerts, &in, ev->retain);
@@ -371,6 +436,7 @@ static void sweep_history(struct bridge *br, uint64_t now_ms)
 
 void bridge_tick(struct bridge *br, uint64_t now_ms)
 {
+    log_budget_flush(&br->conn_log, now_ms, CONN_LOG_WINDOW_MS, "ws", "connection events");
     sweep_history(br, now_ms);
     alert_runtime_tick(br->alerts, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;
@@ -444,6 +510,7 @@ void bridge_apply_config(struct bridge *br, struct tb_config *next)
     struct tb_config *old = br->cfg;
     br->cfg = next;
     br->proto.cfg = next;
+    reset_route_counters(br, next);
     subscriptions_set_config(br->subs, next);
     apply_limits(br, next);
     if (br->mqtt)

@@ -23,6 +23,8 @@
 
 #include "config.h"
 #include "conn.h"
+#include "log.h"
+#include "notify.h"
 #include "protocol.h"
 #include "router.h"
 #include "stats.h"
@@ -35,6 +37,17 @@ struct room_registry;
 struct session_registry;
 struct subscriptions;
 struct writer;
+
+/* Ingest latency: the payload's ts_ms (publisher's clock, ms since the epoch) to the
+ * moment the bridge routes the message; a histogram with cumulative buckets. */
+#define TB_LATENCY_BUCKETS 12
+extern const double tb_latency_bounds_s[TB_LATENCY_BUCKETS];
+struct tb_latency {
+    uint64_t bucket[TB_LATENCY_BUCKETS];   /* observations <= bound (not cumulative here) */
+    uint64_t count, over;                  /* all; above the last bound */
+    double sum_s;
+    uint64_t skipped;                      /* ts_ms in the future or older than a day */
+};
 
 struct bridge {
     struct tb_config *cfg;          /* the running snapshot (own reference) */
@@ -62,6 +75,11 @@ struct bridge {
     uint64_t next_sweep_ms;         /* history_ttl sweep */
     struct mqtt_event *backlog;     /* drained MQTT events not processed yet (batches) */
     struct router_out routed;       /* the current message's deliveries (reused) */
+    struct notify notify;           /* systemd readiness / watchdog (no-op outside systemd) */
+    struct log_budget conn_log;     /* connect / disconnect / subscribe lines at info, bounded */
+    uint64_t *route_deliveries;     /* per route of cfg ((message, room) deliveries); reset by a reload */
+    size_t n_route_deliveries;
+    struct tb_latency latency;      /* publish (payload ts_ms) to processing, for /metrics */
 };
 
 /* A bridge for 'cfg' (takes over the caller's reference, also on failure) with every
@@ -79,8 +97,16 @@ void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt);
  * the welcome frame and the rooms' state. NULL when the path matches no endpoint any
  * more (reloaded meanwhile) or when out of memory: the caller closes the socket. */
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path);
+/* bridge_open for a client at 'remote' (its address, for the log; NULL = unknown). */
+struct conn *bridge_open_from(struct bridge *br, struct lws *wsi, const char *path, const char *remote);
 /* The connection is gone: frees it and everything it held. */
 void bridge_close(struct bridge *br, struct conn *c);
+/* Frames and bytes waiting in all connections' send queues, and the longest queue. */
+struct bridge_queues {
+    uint64_t frames, bytes;
+    uint32_t max_frames;
+};
+void bridge_queue_depth(const struct bridge *br, struct bridge_queues *out);
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary);
 
 /* Drains up to one batch of MQTT events; true when more are waiting (the caller comes

@@ -27,6 +27,7 @@
 
 #include "config_schema.h"
 #include "hash.h"
+#include "netaddr.h"
 #include "suggest.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -126,6 +127,16 @@ static const struct cfg_field mqtt_fields[] = {
 #undef MR
 static const struct cfg_schema mqtt_schema = { "mqtt", mqtt_fields, COUNT(mqtt_fields) };
 
+/* server.trusted_proxies items: an IPv4/IPv6 address or CIDR (netaddr.h). */
+static int check_trusted_proxy(struct loader *l, const yaml_node_t *n, const char *text, void *base)
+{
+    (void)base;
+    struct netaddr_cidr c;
+    if (netaddr_parse_cidr(text, &c) != 0)
+        return cfg_error(l, n, 0, "trusted_proxies: '%s' is not an IP address or CIDR (10.0.0.0/8, ::1)", text);
+    return 0;
+}
+
 #define S(f) offsetof(struct cfg_server, f)
 #define SR(k) .name = k, .restart = "server." k
 static const struct cfg_field server_fields[] = {
@@ -142,6 +153,8 @@ static const struct cfg_field server_fields[] = {
     { .name = "max_payload_bytes", .type = CT_SIZE, .off = S(max_payload_bytes), .min = 64, .max = 256LL << 20, .def = "4MiB" },
     { .name = "max_room_bytes", .type = CT_SIZE, .off = S(max_room_bytes), .min = 1024, .max = 1LL << 40, .def = "16MiB" },
     { .name = "max_stored_bytes", .type = CT_SIZE, .off = S(max_stored_bytes), .min = 1024, .max = 1LL << 40, .def = "256MiB" },
+    { .name = "trusted_proxies", .type = CT_STRLIST, .off = S(trusted_proxies), .off_n = S(n_trusted_proxies),
+      .scalar = check_trusted_proxy },
     { SR("writer_threads"), .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads, .keep = keep_writer_threads },
 };
 #undef S
@@ -158,6 +171,17 @@ static const struct cfg_field heartbeat_fields[] = {
 #undef H
 #undef HR
 static const struct cfg_schema heartbeat_schema = { "heartbeat", heartbeat_fields, COUNT(heartbeat_fields) };
+
+/* Choices in the order of enum tb_log_level / tb_log_format (log.h). */
+static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const log_formats[] = { "text", "json", "logfmt", NULL };
+#define LG(f) offsetof(struct cfg_log, f)
+static const struct cfg_field log_fields[] = {
+    { .name = "level", .type = CT_ENUM, .off = LG(level), .def = "info", .choices = log_levels },
+    { .name = "format", .type = CT_ENUM, .off = LG(format), .def = "text", .choices = log_formats },
+};
+#undef LG
+static const struct cfg_schema log_schema = { "log", log_fields, COUNT(log_fields) };
 
 static int section_mqtt(struct loader *l, const yaml_node_t *n, void *base)
 {
@@ -181,6 +205,11 @@ static int section_mqtt(struct loader *l, const yaml_node_t *n, void *base)
 static int section_server(struct loader *l, const yaml_node_t *n, void *base)
 {
     return cfg_apply(l, n, &server_schema, &((struct tb_config *)base)->server);
+}
+
+static int section_log(struct loader *l, const yaml_node_t *n, void *base)
+{
+    return cfg_apply(l, n, &log_schema, &((struct tb_config *)base)->log);
 }
 
 static int section_heartbeat(struct loader *l, const yaml_node_t *n, void *base)
@@ -475,7 +504,7 @@ static int section_endpoints(struct loader *l, const yaml_node_t *n, void *base)
 /* ---- routes ------------------------------------------------------------------------- */
 
 static const char *const slow_policies[] = { "conflate", "disconnect", NULL };
-static const char *const nonjson_policies[] = { "string", "drop", NULL };
+static const char *const nonjson_policies[] = { "string", "drop", "text", NULL };
 
 struct route_in {
     struct cfg_route r;
@@ -792,6 +821,7 @@ static const struct cfg_field top_fields[] = {
     { .name = "sessions", .type = CT_SECTION, .section = section_sessions, .off = TOP(sessions), .sub = &sessions_schema },
     { .name = "alert_state", .type = CT_SECTION, .section = section_alert_state },
     { .name = "limits", .type = CT_SECTION, .section = section_limits, .off = TOP(limits), .sub = &limits_schema },
+    { .name = "log", .type = CT_SECTION, .section = section_log, .off = TOP(log), .sub = &log_schema },
 };
 #undef TOP
 static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };
@@ -889,6 +919,9 @@ static void free_config(struct tb_config *c)
     for (size_t i = 0; i < c->server.n_allowed_origins; i++)
         free(c->server.allowed_origins[i]);
     free(c->server.allowed_origins);
+    for (size_t i = 0; i < c->server.n_trusted_proxies; i++)
+        free(c->server.trusted_proxies[i]);
+    free(c->server.trusted_proxies);
     free(c->server.listen_host);
     free(c->server.static_dir);
     free(c->sessions.request_topic), free(c->sessions.room_prefix);

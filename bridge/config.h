@@ -26,7 +26,10 @@
 #define CFG_WRITER_THREADS_AUTO (-1) /* writer_threads: auto */
 
 enum cfg_slow_policy { CFG_SLOW_CONFLATE, CFG_SLOW_DISCONNECT };
-enum cfg_nonjson_policy { CFG_NONJSON_STRING, CFG_NONJSON_DROP };
+/* A route's non-JSON payloads: delivered as a JSON string with a (rate-limited) warning,
+ * dropped, or delivered as a string silently because plain text is the topic's format
+ * ("online" / "offline" status topics). All three are counted as non_json. */
+enum cfg_nonjson_policy { CFG_NONJSON_STRING, CFG_NONJSON_DROP, CFG_NONJSON_TEXT };
 enum cfg_severity { CFG_SEV_INFO, CFG_SEV_WARNING, CFG_SEV_CRITICAL };
 enum cfg_ack { CFG_ACK_MEMBERS, CFG_ACK_NONE };   /* endpoint 'ack' */
 
@@ -61,6 +64,8 @@ struct cfg_server {
     size_t max_payload_bytes;        /* larger MQTT payloads are refused, default 4 MiB */
     size_t max_room_bytes;           /* payload bytes one room stores (history + last values), default 16 MiB */
     size_t max_stored_bytes;         /* the same across all rooms, default 256 MiB */
+    char **trusted_proxies;          /* addresses / CIDRs whose X-Forwarded-For is believed */
+    size_t n_trusted_proxies;
     int writer_threads;              /* threads sharing the end-of-batch send()s, or
                                       * CFG_WRITER_THREADS_AUTO (default: CPUs - 1) */
 };
@@ -140,6 +145,12 @@ struct cfg_limits {
     bool exempt_loopback;            /* no per-address limits for 127/8 and ::1, default true */
 };
 
+/* log: the daemon's log lines (log.h); the command line's --log-level / --log-format win. */
+struct cfg_log {
+    int level;                       /* enum tb_log_level, default info */
+    int format;                      /* enum tb_log_format, default text */
+};
+
 /* Race sessions (session.c): ids handed out over MQTT request/response. */
 struct cfg_sessions {
     bool enabled;                    /* true when the 'sessions' section is present */
@@ -170,6 +181,7 @@ struct tb_config {
     size_t n_alerts;
     struct cfg_heartbeat heartbeat;
     struct cfg_limits limits;
+    struct cfg_log log;
     struct cfg_sessions sessions;
     struct cfg_alert_state alert_state;
     char **filters;                  /* distinct MQTT subscription filters the routes and alerts need */

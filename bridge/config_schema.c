@@ -392,6 +392,8 @@ static int set_strlist(struct loader *l, const yaml_node_t *n, const struct cfg_
             return cfg_error(l, item, 0, "%s: %s", f->name, expected(CT_STRLIST));
         if (!s || !(list[(*np)++] = strdup(s)))
             return -1;
+        if (f->scalar && f->scalar(l, item, s, base))
+            return -2;      /* the item's validator reported it */
     }
     return 0;
 }

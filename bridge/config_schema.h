@@ -67,6 +67,8 @@ struct cfg_field {
     const char *const *choices;     /* CT_ENUM, NULL-terminated */
     const int *enum_values;         /* CT_ENUM, NULL = index */
     size_t off_n;                   /* CT_STRLIST count */
+    /* CT_CUSTOM: parses the value; CT_STRLIST: validates each item (optional). Nonzero
+     * after reporting an error. */
     int (*scalar)(struct loader *l, const yaml_node_t *n, const char *text, void *base);
     int (*section)(struct loader *l, const yaml_node_t *n, void *base);
     /* Needs a restart to take effect: the dotted key reported when a reload changes it

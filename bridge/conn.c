@@ -18,10 +18,17 @@ struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, 
     c->wsi = wsi;
     c->id = id;
     c->endpoint = -1;
+    strcpy(c->remote, "-");
     c->max_frames = max_frames ? (max_frames > UINT32_MAX ? UINT32_MAX : (uint32_t)max_frames) : 1;
     c->max_bytes = max_bytes;
     c->connected_ms = c->last_rx_ms = tb_now_ms();
     return c;
+}
+
+bool conn_log_allowed(const struct conn *c)
+{
+    struct log_budget *b = c->env ? c->env->log_budget : NULL;
+    return !b || log_budget_take(b, tb_now_ms(), CONN_LOG_BURST, CONN_LOG_WINDOW_MS, "ws", "connection events");
 }
 
 /* Conflated messages a connection may hold, per frame of its queue bound: beyond this

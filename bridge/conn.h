@@ -50,9 +50,17 @@ struct conn_env {
     struct room_registry *rooms;
     void (*want_write)(void *ud, struct conn *c);   /* queue non-empty, or close asked */
     void *ud;
+    struct log_budget *log_budget;  /* connection events at info (conn_log_allowed); may be NULL */
 };
 
+/* Connection events (open, close, subscribe) are logged at info, at most CONN_LOG_BURST
+ * per CONN_LOG_WINDOW_MS; the rest are counted and summarized in one line. */
+#define CONN_LOG_BURST 100
+#define CONN_LOG_WINDOW_MS 60000
+bool conn_log_allowed(const struct conn *c);
+
 struct conn_waiting;
+struct log_budget;      /* log.h */
 struct conn_patterns;   /* subscribe.c: the client's room patterns */
 struct conn_rate;       /* fanout.c: the max_rate timer */
 
@@ -61,6 +69,7 @@ struct conn {
     const struct conn_env *env;
     uint64_t id;
     char *path;                   /* request path */
+    char remote[64];              /* client address (behind trusted proxies: the forwarded one), "-" unknown */
     int endpoint;                 /* index in the current config's endpoints */
     struct sub *subs;             /* this connection's subscriptions */
     struct tb_msg **q;            /* ring of queued frames */

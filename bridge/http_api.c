@@ -1,4 +1,5 @@
-/* http_api: /health, /ws/status, /ws/connections and /metrics bodies. Service thread. */
+/* http_api: /health, /health/live, /health/ready, /ws/status, /ws/connections and /metrics
+ * bodies. Service thread. */
 #include "http_api.h"
 
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "bridge.h"
 #include "log.h"
 #include "mqtt_client.h"
+#include "process_stats.h"
 #include "reload.h"
 #include "room.h"
 #include "throttle.h"
@@ -97,9 +99,14 @@ static cJSON *health_json(const struct http_api_src *src)
     return h;
 }
 
-static void metric(struct sbuf *out, const char *name, const char *help, const char *type, double v)
+/* ---- /metrics: a small Prometheus text-format writer -------------------------------------
+ * family() writes a metric's HELP and TYPE once, sample() / sample1() its samples (none or
+ * one label), metric() both for an unlabeled one. To add a counter, add a line to the
+ * render_* function it belongs to (or a new render_* called from render_metrics). */
+
+static void family(struct sbuf *out, const char *name, const char *type, const char *help)
 {
-    sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+    sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* Client refusals by reason (the limits of docs/configuration.md, allowed_origins, 404s,
@@ -115,35 +122,314 @@ static void render_refused(const struct bridge *br, struct sbuf *out)
                 (unsigned long long)br->st.client_rooms_refused);
 }
 
-static void render_metrics(const struct bridge *br, struct sbuf *out)
+static void sample(struct sbuf *out, const char *name, double v)
 {
-    metric(out, "telebridge_mqtt_received_total", "MQTT messages received", "counter", (double)br->st.received);
-    metric(out, "telebridge_routed_total", "Room deliveries serialized", "counter", (double)br->st.routed);
-    metric(out, "telebridge_delivered_total", "Frames written to WebSocket clients", "counter", (double)br->st.delivered);
-    metric(out, "telebridge_dropped_total", "Frames or messages dropped", "counter",
+    sbuf_printf(out, "%s %.17g\n", name, v);
+}
+
+/* A label value escaped as the text format wants: backslash, double quote, newline. */
+static void label_value(struct sbuf *out, const char *v)
+{
+    for (const char *p = v ? v : ""; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            sbuf_printf(out, "\\%c", *p);
+        else if (*p == '\n')
+            sbuf_puts(out, "\\n");
+        else
+            sbuf_printf(out, "%c", *p);
+    }
+}
+
+static void sample1(struct sbuf *out, const char *name, const char *label, const char *value, double v)
+{
+    sbuf_printf(out, "%s{%s=\"", name, label);
+    label_value(out, value);
+    sbuf_printf(out, "\"} %.17g\n", v);
+}
+
+static void metric(struct sbuf *out, const char *name, const char *type, const char *help, double v)
+{
+    family(out, name, type, help);
+    sample(out, name, v);
+}
+
+/* The series kept from before labels existed (their names are in dashboards already). */
+static void render_core(const struct bridge *br, struct sbuf *out)
+{
+    metric(out, "telebridge_mqtt_received_total", "counter", "MQTT messages received", (double)br->st.received);
+    metric(out, "telebridge_routed_total", "counter", "Room deliveries serialized", (double)br->st.routed);
+    metric(out, "telebridge_delivered_total", "counter", "Frames written to WebSocket clients", (double)br->st.delivered);
+    metric(out, "telebridge_dropped_total", "counter", "Frames or messages dropped (all reasons of telebridge_discarded_total that lose data)",
            (double)(br->st.dropped + mqtt_client_dropped(br->mqtt)));
-    metric(out, "telebridge_conflated_total", "Frames superseded for slow clients", "counter", (double)br->st.conflated);
-    metric(out, "telebridge_non_json_total", "Payloads that were not JSON", "counter", (double)br->st.non_json);
-    metric(out, "telebridge_connections", "Open WebSocket connections", "gauge", (double)bridge_conn_count(br));
-    metric(out, "telebridge_rooms", "Rooms in memory", "gauge", (double)room_registry_count(br->rooms));
+    metric(out, "telebridge_conflated_total", "counter", "Frames superseded by a newer one for slow clients", (double)br->st.conflated);
+    metric(out, "telebridge_non_json_total", "counter", "Payloads that were not JSON", (double)br->st.non_json);
+    metric(out, "telebridge_connections", "gauge", "Open WebSocket connections", (double)bridge_conn_count(br));
+    metric(out, "telebridge_rooms", "gauge", "Rooms in memory", (double)room_registry_count(br->rooms));
+    metric(out, "telebridge_broker_connected", "gauge", "1 when connected to the broker", br->broker_connected);
+}
+
+static void render_endpoints(const struct bridge *br, struct sbuf *out)
+{
+    size_t *counts = calloc(br->cfg->n_endpoints + 1, sizeof *counts);
+    if (!counts)
+        return;
+    bridge_endpoint_counts(br, counts);
+    family(out, "telebridge_endpoint_connections", "gauge", "Open WebSocket connections per endpoint (configured path)");
+    for (size_t i = 0; i < br->cfg->n_endpoints; i++)
+        sample1(out, "telebridge_endpoint_connections", "endpoint", br->cfg->endpoints[i].path, (double)counts[i]);
+    free(counts);
+    metric(out, "telebridge_connections_max", "gauge", "server.max_connections in effect", br->cfg->server.max_connections);
+    struct bridge_queues q;
+    bridge_queue_depth(br, &q);
+    metric(out, "telebridge_send_queue_frames", "gauge", "Frames waiting in all connections' send queues", (double)q.frames);
+    metric(out, "telebridge_send_queue_bytes", "gauge", "Bytes waiting in all connections' send queues", (double)q.bytes);
+    metric(out, "telebridge_send_queue_max_frames", "gauge", "Frames waiting in the longest send queue (the slowest client)",
+           (double)q.max_frames);
+}
+
+/* Messages and frames that went nowhere, by reason. */
+static void render_discarded(const struct bridge *br, struct sbuf *out)
+{
+    static const char *const name = "telebridge_discarded_total";
+    family(out, name, "counter", "Messages, frames or rooms not delivered or not created, by reason");
+    sample1(out, name, "reason", "send_queue_full", (double)br->st.dropped);
+    sample1(out, name, "reason", "mqtt_queue_full", (double)mqtt_client_dropped(br->mqtt));
+    sample1(out, name, "reason", "payload_too_large", (double)br->st.payloads_refused);
+    sample1(out, name, "reason", "unrouted", (double)br->st.unrouted);
+    sample1(out, name, "reason", "room_template_error", (double)br->st.room_errors);
+    sample1(out, name, "reason", "room_not_allowed", (double)br->st.rooms_not_allowed);
+    sample1(out, name, "reason", "max_rooms", (double)br->st.rooms_refused);
+    sample1(out, name, "reason", "max_client_rooms", (double)br->st.client_rooms_refused);
+    metric(out, "telebridge_stored_bytes", "gauge", "Bytes of history and last values held by rooms",
+           (double)room_registry_stored_bytes(br->rooms));
+    metric(out, "telebridge_history_trimmed_total", "counter", "History entries trimmed by the room byte limits",
+           (double)room_registry_trimmed(br->rooms));
+    metric(out, "telebridge_client_rooms", "gauge", "Rooms created by client subscriptions",
+           (double)room_registry_client_count(br->rooms));
+}
+
+static void render_broker(const struct bridge *br, struct sbuf *out)
+{
+    metric(out, "telebridge_broker_connects_total", "counter", "Successful broker connections (CONNACK)",
+           (double)mqtt_client_connects(br->mqtt));
+    metric(out, "telebridge_broker_disconnects_total", "counter", "Broker connections lost", br->broker_disconnects);
+    metric(out, "telebridge_mqtt_queue_bytes", "gauge", "Bytes in the MQTT hand-off queue, not yet processed",
+           (double)mqtt_client_queued_bytes(br->mqtt));
+}
+
+static void render_alerts(const struct bridge *br, struct sbuf *out)
+{
     struct alert_runtime_stats as;
     alert_runtime_stats(br->alerts, &as);
-    metric(out, "telebridge_alerts_active", "Active alerts", "gauge", (double)as.active);
-    metric(out, "telebridge_alerts_raised_total", "Alerts raised", "counter", (double)as.raised);
-    metric(out, "telebridge_broker_connected", "1 when connected to the broker", "gauge", br->broker_connected);
-    render_refused(br, out);
+    metric(out, "telebridge_alerts_active", "gauge", "Active alerts", (double)as.active);
+    metric(out, "telebridge_alerts_raised_total", "counter", "Alerts raised", (double)as.raised);
+    metric(out, "telebridge_alerts_cleared_total", "counter", "Alerts cleared", (double)as.cleared);
+    metric(out, "telebridge_alerts_acknowledged_total", "counter", "Alerts acknowledged by clients", (double)as.acknowledged);
+}
+
+/* Two labels; values escaped. */
+static void sample2(struct sbuf *out, const char *name, const char *l1, const char *v1, const char *l2,
+                    const char *v2, double v)
+{
+    sbuf_printf(out, "%s{%s=\"", name, l1);
+    label_value(out, v1);
+    sbuf_printf(out, "\",%s=\"", l2);
+    label_value(out, v2);
+    sbuf_printf(out, "\"} %.17g\n", v);
+}
+
+/* (message, room) deliveries per route: route = its position in the file (1-based, as
+ * --explain prints it), match = its pattern. Counted from the last (re)load. */
+static void render_routes(const struct bridge *br, struct sbuf *out)
+{
+    static const char *const name = "telebridge_route_deliveries_total";
+    family(out, name, "counter", "Room deliveries per route since the configuration was (re)loaded");
+    for (size_t i = 0; i < br->n_route_deliveries && i < br->cfg->n_routes; i++) {
+        char idx[24];
+        snprintf(idx, sizeof idx, "%zu", i + 1);
+        sample2(out, name, "route", idx, "match", br->cfg->routes[i].match_src, (double)br->route_deliveries[i]);
+    }
+}
+
+static void render_alert_rules(const struct bridge *br, struct sbuf *out)
+{
+    const struct alert_rule_count *rc;
+    size_t n = alert_runtime_rule_counts(br->alerts, &rc);
+    family(out, "telebridge_alert_rule_raised_total", "counter", "Alerts raised per rule and severity");
+    for (size_t i = 0; i < n; i++)
+        sample2(out, "telebridge_alert_rule_raised_total", "rule", rc[i].rule, "severity",
+                cfg_severity_name((enum cfg_severity)rc[i].severity), (double)rc[i].raised);
+    family(out, "telebridge_alert_rule_cleared_total", "counter", "Alerts cleared per rule and severity");
+    for (size_t i = 0; i < n; i++)
+        sample2(out, "telebridge_alert_rule_cleared_total", "rule", rc[i].rule, "severity",
+                cfg_severity_name((enum cfg_severity)rc[i].severity), (double)rc[i].cleared);
+}
+
+/* Rooms and their subscriptions per class: the room name up to its first ':' ("vehicle",
+ * "session", "fleet"). Room names can come from clients, so at most ROOM_CLASSES distinct
+ * classes are reported and the rest are summed as "other" (bounded label values). */
+#define ROOM_CLASSES 16
+struct room_classes {
+    struct { char name[48]; double rooms, members; } c[ROOM_CLASSES + 1];
+    size_t n;
+};
+
+static void count_room_class(struct room *room, void *ud)
+{
+    struct room_classes *rc = ud;
+    const char *colon = strchr(room->name, ':');
+    size_t len = colon ? (size_t)(colon - room->name) : strlen(room->name);
+    size_t i = 0;
+    while (i < rc->n && !(strlen(rc->c[i].name) == len && memcmp(rc->c[i].name, room->name, len) == 0))
+        i++;
+    if (i == rc->n) {
+        if (rc->n == ROOM_CLASSES || len >= sizeof rc->c[0].name) {
+            i = ROOM_CLASSES;           /* "other" */
+        } else {
+            memcpy(rc->c[i].name, room->name, len);
+            rc->c[i].name[len] = '\0';
+            rc->n++;
+        }
+    }
+    rc->c[i].rooms++;
+    rc->c[i].members += (double)room->members.count;
+}
+
+static void render_room_classes(const struct bridge *br, struct sbuf *out)
+{
+    struct room_classes *rc = calloc(1, sizeof *rc);
+    if (!rc)
+        return;
+    strcpy(rc->c[ROOM_CLASSES].name, "other");
+    room_foreach(br->rooms, count_room_class, rc);
+    family(out, "telebridge_room_class_rooms", "gauge", "Rooms per class (the name up to its first ':')");
+    for (size_t i = 0; i <= ROOM_CLASSES; i++)
+        if (i < rc->n || (i == ROOM_CLASSES && rc->c[i].rooms))
+            sample1(out, "telebridge_room_class_rooms", "class", rc->c[i].name, rc->c[i].rooms);
+    family(out, "telebridge_room_class_subscriptions", "gauge", "Connections' memberships in the rooms of a class");
+    for (size_t i = 0; i <= ROOM_CLASSES; i++)
+        if (i < rc->n || (i == ROOM_CLASSES && rc->c[i].rooms))
+            sample1(out, "telebridge_room_class_subscriptions", "class", rc->c[i].name, rc->c[i].members);
+    free(rc);
+}
+
+/* Publisher's ts_ms (in the payload) to the bridge routing the message. */
+static void render_latency(const struct bridge *br, struct sbuf *out)
+{
+    static const char *const name = "telebridge_ingest_latency_seconds";
+    const struct tb_latency *l = &br->latency;
+    family(out, name, "histogram",
+           "From the payload's ts_ms (publisher clock) to the bridge routing the message; payloads with ts_ms only");
+    uint64_t cum = 0;
+    for (size_t i = 0; i < TB_LATENCY_BUCKETS; i++) {
+        cum += l->bucket[i];
+        sbuf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, tb_latency_bounds_s[i], (unsigned long long)cum);
+    }
+    sbuf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", name,
+                (unsigned long long)l->count, name, l->sum_s, name, (unsigned long long)l->count);
+    metric(out, "telebridge_ingest_latency_skipped_total", "counter",
+           "Payload timestamps in the future or older than a day (clock skew), not observed", (double)l->skipped);
+}
+
+static void render_reload(const struct http_api_src *src, struct sbuf *out)
+{
+    struct reload_stats rs;
+    reload_get_stats(src->rl, &rs);
+    family(out, "telebridge_config_reloads_total", "counter", "Configuration reloads, by result");
+    sample1(out, "telebridge_config_reloads_total", "result", "success", rs.count - rs.failures);
+    sample1(out, "telebridge_config_reloads_total", "result", "failure", rs.failures);
+    metric(out, "telebridge_config_last_reload_successful", "gauge",
+           "0 when the last reload failed (the file on disk is invalid; the running configuration stays)", rs.last_ok);
+    metric(out, "telebridge_config_last_reload_timestamp_seconds", "gauge", "Unix time of the last reload (0 = none yet)",
+           (double)rs.at_wall_ms / 1000.0);
+}
+
+static void render_build(const struct http_api_src *src, struct sbuf *out)
+{
+    family(out, "telebridge_build_info", "gauge", "Always 1; the labels carry the version and event loop");
+    sbuf_printf(out, "telebridge_build_info{version=\"");
+    label_value(out, TB_VERSION);
+    sbuf_printf(out, "\",event_loop=\"");
+    label_value(out, src->event_loop);
+    sbuf_puts(out, "\"} 1\n");
+    metric(out, "telebridge_start_time_seconds", "gauge", "Unix time the bridge started",
+           (double)src->br->started_wall_ms / 1000.0);
+}
+
+/* process_* as other Prometheus exporters name them, from /proc/self. */
+static void render_process(struct sbuf *out)
+{
+    struct process_stats ps;
+    if (process_stats_read(&ps) != 0)
+        return;
+    metric(out, "process_cpu_seconds_total", "counter", "User and system CPU time in seconds", ps.cpu_seconds);
+    metric(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes", ps.rss_bytes);
+    metric(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes", ps.vsize_bytes);
+    metric(out, "process_open_fds", "gauge", "Open file descriptors", ps.open_fds);
+    metric(out, "process_max_fds", "gauge", "File descriptor limit (soft)", ps.max_fds);
+    metric(out, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds",
+           ps.start_time_seconds);
+}
+
+static void render_metrics(const struct http_api_src *src, struct sbuf *out)
+{
+    render_core(src->br, out);
+    render_endpoints(src->br, out);
+    render_discarded(src->br, out);
+    render_broker(src->br, out);
+    render_alerts(src->br, out);
+    render_alert_rules(src->br, out);
+    render_routes(src->br, out);
+    render_room_classes(src->br, out);
+    render_latency(src->br, out);
+    render_refused(src->br, out);
+    render_reload(src, out);
+    render_build(src, out);
+    render_process(out);
+}
+
+/* ---- /health/live and /health/ready ------------------------------------------------------
+ * Anonymous, status only (no names, hosts or counters): what a load balancer, an
+ * orchestrator's probe or the Docker HEALTHCHECK needs. */
+
+static int render_ready(const struct http_api_src *src, cJSON *body)
+{
+    const struct bridge *br = src->br;
+    struct reload_stats rs;
+    reload_get_stats(src->rl, &rs);
+    cJSON *why = cJSON_CreateArray();
+    if (br->stopping)
+        cJSON_AddItemToArray(why, cJSON_CreateString("stopping"));
+    if (!br->broker_connected)
+        cJSON_AddItemToArray(why, cJSON_CreateString("broker_disconnected"));
+    if (!rs.last_ok)
+        cJSON_AddItemToArray(why, cJSON_CreateString("config_reload_failed"));
+    bool ready = cJSON_GetArraySize(why) == 0;
+    cJSON_AddStringToObject(body, "status", ready ? "ready" : "not_ready");
+    if (ready)
+        cJSON_Delete(why);
+    else
+        cJSON_AddItemToObject(body, "reasons", why);
+    return ready ? 200 : 503;
 }
 
 int http_api_render(const struct http_api_src *src, const char *path, struct sbuf *out,
                     const char **content_type)
 {
     cJSON *body = NULL;
-    if (strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0) {
+    int status = 200;
+    if (strcmp(path, "/health/live") == 0) {
+        body = cJSON_CreateObject();
+        cJSON_AddStringToObject(body, "status", "alive");
+    } else if (strcmp(path, "/health/ready") == 0) {
+        body = cJSON_CreateObject();
+        status = render_ready(src, body);
+    } else if (strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0) {
         body = health_json(src);
     } else if (strcmp(path, "/ws/connections") == 0) {
         body = connections_json(src->br);
     } else if (strcmp(path, "/metrics") == 0) {
-        render_metrics(src->br, out);
+        render_metrics(src, out);
         *content_type = "text/plain; version=0.0.4";
         return 200;
     } else {
@@ -157,5 +443,5 @@ int http_api_render(const struct http_api_src *src, const char *path, struct sbu
         free(text);
     }
     *content_type = "application/json";
-    return 200;
+    return status;
 }

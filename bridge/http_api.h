@@ -2,7 +2,12 @@
  *   /health           status, broker state, connections per endpoint, counters, uptime
  *   /ws/status        the same as /health (name kept from the replaced systems)
  *   /ws/connections   connections total and per endpoint
- *   /metrics          the counters in Prometheus text format */
+ *   /health/live      200 {"status":"alive"} while the service loop answers
+ *   /health/ready     200 {"status":"ready"}, or 503 {"status":"not_ready","reasons":[...]}
+ *                     while the broker is disconnected, the last reload failed or the
+ *                     bridge is stopping
+ *   /metrics          counters and gauges in Prometheus text format (labels per endpoint
+ *                     and reason, build_info, process_*) */
 #ifndef TB_HTTP_API_H
 #define TB_HTTP_API_H
 
@@ -21,7 +26,7 @@ struct http_api_src {
 };
 
 /* Builds the body for 'path' into out and sets *content_type; returns the HTTP status
- * (200), or 0 when the path is not an API path. */
+ * (200, or 503 for /health/ready when not ready), or 0 when the path is not an API path. */
 int http_api_render(const struct http_api_src *src, const char *path, struct sbuf *out,
                     const char **content_type);
 

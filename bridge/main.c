@@ -1,6 +1,6 @@
 /* main: command line, start-up and shutdown of the telebridge daemon.
  *
- *   telebridge -c FILE [--log-level L]     run
+ *   telebridge -c FILE [--log-level L] [--log-format F]    run
  *   telebridge --check -c FILE             validate a config, exit 0 / 1 with the errors
  *   telebridge --explain TOPIC [--payload JSON] -c FILE   where would a message go?
  *   telebridge --help | --version
@@ -20,6 +20,7 @@
 #include "config.h"
 #include "expr.h"
 #include "log.h"
+#include "notify.h"
 #include "mqtt_client.h"
 #include "reload.h"
 #include "router.h"
@@ -45,7 +46,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: telebridge -c FILE [--log-level debug|info|warn|error]\n"
+            "usage: telebridge -c FILE [--log-level debug|info|warn|error] [--log-format text|json|logfmt]\n"
             "       telebridge --check -c FILE\n"
             "       telebridge --explain TOPIC [--payload JSON] -c FILE\n"
             "       telebridge --help | --version\n"
@@ -55,7 +56,8 @@ static void usage(FILE *f)
             "      --check           validate the configuration and exit (0 valid, 1 invalid)\n"
             "      --explain TOPIC   print the routes, rooms and alert rules TOPIC would hit\n"
             "      --payload JSON    sample payload for --explain (default {})\n"
-            "  -l, --log-level L     debug, info (default), warn or error\n"
+            "  -l, --log-level L     debug, info (default), warn or error (overrides log.level)\n"
+            "      --log-format F    text (default), json or logfmt (overrides log.format)\n"
             "  -h, --help            this text\n"
             "  -V, --version         print the version\n");
 }
@@ -167,6 +169,7 @@ static int run(const char *path)
         LOG_ERROR("main", "refusing to start with an invalid configuration");
         return 1;
     }
+    log_apply_config((enum tb_log_level)cfg->log.level, (enum tb_log_format)cfg->log.format);
     int rc = 1;
     struct reload *rl = NULL;
     struct ws_server *ws = NULL;
@@ -189,6 +192,7 @@ static int run(const char *path)
         goto out;
     LOG_INFO("main", "telebridge %s running (%zu endpoints, %zu routes)", TB_VERSION,
              br->cfg->n_endpoints, br->cfg->n_routes);
+    notify_ready(&br->notify, "running");
     ws_server_run(ws);
     rc = 0;
 out:
@@ -211,7 +215,8 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'}, {"explain", required_argument, NULL, 'x'},
-        {"payload", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0},
+        {"payload", required_argument, NULL, 'p'}, {"log-format", required_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
     bool check = false;
@@ -229,7 +234,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "telebridge: unknown log level '%s'\n", optarg);
                 return 2;
             }
-            log_set_level((enum tb_log_level)lvl);
+            log_pin_level((enum tb_log_level)lvl);
+            break;
+        }
+        case 'f': {
+            int fmt = log_format_parse(optarg);
+            if (fmt < 0) {
+                fprintf(stderr, "telebridge: unknown log format '%s' (text, json or logfmt)\n", optarg);
+                return 2;
+            }
+            log_pin_format((enum tb_log_format)fmt);
             break;
         }
         case 'h': usage(stdout); return 0;

@@ -14,6 +14,7 @@
 #include "mqtt_client.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -58,6 +59,8 @@ struct mqtt_client {
     bool handshaking;            /* a connection attempt not answered by a CONNACK yet */
     bool broken;                 /* the socket failed without libmosquitto closing it */
     unsigned reconnects;         /* attempts since the last CONNACK (the backoff step) */
+    unsigned failed_attempts;    /* failed connection attempts since the last CONNACK (logged) */
+    uint64_t handshake_started_ms; /* monotonic start of the current attempt */
     unsigned reconnect_min_ms, reconnect_max_ms;
     /* The broker was unreachable at start-up: the network thread only takes over
      * reconnecting once a first attempt got through (to connecting, at least), so
@@ -186,6 +189,9 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags, cons
         return;
     }
     m->reconnects = 0;   /* the backoff starts again from reconnect_min */
+    if (m->failed_attempts)
+        LOG_INFO("mqtt", "connected to %s:%d after %u failed attempt(s)", m->host, m->port, m->failed_attempts);
+    m->failed_attempts = 0;
     __atomic_add_fetch(&m->connects, 1, __ATOMIC_RELAXED);
     mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);
     m->n_suback_wait = 0;
@@ -304,12 +310,52 @@ static uint64_t reconnect_delay(struct mqtt_client *m)
     return d;
 }
 
+/* A connection attempt that will not complete: the socket reported an error or hang-up
+ * before the CONNACK, or the handshake took too long. libmosquitto notices a refused TCP
+ * connect on its own, but a TLS one only by the keepalive timer (~30 s) while poll()
+ * keeps reporting the error (a busy loop): so the network thread ends the attempt here,
+ * logs it, and the usual backoff schedules the next one. */
+#define HANDSHAKE_TIMEOUT_MS 10000
+
+static void attempt_failed(struct mqtt_client *m, const char *why)
+{
+    m->broken = true;
+    m->handshaking = false;
+    __atomic_store_n(&m->connected, 0, __ATOMIC_RELEASE);
+    m->failed_attempts++;
+    if (log_ratelimit_allow("mqtt-connect-failed", 30000))
+        LOG_WARN("mqtt", "connecting to %s:%d failed: %s (attempt %u; retrying with backoff up to %u ms)",
+                 m->host, m->port, why, m->failed_attempts, m->reconnect_max_ms);
+    push_state(m, MQTT_EV_DISCONNECTED, MOSQ_ERR_CONN_LOST);
+}
+
+static bool attempt_broken(struct mqtt_client *m, short revents, uint64_t now)
+{
+    if (!m->handshaking || m->broken)
+        return false;
+    if (revents & (POLLERR | POLLHUP)) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(mosquitto_socket(m->mosq), SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        attempt_failed(m, err ? strerror(err) : "connection refused or closed before the handshake");
+        return true;
+    }
+    if (m->handshake_started_ms && now - m->handshake_started_ms > HANDSHAKE_TIMEOUT_MS) {
+        attempt_failed(m, "no CONNACK within 10 s");
+        return true;
+    }
+    return false;
+}
+
 /* One read / write on the broker socket as poll() reported it. libmosquitto closes the
  * socket and calls on_disconnect itself when a read or write fails; a failed TLS
  * handshake it leaves open, so that is reported here and the socket replaced on the
  * next attempt. */
 static void net_io(struct mqtt_client *m, short revents)
 {
+    if (attempt_broken(m, revents, tb_now_ms()))
+        return;
     int rc = MOSQ_ERR_SUCCESS;
     /* During a TLS handshake, mosquitto_loop_read is what advances it (whichever way
      * OpenSSL waits); packet writes wait for it. */
@@ -350,10 +396,15 @@ static void *net_main(void *arg)
                 reconnect_at = 0;
                 m->broken = false;
                 m->handshaking = true;
+                m->handshake_started_ms = now;
                 int rc = mosquitto_reconnect_async(m->mosq);  /* closes a broken socket first */
-                if (rc != MOSQ_ERR_SUCCESS)
-                    LOG_DEBUG("mqtt", "reconnect: %s",
-                              rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+                if (rc != MOSQ_ERR_SUCCESS) {
+                    m->failed_attempts++;
+                    if (log_ratelimit_allow("mqtt-connect-failed", 30000))
+                        LOG_WARN("mqtt", "connecting to %s:%d failed: %s (attempt %u; retrying with backoff up to %u ms)",
+                                 m->host, m->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                                 m->failed_attempts, m->reconnect_max_ms);
+                }
                 continue;
             }
             sock = -1;
@@ -382,6 +433,8 @@ static void *net_main(void *arg)
         if (sock >= 0 && (pfd[1].revents || woken))
             net_io(m, n > 0 ? pfd[1].revents : 0);
         now = tb_now_ms();
+        if (mosquitto_socket(m->mosq) >= 0)
+            attempt_broken(m, 0, now);      /* the handshake deadline */
         if (mosquitto_socket(m->mosq) >= 0 && !m->broken && now >= next_misc) {
             /* keepalive: PINGREQ, or on_disconnect when the broker stopped answering */
             mosquitto_loop_misc(m->mosq);
@@ -394,6 +447,7 @@ static void *net_main(void *arg)
 static int start_thread(struct mqtt_client *m)
 {
     m->handshaking = true;
+    m->handshake_started_ms = tb_now_ms();
     int rc = pthread_create(&m->thread, NULL, net_main, m);
     if (rc != 0) {
         LOG_ERROR("mqtt", "cannot start network thread: %s", strerror(rc));
@@ -418,7 +472,11 @@ void mqtt_client_tick(struct mqtt_client *m, uint64_t now_ms)
         return;
     int rc = mosquitto_connect_bind_async(m->mosq, m->host, m->port, m->keepalive, NULL);
     if (rc != MOSQ_ERR_SUCCESS) {
-        LOG_DEBUG("mqtt", "connect: %s", rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+        m->failed_attempts++;
+        if (log_ratelimit_allow("mqtt-connect-failed", 30000))
+            LOG_WARN("mqtt", "connecting to %s:%d failed: %s (attempt %u; retrying with backoff up to %u ms)",
+                     m->host, m->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                     m->failed_attempts, m->backoff_max_ms);
         schedule_retry(m);
         return;
     }
@@ -482,6 +540,7 @@ int mqtt_client_start(struct mqtt_client *m)
 {
     int rc = mosquitto_connect_bind_async(m->mosq, m->host, m->port, m->keepalive, NULL);
     if (rc != MOSQ_ERR_SUCCESS) {
+        m->failed_attempts++;
         LOG_WARN("mqtt", "connect to %s:%d: %s (retrying in the background)", m->host, m->port,
                  rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
         m->never_connected = true;
@@ -573,12 +632,18 @@ static int replace_set(struct mqtt_client *m, char ***set, size_t *n_set, char *
     for (size_t i = 0; online && i < n; i++)
         if (!contains(old, n_old, copy[i]) && !contains(other, n_other, copy[i])) {
             int rc = mosquitto_subscribe(m->mosq, NULL, copy[i], m->qos);
-            LOG_INFO("mqtt", "subscribe %s: %s", copy[i], mosquitto_strerror(rc));
+            if (rc == MOSQ_ERR_SUCCESS)
+                LOG_INFO("mqtt", "subscribe %s", copy[i]);
+            else
+                LOG_WARN("mqtt", "subscribe %s failed: %s", copy[i], mosquitto_strerror(rc));
         }
     for (size_t i = 0; online && i < n_old; i++)
         if (!contains(copy, n, old[i]) && !contains(other, n_other, old[i])) {
             int rc = mosquitto_unsubscribe(m->mosq, NULL, old[i]);
-            LOG_INFO("mqtt", "unsubscribe %s: %s", old[i], mosquitto_strerror(rc));
+            if (rc == MOSQ_ERR_SUCCESS)
+                LOG_INFO("mqtt", "unsubscribe %s", old[i]);
+            else
+                LOG_WARN("mqtt", "unsubscribe %s failed: %s", old[i], mosquitto_strerror(rc));
         }
     if (online)
         net_wake(m);
@@ -622,5 +687,15 @@ int mqtt_client_publish_response(struct mqtt_client *m, const char *topic, const
 }
 
 bool mqtt_client_connected(const struct mqtt_client *m) { return __atomic_load_n(&m->connected, __ATOMIC_ACQUIRE); }
+size_t mqtt_client_queued_bytes(struct mqtt_client *m)
+{
+    if (!m)
+        return 0;
+    pthread_mutex_lock(&m->lock);
+    size_t n = m->queued_bytes;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
 uint64_t mqtt_client_dropped(const struct mqtt_client *m) { return __atomic_load_n(&m->dropped, __ATOMIC_RELAXED); }
 unsigned mqtt_client_connects(const struct mqtt_client *m) { return __atomic_load_n(&m->connects, __ATOMIC_RELAXED); }

@@ -75,5 +75,7 @@ void mqtt_client_tick(struct mqtt_client *m, uint64_t now_ms);
 bool mqtt_client_connected(const struct mqtt_client *m);
 uint64_t mqtt_client_dropped(const struct mqtt_client *m);
 unsigned mqtt_client_connects(const struct mqtt_client *m);
+/* Bytes waiting in the hand-off queue for the service thread (any thread; NULL: 0). */
+size_t mqtt_client_queued_bytes(struct mqtt_client *m);
 
 #endif

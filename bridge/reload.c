@@ -17,6 +17,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 
 #define DEBOUNCE_MS 200
 
@@ -172,7 +173,8 @@ static void record(struct reload *rl, bool ok, const char *why, const struct con
         cJSON_AddItemToArray(rl->errors, cJSON_CreateString(diag->msgs[i]));
 }
 
-int reload_now(struct reload *rl, struct bridge *br, const char *why)
+/* reload_now without the service-manager notifications around it. */
+static int reload_config(struct reload *rl, struct bridge *br, const char *why)
 {
     struct config_diag diag = {0};
     struct tb_config *next = config_load(br->cfg->path, &diag);
@@ -195,6 +197,7 @@ int reload_now(struct reload *rl, struct bridge *br, const char *why)
         return 0;
     }
     cJSON *notes = keep_restart_settings(next, br->cfg);
+    log_apply_config((enum tb_log_level)next->log.level, (enum tb_log_format)next->log.format);
     bridge_apply_config(br, next);
     if (rl) {
         record(rl, true, why, NULL);
@@ -207,6 +210,22 @@ int reload_now(struct reload *rl, struct bridge *br, const char *why)
              why, (unsigned long long)br->cfg->version, br->cfg->n_endpoints, br->cfg->n_routes,
              br->cfg->n_alerts);
     return 0;
+}
+
+int reload_now(struct reload *rl, struct bridge *br, const char *why)
+{
+    notify_reloading(&br->notify);
+    int rc = reload_config(rl, br, why);
+    notify_ready(&br->notify, rc == 0 ? "running" : "running; the last reload failed, see the log");
+    return rc;
+}
+
+void reload_get_stats(const struct reload *rl, struct reload_stats *out)
+{
+    out->count = rl ? rl->count : 0;
+    out->failures = rl ? rl->failures : 0;
+    out->last_ok = !rl || !rl->count || rl->ok;
+    out->at_wall_ms = rl && rl->count ? rl->at_wall_ms : 0;
 }
 
 cJSON *reload_status_json(const struct reload *rl)

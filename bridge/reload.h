@@ -17,6 +17,7 @@
 #ifndef TB_RELOAD_H
 #define TB_RELOAD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
@@ -35,6 +36,14 @@ void reload_poll(struct reload *rl, struct bridge *br, uint64_t now_ms);
 
 /* Service thread: reloads now. Returns 0 when the new config was applied. */
 int reload_now(struct reload *rl, struct bridge *br, const char *why);
+
+/* Reload outcomes for /metrics and /health/ready; all zero before the first reload. */
+struct reload_stats {
+    unsigned count, failures;
+    bool last_ok;               /* true before the first reload */
+    uint64_t at_wall_ms;        /* when the last one ran; 0 = never */
+};
+void reload_get_stats(const struct reload *rl, struct reload_stats *out);   /* rl may be NULL */
 
 /* {"ok","at","trigger","count","failures","errors":[...],"needs_restart":[...]} for /health. */
 cJSON *reload_status_json(const struct reload *rl);

@@ -188,13 +188,23 @@ static void add_delivery(size_t idx, const struct cfg_route *r, const char *room
     snprintf(d->room, sizeof d->room, "%s", room);
 }
 
+/* True when a route matching the topic does not declare plain text its format
+ * (non_json: text): then a non-JSON payload deserves a warning. */
+static bool non_json_unexpected(const struct tb_config *cfg, const char *topic)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (cfg->routes[i].non_json != CFG_NONJSON_TEXT && topic_pattern_match(cfg->routes[i].match, topic, NULL))
+            return true;
+    return false;
+}
+
 size_t router_route(const struct tb_config *cfg, struct inbound *in, struct router_out *out,
                     struct tb_stats *st)
 {
     out->n = 0;
     if (!in->json) {
         st->non_json++;
-        if (log_ratelimit_allow_capped("non-json", in->topic, 60000, 20))
+        if (non_json_unexpected(cfg, in->topic) && log_ratelimit_allow_capped("non-json", in->topic, 60000, 20))
             LOG_WARN("router", "%s: payload is not JSON (%zu bytes); delivered as a string "
                      "unless the route drops it", in->topic, in->raw_len);
     }

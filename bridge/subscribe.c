@@ -565,6 +565,21 @@ static void resume_report(cJSON *top, const struct plan *p, const struct sub_opt
 /* Queue bytes set aside for the reply that precedes a replay. */
 #define REPLY_RESERVE_BYTES 1024
 
+/* "connection 7 subscribe: rooms=["a","b"] rejected=[...]" at info (bounded, conn_log_allowed).
+ * Room names are client text: printed JSON-escaped (no raw control characters reach the
+ * log) and cut at 200 bytes. */
+static void log_request(struct conn *c, const char *what, const cJSON *took, const cJSON *rejected)
+{
+    if (!conn_log_allowed(c))
+        return;
+    char *names = cJSON_PrintUnformatted(took), *refused = cJSON_PrintUnformatted(rejected);
+    LOG_INFO("ws", "connection %llu %s: rooms=%.200s%s rejected=%.200s%s remote=%s", (unsigned long long)c->id,
+             what, names ? names : "[]", names && strlen(names) > 200 ? "..." : "",
+             refused ? refused : "[]", refused && strlen(refused) > 200 ? "..." : "", c->remote);
+    free(names);
+    free(refused);
+}
+
 void subscribe_handle_subscribe(struct subscriptions *ss, struct conn *c, const cJSON *req, const cJSON *id)
 {
     const cJSON *rooms = rooms_field(ss, c, req, id);
@@ -590,6 +605,7 @@ void subscribe_handle_subscribe(struct subscriptions *ss, struct conn *c, const 
             cJSON_AddItemToArray(took, cJSON_CreateString(r->valuestring));
     }
     resume_report(top, &p, &o);
+    log_request(c, "subscribe", took, rejected);
     reply_send(ss->f, c, "subscribed", top, id);
     execute(ss, c, &p);
     if (p.oom)
@@ -667,6 +683,7 @@ void subscribe_handle_unsubscribe(struct subscriptions *ss, struct conn *c, cons
         else
             add_rejected(rejected, r->valuestring, TB_ERR_NOT_SUBSCRIBED);
     }
+    log_request(c, "unsubscribe", took, rejected);
     reply_send(ss->f, c, "unsubscribed", top, id);
 }
 

@@ -28,6 +28,8 @@
 #include "http_api.h"
 #include "log.h"
 #include "mqtt_client.h"
+#include "netaddr.h"
+#include "notify.h"
 #include "reload.h"
 #include "throttle.h"
 #include "writer.h"
@@ -103,6 +105,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     reload_poll(ws->rl, br, now);
     bridge_tick(br, now);
     idle_sweep(ws, now);
+    notify_watchdog(&br->notify, now);
     writer_batch_end(br->writer);
     lws_sul_schedule(ws->ctx, 0, &ws->tick_sul, on_tick, TICK_US);
 }
@@ -374,12 +377,32 @@ static void uncount_address(struct ws_server *ws, struct pss *pss)
     pss->addr_counted = false;
 }
 
+/* The client's address for the log: the TCP peer, or behind server.trusted_proxies the
+ * address they forwarded (X-Forwarded-For, netaddr_client). A header too long to copy is
+ * ignored (the peer is used). */
+static void client_address(const struct cfg_server *sv, struct lws *wsi, char *out, size_t len)
+{
+    char peer[64] = "";
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    char xff[1024];
+#if defined(LWS_WITH_HTTP_UNCOMMON_HEADERS) || defined(LWS_HTTP_HEADERS_ALL)
+    /* lws parses X-Forwarded-For itself when built with its uncommon headers (Debian's is) */
+    bool have = sv->n_trusted_proxies &&
+                lws_hdr_copy(wsi, xff, (int)sizeof xff, WSI_TOKEN_X_FORWARDED_FOR) > 0;
+#else
+    bool have = sv->n_trusted_proxies &&
+                lws_hdr_custom_copy(wsi, xff, (int)sizeof xff, "x-forwarded-for:", 16) > 0;
+#endif
+    netaddr_client(peer[0] ? peer : "-", have ? xff : NULL, sv->trusted_proxies, sv->n_trusted_proxies, out, len);
+}
+
 static int on_established(struct ws_server *ws, struct lws *wsi, struct pss *pss)
 {
     struct bridge *br = ws->br;
-    char path[PATH_MAX_LEN];
+    char path[PATH_MAX_LEN], remote[64];
     uri_path(wsi, path, sizeof path);
-    struct conn *c = bridge_open(br, wsi, path);
+    client_address(&br->cfg->server, wsi, remote, sizeof remote);
+    struct conn *c = bridge_open_from(br, wsi, path, remote);
     if (!c)
         return -1;
     count_address(ws, wsi, pss);

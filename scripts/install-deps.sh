@@ -6,9 +6,14 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libmosquitto-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libcjson-dev
-            libyaml-dev libssl-dev mosquitto mosquitto-clients curl)
+            libyaml-dev libssl-dev libsystemd-dev mosquitto mosquitto-clients curl)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-websocket python3-websockets python3-paho-mqtt python3-jsonschema
-           chromium nodejs npm clang)
+           chromium nodejs npm clang
+           prometheus nginx-light dpkg-dev openssl docker-compose)
+# prometheus: for promtool (check metrics); nginx-light: the reverse-proxy test; dpkg-dev:
+# dpkg-shlibdeps for the .deb (cpack); openssl: certificates for the TLS broker test;
+# docker-compose: validates docker/docker-compose.yml (lint.compose; no daemon needed).
+# Services are not started by the tests.
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" != "--runtime" ]; then

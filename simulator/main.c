@@ -412,6 +412,10 @@ int main(int argc, char **argv)
         sim_options_usage(stdout, argv[0]);
         return 0;
     }
+    if (r->o.version) {
+        printf("telesim %s\n", TB_VERSION);
+        return 0;
+    }
     if (!r->o.seed_set)
         r->o.seed = random_seed();
     r->params = (struct conn_params){r->o.host, (int)r->o.port, r->o.username, r->o.password,

@@ -46,6 +46,7 @@ static const struct row rows[] = {
     {"fleet-groups", K_LONG, F(fleet_groups), 0, 1, 1000, "G", "fleet vehicles are spread over G groups (default 1)"},
     {"quiet", K_FLAG, F(quiet), 0, 0, 0, NULL, "no progress or info lines (the summary still prints)"},
     {"help", K_FLAG, F(help), 0, 0, 0, NULL, "this text"},
+    {"version", K_FLAG, F(version), 0, 0, 0, NULL, "print the version and exit"},
 };
 #define N_ROWS (sizeof rows / sizeof rows[0])
 
@@ -206,7 +207,7 @@ int sim_options_parse(struct sim_options *o, int argc, char **argv, char *err, s
     }
     if (optind < argc)
         return fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
-    if (o->help)
+    if (o->help || o->version)
         return 0;
     if (o->session && vehicles_given && (o->vehicles != 1 || o->connections != 1))
         return fail(err, errlen, "--session simulates one monitored car; drop --vehicles/--connections");

@@ -37,6 +37,7 @@ struct sim_options {
     long fleet_groups;
     bool quiet;
     bool help;
+    bool version;           /* --version: print it and exit */
 };
 
 /* Fills defaults, then parses argv. Returns 0 on success (opts->help set when --help was

@@ -4,6 +4,8 @@
 # both and the whole suite (unit + integration + end-to-end) in the sanitizer tree.
 #   tests/run.sh              everything
 #   tests/run.sh -R PATTERN   only tests matching PATTERN (passed to ctest)
+# With TB_PACKAGE_TEST=1 (set by .ci/run on its throw-away machine) it then builds the .deb,
+# installs it with dpkg -i and tests the installed binary (tests/package/test_deb.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -21,3 +23,7 @@ echo "== unit tests, release build"
 (cd build && ctest -L unit --output-on-failure "$@")
 echo "== all tests, sanitizer build"
 (cd build-asan && ctest --output-on-failure -j2 "$@")
+if [ "${TB_PACKAGE_TEST:-0}" = 1 ]; then
+    echo "== Debian package, installed (tests/package/test_deb.sh)"
+    tests/package/test_deb.sh
+fi

@@ -159,7 +159,8 @@ def mqtt_pub(port, topic, payload, retain=False, qos=0):
 # ---------------------------------------------------------------------------------------
 # Bridge-side helpers (telebridge process, HTTP API, WebSocket clients, bulk publishing).
 # ---------------------------------------------------------------------------------------
-TELEBRIDGE = os.path.join(BUILD_DIR, "bridge", "telebridge")
+# TB_TELEBRIDGE: another binary under test (tests/package runs the installed /usr/bin/telebridge).
+TELEBRIDGE = os.environ.get("TB_TELEBRIDGE") or os.path.join(BUILD_DIR, "bridge", "telebridge")
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "LeakSanitizer",
                      "runtime error:", "ERROR: UndefinedBehaviorSanitizer")
@@ -356,14 +357,14 @@ class WS:
     skipping heartbeats unless asked; every text frame is decoded as strict UTF-8, so a
     frame that is not valid UTF-8 fails the test. A close frame raises WSClosed."""
 
-    def __init__(self, url, timeout=10.0, welcome=True, rcvbuf=None):
+    def __init__(self, url, timeout=10.0, welcome=True, rcvbuf=None, header=None):
         websocket = _ws_module()
         sockopt = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
         if rcvbuf:
             sockopt.append((socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf))
         self.url = url
         self.ws = websocket.create_connection(url, timeout=timeout, sockopt=sockopt,
-                                              skip_utf8_validation=True)
+                                              skip_utf8_validation=True, header=header or [])
         self.heartbeats = 0
         self.welcome = self.recv(timeout) if welcome else None
         if welcome:

@@ -380,3 +380,15 @@ def test_demo_starts_serves_and_stops_cleanly(procs):
     left = [p for p in pids if os.path.exists(f"/proc/{p}")]
     left += subprocess.run(["pgrep", "-f", logdir], capture_output=True, text=True).stdout.split()
     assert left == [], f"processes left running: {left}"
+
+
+def test_version_and_bad_options():
+    """telesim --version prints the version (issue 19: it was an unknown option); an unknown
+    option or a --version with a value is still refused with exit 2."""
+    import subprocess
+    r = subprocess.run([TELESIM, "--version"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and re.fullmatch(r"telesim \d+\.\d+\.\d+\n", r.stdout), (r.returncode, r.stdout)
+    r = subprocess.run([TELESIM, "--version=1"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2, r.stdout
+    r = subprocess.run([TELESIM, "--no-such-option"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "unknown option" in r.stderr

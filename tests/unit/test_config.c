@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "log.h"
 #include "config_schema.h"
 
 static char path_buf[1024];
@@ -263,6 +264,9 @@ static void test_defaults(void **state)
     assert_int_equal(c->heartbeat.interval_ms, 10000);
     assert_int_equal(c->heartbeat.ws_ping_ms, 20000);
     assert_int_equal(c->heartbeat.idle_timeout_ms, 60000);
+    assert_int_equal(c->log.level, TB_LOG_INFO);       /* defaults */
+    assert_int_equal(c->log.format, TB_LOG_TEXT);
+    assert_int_equal(c->server.n_trusted_proxies, 0);
     assert_int_equal(c->n_endpoints + c->n_routes + c->n_alerts + c->n_filters, 0);
     assert_int_equal(c->refcount, 1);
     config_unref(c);
@@ -325,6 +329,8 @@ static void test_full(void **state)
     assert_int_equal(s->port, 9090);
     assert_int_equal(s->n_allowed_origins, 2);
     assert_string_equal(s->allowed_origins[1], "https://dash.example");
+    assert_int_equal(c->log.level, TB_LOG_WARN);
+    assert_int_equal(c->log.format, TB_LOG_LOGFMT);
     assert_int_equal(s->max_connections, 500);
     assert_int_equal(s->max_message_bytes, 128 * 1024);
     assert_true(s->static_dir[0] == '/');
@@ -545,6 +551,32 @@ static struct tb_config *load_str_ok(const char *text)
     if (!c)
         fail_msg("inline config did not load:\n%s", text);
     return c;
+}
+
+/* server.trusted_proxies: addresses and CIDRs load; anything else is an error at the item
+ * (issue 19). */
+static void test_trusted_proxies(void **state)
+{
+    (void)state;
+    struct tb_config *c = load_str_ok("server: {trusted_proxies: [127.0.0.1, \"10.0.0.0/8\", \"fd00::/8\"]}\n");
+    assert_int_equal(c->server.n_trusted_proxies, 3);
+    assert_string_equal(c->server.trusted_proxies[2], "fd00::/8");
+    config_unref(c);
+    static const char *const bad[] = {"localhost", "10.0.0.0/33", "1.2.3.4/", "", "::/129", "1.2.3.4 5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "server:\n  trusted_proxies: [127.0.0.1, \"%s\"]\n", bad[i]);
+        struct config_diag d = { 0 };
+        assert_null(load_str(text, &d));
+        assert_int_equal(d.n, 1);
+        assert_non_null(strstr(d.msgs[0], "inline.yaml:2:32: trusted_proxies: '"));
+        config_diag_free(&d);
+    }
+    struct config_diag d = { 0 };
+    assert_null(load_str("log: {format: xml}\n", &d));
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.msgs[0], "inline.yaml:1:15:"));
+    config_diag_free(&d);
 }
 
 static void expect_names(const char **got, size_t n, const char *const *want, size_t nwant)
@@ -960,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_writer_threads),
         cmocka_unit_test(test_full),
+        cmocka_unit_test(test_trusted_proxies),
         cmocka_unit_test(test_env_substitution),
         cmocka_unit_test(test_durations_and_sizes),
         cmocka_unit_test(test_listen_and_protocol),
