@@ -209,6 +209,11 @@ int reload_now(struct reload *rl, struct bridge *br, const char *why)
     return 0;
 }
 
+unsigned reload_successes(const struct reload *rl)
+{
+    return rl ? rl->count - rl->failures : 0;
+}
+
 cJSON *reload_status_json(const struct reload *rl)
 {
     cJSON *j = cJSON_CreateObject();

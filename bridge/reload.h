@@ -36,6 +36,11 @@ void reload_poll(struct reload *rl, struct bridge *br, uint64_t now_ms);
 /* Service thread: reloads now. Returns 0 when the new config was applied. */
 int reload_now(struct reload *rl, struct bridge *br, const char *why);
 
+/* Reloads that succeeded so far (applied, or the file unchanged); 0 for NULL. Whoever
+ * reads files the config only names (the TLS certificate) reads them again when this
+ * grows: a SIGHUP after a certificate rotation leaves the config file as it was. */
+unsigned reload_successes(const struct reload *rl);
+
 /* {"ok","at","trigger","count","failures","errors":[...],"needs_restart":[...]} for /health. */
 cJSON *reload_status_json(const struct reload *rl);
 
