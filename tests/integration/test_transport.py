@@ -380,3 +380,25 @@ def test_reload_uses_new_certificate_for_new_connections(broker, bridges, publis
     wait_for(lambda: br.health()["config"]["reload"]["failures"] >= 1, what="reload refused")
     assert "tls_key" in " ".join(br.health()["config"]["reload"]["errors"])
     assert peer_cert_der(br.port, pki) == file_der(f"{pki}/server.crt")
+
+
+def test_compressed_frame_inflating_past_max_message_bytes_is_refused(broker, bridges, publisher):
+    br = bridges(broker.port)  # max_message_bytes: 64k
+    raw = RawClient(br.port, "/ws/telemetry/7", "permessage-deflate")
+    raw.data_frames(1)
+    bomb = compress(b'{"type":"ping","pad":"' + b"0" * (2 << 20) + b'"}')  # 2 MiB -> a few KiB
+    assert len(bomb) < 65536
+    raw.send(0xC1, bomb)
+    while True:
+        f = raw.frame()
+        assert f is not None, "dropped without a close frame"
+        if f[0] & 0x0F == 0x8:
+            break
+    assert int.from_bytes(f[1][:2], "big") == 1009, f
+    raw.close()
+    # the bridge goes on serving others
+    other = RawClient(br.port, "/ws/telemetry/7", "permessage-deflate")
+    other.data_frames(1)
+    publisher.publish("vehicle/7/telemetry", BIG, wait=True)
+    assert other.data_frames(1)[0][1]["data"] == BIG
+    other.close()
