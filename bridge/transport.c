@@ -137,6 +137,10 @@ void transport_context_info(const struct cfg_server *s, struct lws_context_creat
 int transport_tls_setup(struct transport *t, void *ssl_ctx)
 {
     t->ssl_ctx = ssl_ctx;
+    /* OpenSSL keeps a read and a write buffer (about 17 KB each) per connection for its
+     * life; most of the bridge's connections are idle between frames, so the buffers go
+     * back while nothing is pending (docs/benchmarks.md: RSS with TLS). */
+    SSL_CTX_set_mode(ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_2_VERSION) != 1) {
         LOG_ERROR("ws", "TLS: cannot require TLS 1.2 or newer");
         return -1;

@@ -204,7 +204,9 @@ def test_deflate_negotiated_once_compressed_and_shared(broker, bridges, clients,
     raw = RawClient(br.port, "/ws/telemetry/7", "permessage-deflate; client_max_window_bits")
     ext = raw.headers.get("sec-websocket-extensions", "")
     assert ext.startswith("permessage-deflate") and "server_no_context_takeover" in ext, ext
-    raw2 = RawClient(br.port, "/ws/telemetry/7", "permessage-deflate")
+    raw2 = RawClient(br.port, "/ws/telemetry/7", "permessage-deflate; client_no_context_takeover")
+    ext2 = raw2.headers.get("sec-websocket-extensions", "")
+    assert "client_no_context_takeover" in ext2 and "server_no_context_takeover" in ext2, ext2
     plain = clients(br.url("/ws/telemetry/7"))  # websocket-client: offers no extension
     for r in (raw, raw2):
         r.data_frames(1)  # welcome
