@@ -404,3 +404,27 @@ def test_compressed_frame_inflating_past_max_message_bytes_is_refused(broker, br
     publisher.publish("vehicle/7/telemetry", BIG, wait=True)
     assert other.data_frames(1)[0][1]["data"] == BIG
     other.close()
+
+
+def test_reload_to_other_files_and_tls_off_needs_restart(broker, bridges, pki):
+    ctx = client_ctx(pki)
+    br = bridges(broker.port, config=tls_config(pki), ssl_context=ctx)
+    with open(br.config_path) as f:
+        text = f.read()
+    # other paths: applied by the reload (the file watcher sees the change)
+    with open(br.config_path, "w") as f:
+        f.write(text.replace(f"{pki}/server.crt", f"{pki}/server2.crt")
+                .replace(f"{pki}/server.key", f"{pki}/server2.key"))
+    wait_for(lambda: peer_cert_der(br.port, pki) == file_der(f"{pki}/server2.crt"),
+             what="the new certificate served")
+    h = br.health()["config"]["reload"]
+    assert h["ok"] and "server.tls_cert" not in h["needs_restart"], h
+    # TLS off: needs a restart; the listener stays TLS with the running pair
+    n = h["count"]
+    plain = "".join(l for l in text.splitlines(True) if "tls_" not in l)
+    with open(br.config_path, "w") as f:
+        f.write(plain)
+    wait_for(lambda: br.health()["config"]["reload"]["count"] > n, what="reload")
+    h = br.health()["config"]["reload"]
+    assert h["ok"] and "server.tls_cert" in h["needs_restart"], h
+    assert peer_cert_der(br.port, pki) == file_der(f"{pki}/server2.crt")
