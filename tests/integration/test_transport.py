@@ -428,3 +428,20 @@ def test_reload_to_other_files_and_tls_off_needs_restart(broker, bridges, pki):
     h = br.health()["config"]["reload"]
     assert h["ok"] and "server.tls_cert" in h["needs_restart"], h
     assert peer_cert_der(br.port, pki) == file_der(f"{pki}/server2.crt")
+
+
+def test_corrupt_compressed_frame_over_tls_gets_1007(broker, bridges, publisher, pki):
+    ctx = client_ctx(pki)
+    br = bridges(broker.port, config=tls_config(pki), ssl_context=ctx)
+    good = RawClient(br.port, "/ws/telemetry/7", "permessage-deflate", ctx=ctx)
+    good.data_frames(1)
+    bad = RawClient(br.port, "/ws/telemetry/7", "permessage-deflate", ctx=ctx)
+    bad.data_frames(1)
+    bad.send(0xC1, b"\xff\xfe\xfd not DEFLATE at all" * 4)
+    f = bad.frame()
+    assert f is not None and f[0] & 0x0F == 0x8 and int.from_bytes(f[1][:2], "big") == 1007, f
+    bad.close()
+    publisher.publish("vehicle/7/telemetry", BIG, wait=True)
+    (z, msg), = good.data_frames(1)
+    assert z and msg["data"] == BIG
+    good.close()
