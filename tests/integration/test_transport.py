@@ -209,7 +209,8 @@ def test_deflate_negotiated_once_compressed_and_shared(broker, bridges, clients,
     assert "client_no_context_takeover" in ext2 and "server_no_context_takeover" in ext2, ext2
     plain = clients(br.url("/ws/telemetry/7"))  # websocket-client: offers no extension
     for r in (raw, raw2):
-        r.data_frames(1)  # welcome
+        r.data_frames(1)  # welcome (each compressed on its own: one per connection)
+    before = br.health()["transport"]["deflate"]["messages"]
     publisher.publish("vehicle/7/telemetry", BIG, wait=True)
     publisher.publish("vehicle/7/telemetry", {"a": 1}, wait=True)  # below min_bytes (256)
     big_plain = plain.recv_type("telemetry_update")
@@ -218,6 +219,11 @@ def test_deflate_negotiated_once_compressed_and_shared(broker, bridges, clients,
         (z1, big), (z2, small) = r.data_frames(2)
         assert z1 and big == big_plain and big["data"] == BIG
         assert not z2 and small == small_plain
+    t = br.health()["transport"]
+    z = t["deflate"]
+    # one compression of the room message for its two deflate members
+    assert not t["tls"] and z["connections"] == 2 and z["messages"] == before + 1, t
+    assert z["bytes_out"] < z["bytes_in"], t
     raw.close()
     raw2.close()
 
@@ -307,7 +313,7 @@ def test_rsv1_without_negotiation_is_a_protocol_error(broker, bridges):
 def test_wss_connect_receive_and_plain_refused(broker, bridges, publisher, pki):
     ctx = client_ctx(pki)
     br = bridges(broker.port, config=tls_config(pki), ssl_context=ctx)
-    assert br.health()["broker"]["connected"]  # HTTPS too
+    assert br.health()["transport"]["tls"]  # HTTPS too
 
     def steps_for(v):
         async def steps(ws):
