@@ -25,7 +25,8 @@ SATURATE_MAX_P99_US = 50_000
 COUNT_FIELDS = ("conns_target", "conns_ok", "connect_failures", "conns_open_at_end",
                 "slow_conns", "fast_open_at_end", "conns_receiving", "closed_by_server",
                 "read_errors", "protocol_errors", "frames", "data_frames", "other_frames",
-                "bytes", "lost", "tail_lost", "dup", "reordered")
+                "bytes", "lost", "tail_lost", "dup", "reordered", "compressed_frames",
+                "inflated_bytes")
 
 
 def percentile(hist, q):
@@ -108,6 +109,9 @@ def cmd_record(argv):
     hz = rec.get("clk_tck", 100)
     rec["bridge_cpu_s"] = ticks / hz
     rec["cpu_us_per_frame"] = (ticks / hz * 1e6 / rec["data_frames"]) if rec["data_frames"] else None
+    # WebSocket bytes the clients received per frame (compressed when deflate was negotiated;
+    # TLS record overhead not included)
+    rec["bytes_per_frame"] = (rec["bytes"] / rec["frames"]) if rec.get("frames") else None
     if rec.get("client_cpu_ticks") is not None:
         rec["client_cpu_s"] = rec["client_cpu_ticks"] / hz
     if rec.get("rss_conn_kb") is not None and rec.get("rss_before_kb") is not None \
@@ -157,7 +161,8 @@ def collapse(records):
                     "cpu_us_per_frame", "hwm_kb", "rss_end_kb", "rss_per_conn_b",
                     "conns_ok", "conns_target", "conns_receiving", "connect_failures",
                     "max_pass_fps", "rss_growth_kb", "client_cpu_s", "bridge_cpu_s",
-                    "expected_frames", "pub_achieved_rate"):
+                    "expected_frames", "pub_achieved_rate", "bytes_per_frame",
+                    "compressed_frames"):
             row[key] = median([r.get(key) for r in reps])
         for q in ("p50", "p99", "p999", "max"):
             row[q + "_us"] = median([r["lat_us"][q] for r in reps if r["lat_us"]["count"]])
@@ -182,6 +187,8 @@ def print_table(rows):
         if scen == "idle" and r.get("rss_per_conn_b") is not None:
             notes.append(f"{r['rss_per_conn_b']:.0f} B RSS/conn, "
                          f"{fmt(r['conns_receiving'])}/{fmt(r['conns_target'])} receiving")
+        if r.get("bytes_per_frame") is not None:
+            notes.append(f"{r['bytes_per_frame']:.0f} B/frame")
         if r.get("rss_growth_kb") is not None:
             notes.append(f"RSS growth {r['rss_growth_kb'] / 1024:.1f} MB")
         if r["errors"]:
@@ -199,9 +206,10 @@ def print_table(rows):
         print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
 
 
-TELEBRIDGES = ("telebridge", "telebridge-base")
+TELEBRIDGES = ("telebridge", "telebridge-base", "telebridge-tls", "telebridge-deflate",
+               "telebridge-tls-deflate")
 RATIO_KEYS = ("cpu_us_per_frame", "p99_us", "hwm_kb", "rss_per_conn_b", "recv_fps",
-              "max_pass_fps")
+              "max_pass_fps", "bytes_per_frame")
 
 
 def ratios(rows):

@@ -14,9 +14,19 @@
 # every repeat and scenario (the two swap order on even repeats), so a build can be compared
 # with its starting point: ratios telebridge/telebridge-base in summary.txt.
 #
+# Transport variants of the same binary and config (add them to --bridges):
+#   telebridge-tls          wss://: a self-signed pair made with openssl in the results dir,
+#                           clients speak TLS (tb-wsload --tls)
+#   telebridge-deflate      the clients offer permessage-deflate (tb-wsload --deflate)
+#   telebridge-tls-deflate  both
+# Their rows have "bytes_per_frame" (WebSocket bytes received per frame, TLS records not
+# counted) next to CPU per frame; summary.txt has the ratios telebridge/<variant>.
+# TB_BENCH_DEFLATE_LEVEL (1-9, default 1) sets server.deflate.level.
+#
 # Every process is started by this script and ended by its PID.  Only loopback addresses.
 #
-#   bench/run.sh [--scenarios fleet-2hz,fanout,saturate,idle,slow] [--bridges telebridge,node,python]
+#   bench/run.sh [--scenarios fleet-2hz,fanout,saturate,idle,slow]
+#                [--bridges telebridge,node,python,telebridge-tls,telebridge-deflate,telebridge-tls-deflate]
 #                [--quick] [--repeat N] [--telebridge PATH] [--baseline-telebridge PATH]
 #                [--out DIR] [--no-build]
 #   bench/run.sh --bridges telebridge --baseline-telebridge OLD --telebridge NEW   # two builds
@@ -143,6 +153,17 @@ check_binaries() {
 
 # ---- broker + bridge lifecycle ----
 MOSQ_PID="" BRIDGE_PID="" MQTT_PORT="" WS_PORT="" RUN_DIR=""
+WS_FLAGS=""  # tb-wsload flags of the bridge under test (--tls, --deflate)
+
+# A self-signed pair for the telebridge-tls* bridges, made once per run.
+tls_pair() {
+  local d=$OUT/tls
+  [ -f "$d/cert.pem" ] && return 0
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$d/key.pem" \
+    -out "$d/cert.pem" -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    > "$d/openssl.log" 2>&1 || { log "openssl could not make a certificate"; cat "$d/openssl.log" >&2; return 1; }
+}
 start_stack() {  # $1 = bridge, $2 = run dir
   local bridge=$1
   RUN_DIR=$2
@@ -155,8 +176,17 @@ start_stack() {  # $1 = bridge, $2 = run dir
   wait_port "$MQTT_PORT" "$MOSQ_PID" || { log "mosquitto did not start"; return 1; }
   WS_PORT=$(free_port)
   local env=(TB_MQTT_HOST=127.0.0.1 TB_MQTT_PORT="$MQTT_PORT" TB_LISTEN="127.0.0.1:$WS_PORT")
+  WS_FLAGS=""
   case "$bridge" in
-    telebridge) env "${env[@]}" "$TELEBRIDGE" -c "$BENCH/telebridge-bench.yaml" > "$RUN_DIR/bridge.log" 2>&1 & ;;
+    telebridge-tls*)
+      tls_pair || return 1
+      env+=(TB_BENCH_TLS_CERT="$OUT/tls/cert.pem" TB_BENCH_TLS_KEY="$OUT/tls/key.pem")
+      WS_FLAGS="--tls" ;;
+  esac
+  case "$bridge" in *-deflate) WS_FLAGS="$WS_FLAGS --deflate" ;; esac
+  case "$bridge" in
+    telebridge|telebridge-tls|telebridge-deflate|telebridge-tls-deflate)
+      env "${env[@]}" "$TELEBRIDGE" -c "$BENCH/telebridge-bench.yaml" > "$RUN_DIR/bridge.log" 2>&1 & ;;
     telebridge-base) env "${env[@]}" "$BASE_TELEBRIDGE" -c "$BENCH/telebridge-bench.yaml" > "$RUN_DIR/bridge.log" 2>&1 & ;;
     node) env "${env[@]}" node "$BENCH/baselines/node/bridge.js" > "$RUN_DIR/bridge.log" 2>&1 & ;;
     python) env "${env[@]}" "$PY" "$BENCH/baselines/python/bridge.py" > "$RUN_DIR/bridge.log" 2>&1 & ;;
@@ -176,7 +206,8 @@ stop_stack() {
 probe() {
   local i
   for i in 1 2 3 4 5 6 7 8 9 10; do
-    "$WSLOAD" --port "$WS_PORT" --paths "/ws/telemetry/%d" --ids 900000-900000 --duration 1.5 \
+    # shellcheck disable=SC2086
+    "$WSLOAD" --port "$WS_PORT" $WS_FLAGS --paths "/ws/telemetry/%d" --ids 900000-900000 --duration 1.5 \
       > "$RUN_DIR/probe.json" 2> "$RUN_DIR/probe.err" &
     local wpid=$!; track "$wpid"
     sleep 0.3
@@ -200,7 +231,7 @@ measure() {
   local rss_before; rss_before=$(status_kb "$BRIDGE_PID" VmRSS)
   for spec in "${specs[@]}"; do
     # shellcheck disable=SC2086
-    "$WSLOAD" --port "$WS_PORT" --duration 900 --label "$tag-$i" $spec > "$dir/$tag-ws$i.json" 2> "$dir/$tag-ws$i.err" &
+    "$WSLOAD" --port "$WS_PORT" $WS_FLAGS --duration 900 --label "$tag-$i" $spec > "$dir/$tag-ws$i.json" 2> "$dir/$tag-ws$i.err" &
     wpids+=($!); track $!; wouts+=("$dir/$tag-ws$i.json"); i=$((i + 1))
   done
   local t=0 ready
@@ -243,7 +274,7 @@ measure() {
     clk_tck="$CLK_TCK" rss_before_kb="${rss_before:-0}" rss_conn_kb="${rss_conn:-0}" \
     rss_end_kb="${rss_end:-0}" rss_max_kb="$rss_max" hwm_kb="${hwm:-0}" rss_series="$series" \
     error="$err" --pub "$dir/$tag-pub.json" --ws "${wouts[@]}" | tee -a "$RAW" |
-    "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read()); l=r["lat_us"]; print("  %-10s %-15s step %-6s %9.0f frames/s  lost %d  p50 %.2f ms  p99 %.2f ms  cpu %s us/frame  rss %d MB%s" % (r["scenario"], r["bridge"], r["step"], r["recv_fps"], r["lost"], l["p50"]/1e3, l["p99"]/1e3, "%.2f" % r["cpu_us_per_frame"] if r["cpu_us_per_frame"] else "-", r["hwm_kb"]//1024, ("  ERROR " + r["error"]) if r.get("error") else ""))' >&2
+    "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read()); l=r["lat_us"]; print("  %-10s %-22s step %-6s %9.0f frames/s  lost %d  p50 %.2f ms  p99 %.2f ms  cpu %s us/frame  %s B/frame  rss %d MB%s" % (r["scenario"], r["bridge"], r["step"], r["recv_fps"], r["lost"], l["p50"]/1e3, l["p99"]/1e3, "%.2f" % r["cpu_us_per_frame"] if r["cpu_us_per_frame"] else "-", "%.0f" % r["bytes_per_frame"] if r.get("bytes_per_frame") else "-", r["hwm_kb"]//1024, ("  ERROR " + r["error"]) if r.get("error") else ""))' >&2
   LAST_REC=$(tail -1 "$RAW")
 }
 

@@ -19,6 +19,12 @@
  * after the handshake, with a small SO_RCVBUF (--slow-rcvbuf) so that the kernel buffers
  * fill within seconds and the bridge's own queue policy has to act.
  *
+ * --tls: wss:// (OpenSSL, no certificate verification: the bench's own self-signed pair on
+ * loopback); the TLS handshake runs non-blocking before the upgrade request.  --deflate:
+ * offers permessage-deflate and inflates compressed frames (a fresh raw inflater per
+ * message: the bridge never uses context takeover); "bytes" stays the WebSocket bytes
+ * received (compressed), "inflated_bytes" what they inflated to.
+ *
  * Output: a READY line on stderr once every connection is open or has failed, then (after
  * --duration seconds or SIGINT/SIGTERM) one JSON summary line on stdout.
  *
@@ -41,6 +47,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <zlib.h>
 
 #include "sha1.h"
 
@@ -106,14 +116,16 @@ struct opts {
     double connect_timeout;
     const char *label;
     int read_interval_us;
+    int tls, deflate;
 };
 
 static struct opts g_opt;
+static SSL_CTX *g_ssl_ctx; /* --tls */
 static volatile sig_atomic_t g_stop;
 static atomic_int g_threads_ready;
 
 /* ---- per-connection state (owned by one worker thread) ---- */
-enum conn_state { CS_IDLE, CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_FAILED, CS_CLOSED };
+enum conn_state { CS_IDLE, CS_CONNECTING, CS_TLS, CS_HANDSHAKE, CS_OPEN, CS_FAILED, CS_CLOSED };
 
 struct stream {
     uint32_t last;   /* highest seq seen */
@@ -122,9 +134,11 @@ struct stream {
 
 struct conn {
     int fd;
+    SSL *ssl;      /* --tls */
     uint8_t state;
     uint8_t slow;
     uint8_t frag_op;
+    uint8_t frag_z; /* the fragmented message is compressed (RSV1 on its first frame) */
     uint8_t attempts;
     int group;
     int id; /* vehicle id from the path, -1 when the path has no %d */
@@ -163,6 +177,10 @@ struct worker {
     uint64_t frames, data_frames, other_frames, bytes, pings, pongs_failed;
     uint64_t connect_ok, connect_fail, connect_retries, closed_by_server, read_errors;
     uint64_t protocol_errors;
+    uint64_t compressed_frames, inflated_bytes;
+    z_stream zs;    /* --deflate */
+    char *zbuf;     /* inflated message */
+    size_t zcap;
     uint64_t first_data_us, last_data_us;
     int ready;
     int unmask_warned;
@@ -266,6 +284,10 @@ static int room_lookup(struct worker *w, const char *name, size_t n)
 /* ---- connection lifecycle ---- */
 static void conn_release(struct worker *w, struct conn *c)
 {
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd >= 0) {
         epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -282,7 +304,7 @@ static void conn_release(struct worker *w, struct conn *c)
 /* Connect-phase failure: retry a few times, then count it. */
 static void conn_fail(struct worker *w, struct conn *c, const char *why)
 {
-    int was_connecting = c->state == CS_CONNECTING || c->state == CS_HANDSHAKE;
+    int was_connecting = c->state == CS_CONNECTING || c->state == CS_TLS || c->state == CS_HANDSHAKE;
     conn_release(w, c);
     if (!was_connecting) {
         c->state = CS_CLOSED;
@@ -345,7 +367,41 @@ static int conn_start(struct worker *w, struct conn *c, int global_index)
     return 0;
 }
 
-static void conn_send_upgrade(struct worker *w, struct conn *c)
+/* send() or SSL_write(); best effort for the small writes of this client. */
+static ssize_t conn_write(struct conn *c, const void *p, size_t n)
+{
+    if (c->ssl) {
+        int r = SSL_write(c->ssl, p, (int)n);
+        return r > 0 ? r : -1;
+    }
+    return send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void conn_send_upgrade(struct worker *w, struct conn *c);
+
+/* Drives the non-blocking TLS handshake; the upgrade request follows it. */
+static void conn_tls_step(struct worker *w, struct conn *c)
+{
+    int r = SSL_connect(c->ssl);
+    if (r == 1) {
+        conn_send_upgrade(w, c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+        char why[160];
+        snprintf(why, sizeof why, "TLS handshake: %s", ERR_reason_error_string(ERR_get_error()));
+        ERR_clear_error();
+        conn_fail(w, c, why);
+        return;
+    }
+    struct epoll_event ev = {.events = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT,
+                             .data.u32 = (uint32_t)(c - w->conns)};
+    epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* The TCP connection is up: TLS first (--tls), or the upgrade request right away. */
+static void conn_connected(struct worker *w, struct conn *c)
 {
     int err = 0;
     socklen_t el = sizeof err;
@@ -354,6 +410,20 @@ static void conn_send_upgrade(struct worker *w, struct conn *c)
         conn_fail(w, c, strerror(err));
         return;
     }
+    if (!g_ssl_ctx) {
+        conn_send_upgrade(w, c);
+        return;
+    }
+    if (!(c->ssl = SSL_new(g_ssl_ctx)) || SSL_set_fd(c->ssl, c->fd) != 1) {
+        conn_fail(w, c, "SSL_new");
+        return;
+    }
+    c->state = CS_TLS;
+    conn_tls_step(w, c);
+}
+
+static void conn_send_upgrade(struct worker *w, struct conn *c)
+{
     uint8_t nonce[16];
     for (int i = 0; i < 16; i++)
         nonce[i] = (uint8_t)(rand() & 0xff);
@@ -366,10 +436,11 @@ static void conn_send_upgrade(struct worker *w, struct conn *c)
         snprintf(path, sizeof path, "%s", g->fmt);
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n%s"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
-                     path, g_opt.host, g_opt.port, c->key);
-    if (send(c->fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+                     path, g_opt.host, g_opt.port, c->key,
+                     g_opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
+    if (conn_write(c, req, (size_t)n) != n) {
         conn_fail(w, c, "short write of the upgrade request");
         return;
     }
@@ -390,7 +461,7 @@ static void send_control(struct conn *c, uint8_t opcode, const char *payload, si
     memcpy(f + 2, mask, 4);
     for (size_t i = 0; i < n; i++)
         f[6 + i] = (uint8_t)payload[i] ^ mask[i & 3];
-    ssize_t r = send(c->fd, f, 6 + n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t r = conn_write(c, f, 6 + n);
     (void)r;
 }
 
@@ -504,11 +575,54 @@ static void on_text(struct worker *w, struct conn *c, const char *p, size_t n, u
     account_seq(w, c, r, (uint32_t)vid, (uint32_t)seq);
 }
 
-static void on_message(struct worker *w, struct conn *c, uint8_t op, const char *p, size_t n,
-                       uint64_t now_rt)
+/* RFC 7692: the message's DEFLATE data plus the 00 00 ff ff its sender removed, inflated
+ * with a fresh window (the bridge uses no context takeover). NULL on bad data. */
+static const char *inflate_msg(struct worker *w, const char *p, size_t n, size_t *out_n)
 {
-    if (op == 1 || op == 2)
-        on_text(w, c, p, n, now_rt);
+    static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
+    if (inflateReset(&w->zs) != Z_OK)
+        return NULL;
+    size_t used = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        w->zs.next_in = (unsigned char *)(pass ? (const char *)tail : p);
+        w->zs.avail_in = (uInt)(pass ? sizeof tail : n);
+        while (w->zs.avail_in) {
+            if (w->zcap - used < 4096) {
+                size_t nc = w->zcap ? w->zcap * 2 : 65536;
+                char *nb = realloc(w->zbuf, nc);
+                if (!nb)
+                    return NULL;
+                w->zbuf = nb;
+                w->zcap = nc;
+            }
+            w->zs.next_out = (unsigned char *)w->zbuf + used;
+            w->zs.avail_out = (uInt)(w->zcap - used);
+            int rc = inflate(&w->zs, Z_SYNC_FLUSH);
+            used = w->zcap - w->zs.avail_out;
+            if (rc != Z_OK && rc != Z_BUF_ERROR)
+                return NULL;
+            if (rc == Z_BUF_ERROR && w->zs.avail_out)
+                break;
+        }
+    }
+    *out_n = used;
+    return w->zbuf;
+}
+
+static void on_message(struct worker *w, struct conn *c, uint8_t op, const char *p, size_t n,
+                       int compressed, uint64_t now_rt)
+{
+    if (op != 1 && op != 2)
+        return;
+    if (compressed) {
+        w->compressed_frames++;
+        if (!(p = inflate_msg(w, p, n, &n))) {
+            w->protocol_errors++;
+            return;
+        }
+        w->inflated_bytes += n;
+    }
+    on_text(w, c, p, n, now_rt);
 }
 
 /* Parses every complete frame in [p, p+n); returns bytes consumed, or -1 on close/error.
@@ -520,7 +634,7 @@ static ssize_t parse_frames(struct worker *w, struct conn *c, char *p, size_t n,
     *need = 0;
     while (n - off >= 2) {
         uint8_t b0 = (uint8_t)p[off], b1 = (uint8_t)p[off + 1];
-        int fin = b0 & 0x80, op = b0 & 0x0f, masked = b1 & 0x80;
+        int fin = b0 & 0x80, op = b0 & 0x0f, masked = b1 & 0x80, rsv1 = b0 & 0x40;
         uint64_t len = b1 & 0x7f;
         size_t hdr = 2;
         if (len == 126) {
@@ -569,17 +683,18 @@ static ssize_t parse_frames(struct worker *w, struct conn *c, char *p, size_t n,
         if (op == 0 || !fin) { /* fragmented message */
             if (op != 0) {
                 c->frag_op = (uint8_t)op;
+                c->frag_z = rsv1 != 0;
                 c->frag_len = 0;
             }
             if (buf_append(&c->frag, &c->frag_len, &c->frag_cap, pl, (size_t)len) != 0)
                 return -1;
             if (fin) {
-                on_message(w, c, c->frag_op, c->frag, c->frag_len, now_rt);
+                on_message(w, c, c->frag_op, c->frag, c->frag_len, c->frag_z, now_rt);
                 c->frag_len = 0;
             }
             continue;
         }
-        on_message(w, c, (uint8_t)op, pl, (size_t)len, now_rt);
+        on_message(w, c, (uint8_t)op, pl, (size_t)len, rsv1 != 0, now_rt);
     }
     return (ssize_t)off;
 }
@@ -656,9 +771,19 @@ static void on_readable(struct worker *w, struct conn *c)
     }
     if (keep)
         memcpy(w->buf, c->pend, keep);
-    ssize_t r = recv(c->fd, w->buf + keep, w->buf_cap - keep, 0);
+    ssize_t r;
+    if (c->ssl) {
+        int n = SSL_read(c->ssl, w->buf + keep, (int)(w->buf_cap - keep));
+        int e = n > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, n);
+        r = n > 0 ? n : (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) ? -1 : e == SSL_ERROR_ZERO_RETURN ? 0 : -2;
+        if (r == -1)
+            errno = EAGAIN;
+        ERR_clear_error();
+    } else {
+        r = recv(c->fd, w->buf + keep, w->buf_cap - keep, 0);
+    }
     if (r <= 0) {
-        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        if (r == -1 && (errno == EAGAIN || errno == EINTR))
             return;
         if (c->state == CS_OPEN) {
             w->closed_by_server++;
@@ -701,7 +826,8 @@ static void pump_connects(struct worker *w)
     uint64_t now = mono_us();
     for (int i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
-        if ((c->state == CS_CONNECTING || c->state == CS_HANDSHAKE) && now > c->deadline_us)
+        if ((c->state == CS_CONNECTING || c->state == CS_TLS || c->state == CS_HANDSHAKE) &&
+            now > c->deadline_us)
             conn_fail(w, c, "connect/handshake timeout");
     }
     for (int i = 0; i < w->nretry && w->inflight < limit;) {
@@ -745,11 +871,19 @@ static void *worker_main(void *arg)
                 continue;
             if (c->state == CS_CONNECTING) {
                 if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-                    conn_send_upgrade(w, c);
+                    conn_connected(w, c);
                 continue;
             }
-            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            if (c->state == CS_TLS) {
+                conn_tls_step(w, c);
+                continue;
+            }
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
                 on_readable(w, c);
+                /* TLS may hold decrypted bytes that epoll cannot see */
+                while (c->ssl && c->state == CS_OPEN && !c->slow && SSL_pending(c->ssl) > 0)
+                    on_readable(w, c);
+            }
         }
         if (!w->ready) {
             uint64_t now = mono_us();
@@ -796,6 +930,7 @@ static void usage(void)
             "         [--idle]\n"
             "         [--expect-seq N] [--vehicles V] [--vehicle-base B] [--expect-rate R]\n"
             "         [--threads T] [--concurrency C] [--connect-timeout S] [--label L]\n"
+            "         [--tls] [--deflate]\n"
             "Each --paths starts a group; --ids/--clients-per-path apply to the last group.\n"
             "A path with %%d is opened once per id in the range; a path without it once.\n"
             "--expect-seq N: every vehicle publishes seq 1..N; missing tail counts as lost.\n"
@@ -824,6 +959,8 @@ static int parse_opts(int argc, char **argv)
         {"connect-timeout", required_argument, NULL, 'T'},
         {"label", required_argument, NULL, 'L'},
         {"read-interval-us", required_argument, NULL, 'W'},
+        {"tls", no_argument, NULL, 'X'},
+        {"deflate", no_argument, NULL, 'Z'},
         {"help", no_argument, NULL, '?'},
         {NULL, 0, NULL, 0}};
     int ch;
@@ -863,6 +1000,8 @@ static int parse_opts(int argc, char **argv)
         case 'T': g_opt.connect_timeout = atof(optarg); break;
         case 'L': g_opt.label = optarg; break;
         case 'W': g_opt.read_interval_us = atoi(optarg); break;
+        case 'X': g_opt.tls = 1; break;
+        case 'Z': g_opt.deflate = 1; break;
         default: return -1;
         }
     }
@@ -897,6 +1036,8 @@ static int setup_workers(struct worker *ws, int total)
         w->buf_cap = WL_READ_BUF;
         w->buf = malloc(w->buf_cap);
         if (w->ep < 0 || !w->conns || !w->retry || !w->buf)
+            return -1;
+        if (g_opt.deflate && inflateInit2(&w->zs, -15) != Z_OK)
             return -1;
     }
     int k = 0;
@@ -976,6 +1117,7 @@ static void report(struct worker *ws, int total, double run_s)
         ADD(lat_sum_us); ADD(lat_count); ADD(frames); ADD(data_frames); ADD(other_frames);
         ADD(bytes); ADD(pings); ADD(connect_ok); ADD(connect_fail); ADD(connect_retries);
         ADD(closed_by_server); ADD(read_errors); ADD(protocol_errors);
+        ADD(compressed_frames); ADD(inflated_bytes);
 #undef ADD
         if (w->first_data_us && (!sum.first_data_us || w->first_data_us < sum.first_data_us))
             sum.first_data_us = w->first_data_us;
@@ -1033,6 +1175,8 @@ static void report(struct worker *ws, int total, double run_s)
            lost, tail, dup, reord);
     if (g_opt.expect_rate > 0)
         printf("\"expect_rate\":%.1f,", g_opt.expect_rate);
+    printf("\"tls\":%d,\"deflate\":%d,\"compressed_frames\":%" PRIu64 ",\"inflated_bytes\":%" PRIu64 ",",
+           g_opt.tls, g_opt.deflate, sum.compressed_frames, sum.inflated_bytes);
     uint64_t n = sum.lat_count;
     printf("\"lat_us\":{\"count\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
            ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "},",
@@ -1084,6 +1228,15 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    if (g_opt.tls) {
+        g_ssl_ctx = SSL_CTX_new(TLS_client_method());
+        if (!g_ssl_ctx) {
+            fprintf(stderr, "tb-wsload: cannot set up TLS\n");
+            return 1;
+        }
+        SSL_CTX_set_verify(g_ssl_ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(g_ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
     int total = count_conns();
     struct worker *ws = calloc((size_t)g_opt.threads, sizeof *ws);
     if (!ws || setup_workers(ws, total) != 0) {
@@ -1119,8 +1272,12 @@ int main(int argc, char **argv)
         free(ws[t].retry);
         free(ws[t].buf);
         free(ws[t].rooms);
+        free(ws[t].zbuf);
+        if (g_opt.deflate)
+            inflateEnd(&ws[t].zs);
         close(ws[t].ep);
     }
     free(ws);
+    SSL_CTX_free(g_ssl_ctx);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "alert_runtime.h"
+#include "pmd.h"
 #include "fanout.h"
 #include "log.h"
 #include "mqtt_client.h"
@@ -33,6 +34,8 @@ static void apply_limits(struct bridge *br, const struct tb_config *cfg)
     fanout_set_max_rooms(br->fan, cfg->server.max_rooms);
     fanout_set_max_client_rooms(br->fan, cfg->server.max_client_rooms);
     room_registry_set_byte_limits(br->rooms, cfg->server.max_room_bytes, cfg->server.max_stored_bytes);
+    if (pmd_configure(br->pmd, cfg->server.deflate.min_bytes, cfg->server.deflate.level))
+        LOG_WARN("bridge", "permessage-deflate: cannot set up zlib; frames go uncompressed");
 }
 
 /* Per-route delivery counters for cfg's routes, zeroed (routes are positions in the
@@ -82,14 +85,14 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
     notify_init(&br->notify);
     br->started_wall_ms = tb_wall_ms();
     if (!(br->rooms = room_registry_new()) || !(br->fan = fanout_new(br->rooms, &br->st)) ||
-        !(br->writer = writer_new()) || !(br->subs = subscriptions_new(br->fan, cfg, epoch)) ||
+        !(br->writer = writer_new()) || !(br->pmd = pmd_new()) || !(br->subs = subscriptions_new(br->fan, cfg, epoch)) ||
         !(br->sessions = session_registry_new())) {
         bridge_free(br);
         return NULL;
     }
     apply_limits(br, cfg);
     reset_route_counters(br, cfg);
-    br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer, &br->conn_log};
+    br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer, &br->conn_log, br->pmd};
     br->proto = (struct protocol){cfg, br->fan, br->subs, br->sessions, NULL};
     return br;
 }
@@ -121,6 +124,7 @@ void bridge_free(struct bridge *br)
     session_registry_free(br->sessions);
     subscriptions_free(br->subs);
     writer_free(br->writer);
+    pmd_free(br->pmd);
     fanout_free(br->fan);
     room_registry_free(br->rooms);
     router_out_free(&br->routed);

@@ -54,6 +54,7 @@ struct bridge {
     struct room_registry *rooms;
     struct fanout *fan;
     struct writer *writer;
+    struct pmd *pmd;                /* permessage-deflate: frames compressed once (pmd.h) */
     struct conn_env env;            /* shared by every connection: counters, rooms, writer */
     struct subscriptions *subs;
     struct session_registry *sessions;

@@ -25,6 +25,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "config_schema.h"
 #include "hash.h"
 #include "netaddr.h"
@@ -137,6 +140,20 @@ static int check_trusted_proxy(struct loader *l, const yaml_node_t *n, const cha
     return 0;
 }
 
+#define D(f) offsetof(struct cfg_deflate, f)
+static const struct cfg_field deflate_fields[] = {
+    { .name = "enabled", .type = CT_BOOL, .off = D(enabled), .def = "true" },
+    { .name = "min_bytes", .type = CT_SIZE, .off = D(min_bytes), .min = 0, .max = 64LL << 20, .def = "256" },
+    { .name = "level", .type = CT_INT, .off = D(level), .min = 1, .max = 9, .def = "1" },
+};
+#undef D
+static const struct cfg_schema deflate_schema = { "server.deflate", deflate_fields, COUNT(deflate_fields) };
+
+static int section_deflate(struct loader *l, const yaml_node_t *n, void *base)
+{
+    return cfg_apply(l, n, &deflate_schema, &((struct cfg_server *)base)->deflate);
+}
+
 #define S(f) offsetof(struct cfg_server, f)
 #define SR(k) .name = k, .restart = "server." k
 static const struct cfg_field server_fields[] = {
@@ -156,6 +173,10 @@ static const struct cfg_field server_fields[] = {
     { .name = "trusted_proxies", .type = CT_STRLIST, .off = S(trusted_proxies), .off_n = S(n_trusted_proxies),
       .scalar = check_trusted_proxy },
     { SR("writer_threads"), .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads, .keep = keep_writer_threads },
+    { .name = "tls_cert", .type = CT_PATH, .off = S(tls_cert) },
+    { .name = "tls_key", .type = CT_PATH, .off = S(tls_key) },
+    { SR("tls_client_ca"), .type = CT_PATH, .off = S(tls_client_ca) },
+    { .name = "deflate", .type = CT_SECTION, .off = S(deflate), .section = section_deflate, .sub = &deflate_schema },
 };
 #undef S
 #undef SR
@@ -202,9 +223,48 @@ static int section_mqtt(struct loader *l, const yaml_node_t *n, void *base)
     return rc;
 }
 
+/* OpenSSL's reason for the last failure (and clears its error queue). */
+static const char *ssl_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    ERR_clear_error();
+    return r ? r : "unreadable";
+}
+
+/* wss://: the certificate chain and key must load and belong together, and the client CA
+ * must load, so a reload with a broken pair is refused as a whole (nothing changes). */
+static int check_tls(struct loader *l, const yaml_node_t *n, const struct cfg_server *s)
+{
+    if (!s->tls_cert != !s->tls_key)
+        return cfg_error(l, n, 0, "server: tls_cert and tls_key go together (wss:// needs both)");
+    if (s->tls_client_ca && !s->tls_cert)
+        return cfg_error(l, n, 0, "server: tls_client_ca needs tls_cert and tls_key");
+    if (!s->tls_cert)
+        return 0;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    int rc = 0;
+    if (!ctx)
+        rc = cfg_error(l, n, 0, "server: cannot set up TLS (%s)", ssl_reason());
+    else if (SSL_CTX_use_certificate_chain_file(ctx, s->tls_cert) != 1)
+        rc = cfg_error(l, n, 0, "server: tls_cert %s: %s", s->tls_cert, ssl_reason());
+    else if (SSL_CTX_use_PrivateKey_file(ctx, s->tls_key, SSL_FILETYPE_PEM) != 1)
+        rc = cfg_error(l, n, 0, "server: tls_key %s: %s", s->tls_key, ssl_reason());
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        rc = cfg_error(l, n, 0, "server: tls_key %s does not belong to tls_cert %s", s->tls_key, s->tls_cert);
+    else if (s->tls_client_ca && SSL_CTX_load_verify_locations(ctx, s->tls_client_ca, NULL) != 1)
+        rc = cfg_error(l, n, 0, "server: tls_client_ca %s: %s", s->tls_client_ca, ssl_reason());
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
 static int section_server(struct loader *l, const yaml_node_t *n, void *base)
 {
-    return cfg_apply(l, n, &server_schema, &((struct tb_config *)base)->server);
+    struct cfg_server *s = &((struct tb_config *)base)->server;
+    int rc = cfg_apply(l, n, &server_schema, s);
+    if (!rc && n)
+        rc = check_tls(l, n, s);
+    return rc;
 }
 
 static int section_log(struct loader *l, const yaml_node_t *n, void *base)
@@ -829,7 +889,18 @@ static const struct cfg_schema top_schema = { "the configuration", top_fields, C
 size_t config_keep_restart_settings(struct tb_config *next, const struct tb_config *cur,
                                     const char **names, size_t max_names)
 {
-    return cfg_keep_restart(&top_schema, next, cur, names, 0, max_names);
+    size_t n = cfg_keep_restart(&top_schema, next, cur, names, 0, max_names);
+    /* A new certificate is loaded on reload, but the listener is TLS or not from the
+     * start: turning it on or off keeps the running pair (one "server.tls_cert"). */
+    struct cfg_server *ns = &next->server;
+    const struct cfg_server *cs = &cur->server;
+    if (!ns->tls_cert != !cs->tls_cert) {
+        cfg_keep_str(&ns->tls_cert, cs->tls_cert);
+        cfg_keep_str(&ns->tls_key, cs->tls_key);
+        if (n < max_names)
+            names[n++] = "server.tls_cert";
+    }
+    return n;
 }
 
 static int add_filter_str(struct tb_config *c, const char *f)
@@ -924,6 +995,7 @@ static void free_config(struct tb_config *c)
     free(c->server.trusted_proxies);
     free(c->server.listen_host);
     free(c->server.static_dir);
+    free(c->server.tls_cert), free(c->server.tls_key), free(c->server.tls_client_ca);
     free(c->sessions.request_topic), free(c->sessions.room_prefix);
     free(c->alert_state.origin), free(c->alert_state.hmac_key);
     for (size_t i = 0; i < c->n_endpoints; i++)

@@ -48,6 +48,13 @@ struct cfg_mqtt {
     int reconnect_max_ms;       /* default 10000 */
 };
 
+/* server.deflate: permessage-deflate for the frames the bridge sends (pmd.h). */
+struct cfg_deflate {
+    bool enabled;               /* offered to clients that ask (new connections), default true */
+    size_t min_bytes;           /* smaller frames go uncompressed, default 256 */
+    int level;                  /* zlib level 1-9, default 1 */
+};
+
 struct cfg_server {
     char *listen_host;          /* from "listen: host:port", default "0.0.0.0" */
     int port;                   /* default 8080 */
@@ -68,6 +75,12 @@ struct cfg_server {
     size_t n_trusted_proxies;
     int writer_threads;              /* threads sharing the end-of-batch send()s, or
                                       * CFG_WRITER_THREADS_AUTO (default: CPUs - 1) */
+    /* wss://: certificate chain and key (PEM, both or neither; checked at load), and the
+     * CA whose client certificates are required (NULL = none asked for). A reload loads a
+     * new certificate for new connections; turning TLS on or off, and the client CA, need
+     * a restart. */
+    char *tls_cert, *tls_key, *tls_client_ca;
+    struct cfg_deflate deflate;
 };
 
 struct cfg_endpoint {

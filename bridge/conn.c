@@ -265,6 +265,8 @@ enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct s
 {
     if (c->closing)
         return CONN_DROPPED;
+    if (c->deflate && c->env->pmd)
+        m = pmd_frame(c->env->pmd, m); /* compressed once per message, shared */
     struct pending *p = s && m->key ? pending_find(c, s, m->key) : NULL;
     if (p && !conflate) {
         /* A message of a 'disconnect' route behind a conflated value of the same topic:
@@ -312,6 +314,32 @@ enum conn_enqueue_result conn_send_text(struct conn *c, const char *text, size_t
     enum conn_enqueue_result r = conn_enqueue(c, m, NULL, false);
     msg_unref(m);
     return r;
+}
+
+/* Replaces *slot (one reference) by its compressed twin, if it gets one. */
+static void swap_for_twin(struct conn *c, struct tb_msg **slot)
+{
+    struct tb_msg *t = pmd_frame(c->env->pmd, *slot);
+    if (t == *slot)
+        return;
+    c->q_bytes = c->q_bytes - (*slot)->len + t->len;
+    msg_ref(t); /* before the original goes: it may hold the twin's last reference */
+    msg_unref(*slot);
+    *slot = t;
+}
+
+void conn_set_deflate(struct conn *c)
+{
+    if (c->deflate || !c->env->pmd)
+        return;
+    c->deflate = true;
+    for (uint32_t i = 0; i < c->q_len; i++)
+        swap_for_twin(c, &c->q[(c->q_head + i) % c->q_cap]);
+    for (struct pending *p = pending_first(c); p; p = pending_next(p)) {
+        struct tb_msg *t = msg_ref(pmd_frame(c->env->pmd, p->msg));
+        msg_unref(p->msg);
+        p->msg = t;
+    }
 }
 
 void conn_close(struct conn *c, int code, const char *reason)

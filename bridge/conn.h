@@ -28,6 +28,7 @@
 
 #include "throttle.h"
 #include "msg.h"
+#include "pmd.h"
 #include "room.h"
 #include "stats.h"
 
@@ -51,6 +52,7 @@ struct conn_env {
     void (*want_write)(void *ud, struct conn *c);   /* queue non-empty, or close asked */
     void *ud;
     struct log_budget *log_budget;  /* connection events at info (conn_log_allowed); may be NULL */
+    struct pmd *pmd;    /* compresses frames for permessage-deflate connections; NULL = none */
 };
 
 /* Connection events (open, close, subscribe) are logged at info, at most CONN_LOG_BURST
@@ -79,6 +81,7 @@ struct conn {
     struct conn_waiting *waiting; /* conflated messages waiting for queue space (conn.c) */
     bool closing;
     bool peer_closed;             /* the client sent a close frame: write nothing more */
+    bool deflate;                 /* negotiated permessage-deflate: data frames go compressed (pmd.h) */
     bool flush_queued;            /* on the writer's end-of-batch list */
     int close_code;
     char *close_reason;           /* allocated by conn_close */
@@ -103,6 +106,11 @@ void conn_free(struct conn *c);
 enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate);
 /* Queues a copy of a control frame built from text. */
 enum conn_enqueue_result conn_send_text(struct conn *c, const char *text, size_t len);
+
+/* The connection negotiated permessage-deflate: from now on its data frames are queued
+ * compressed (pmd_frame), and so are those already queued or waiting (the welcome and
+ * room state bridge_open queued before the caller could say so). */
+void conn_set_deflate(struct conn *c);
 
 /* Asks for a close frame with 'code' and 'reason' (the writer sends it). */
 void conn_close(struct conn *c, int code, const char *reason);

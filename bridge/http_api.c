@@ -12,6 +12,7 @@
 #include "log.h"
 #include "mqtt_client.h"
 #include "process_stats.h"
+#include "pmd.h"
 #include "reload.h"
 #include "room.h"
 #include "throttle.h"
@@ -33,6 +34,23 @@ static cJSON *connections_json(const struct bridge *br)
     return c;
 }
 
+/* wss:// or not, and what permessage-deflate saved (messages compressed once each). */
+static cJSON *transport_json(const struct bridge *br)
+{
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddBoolToObject(t, "tls", br->cfg->server.tls_cert != NULL);
+    size_t n = 0;
+    for (const struct lws_dll2 *d = br->conns.head; d; d = d->next)
+        n += lws_container_of(d, const struct conn, in_bridge)->deflate;
+    struct pmd_stats zs = pmd_stats(br->pmd);
+    cJSON *z = cJSON_AddObjectToObject(t, "deflate");
+    cJSON_AddNumberToObject(z, "connections", (double)n);
+    cJSON_AddNumberToObject(z, "messages", (double)zs.frames);
+    cJSON_AddNumberToObject(z, "bytes_in", (double)zs.bytes_in);
+    cJSON_AddNumberToObject(z, "bytes_out", (double)zs.bytes_out);
+    return t;
+}
+
 static cJSON *health_json(const struct http_api_src *src)
 {
     const struct bridge *br = src->br;
@@ -42,6 +60,7 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(h, "uptime_s", (double)(tb_now_ms() - br->started_ms) / 1000.0);
     cJSON_AddStringToObject(h, "event_loop", src->event_loop);
     cJSON_AddNumberToObject(h, "writer_threads", writer_thread_count(br->writer));
+    cJSON_AddItemToObject(h, "transport", transport_json(br));
     cJSON *b = cJSON_AddObjectToObject(h, "broker");
     cJSON_AddStringToObject(b, "state", br->broker_connected ? "connected" : "disconnected");
     cJSON_AddBoolToObject(b, "connected", br->broker_connected);

@@ -18,6 +18,8 @@ struct tb_msg *msg_new(const void *data, size_t len)
     m->refs = 1;
     m->len = (uint32_t)len;
     m->key = 0;
+    m->twin = NULL;
+    m->twin_done = false;
     memcpy(m->buf + LWS_PRE, data, len);
     m->buf[LWS_PRE + len] = '\0';
     /* RFC 6455 header, FIN + text opcode, server frames are not masked. */
@@ -42,8 +44,10 @@ struct tb_msg *msg_new(const void *data, size_t len)
 
 void msg_unref(struct tb_msg *m)
 {
-    if (m && --m->refs == 0)
+    if (m && --m->refs == 0) {
+        msg_unref(m->twin);
         free(m);
+    }
 }
 
 uint64_t msg_topic_key(const char *topic)

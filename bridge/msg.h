@@ -10,6 +10,7 @@
 #ifndef TB_MSG_H
 #define TB_MSG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,8 @@ struct tb_msg {
     uint32_t len;       /* payload bytes */
     uint8_t hdr_len;    /* bytes of the precomputed frame header before the payload */
     uint64_t key;       /* conflation key within a room: hash of the MQTT topic (0 = none) */
+    struct tb_msg *twin; /* the same message compressed (pmd.h), built on first need; own reference */
+    bool twin_done;     /* twin decided: built, or not worth it (NULL) */
     unsigned char buf[]; /* LWS_PRE headroom, payload, NUL */
 };
 

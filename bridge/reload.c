@@ -228,6 +228,11 @@ void reload_get_stats(const struct reload *rl, struct reload_stats *out)
     out->at_wall_ms = rl && rl->count ? rl->at_wall_ms : 0;
 }
 
+unsigned reload_successes(const struct reload *rl)
+{
+    return rl ? rl->count - rl->failures : 0;
+}
+
 cJSON *reload_status_json(const struct reload *rl)
 {
     cJSON *j = cJSON_CreateObject();

@@ -45,6 +45,11 @@ struct reload_stats {
 };
 void reload_get_stats(const struct reload *rl, struct reload_stats *out);   /* rl may be NULL */
 
+/* Reloads that succeeded so far (applied, or the file unchanged); 0 for NULL. Whoever
+ * reads files the config only names (the TLS certificate) reads them again when this
+ * grows: a SIGHUP after a certificate rotation leaves the config file as it was. */
+unsigned reload_successes(const struct reload *rl);
+
 /* {"ok","at","trigger","count","failures","errors":[...],"needs_restart":[...]} for /health. */
 cJSON *reload_status_json(const struct reload *rl);
 

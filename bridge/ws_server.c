@@ -32,6 +32,7 @@
 #include "notify.h"
 #include "reload.h"
 #include "throttle.h"
+#include "transport.h"
 #include "writer.h"
 
 #define PATH_MAX_LEN 1024
@@ -42,6 +43,7 @@ struct pss {
     struct conn *conn;      /* WebSocket connections */
     struct sbuf rx;         /* reassembly of fragmented client frames */
     bool rx_binary, rx_overflow;
+    bool deflate;           /* the handshake accepted permessage-deflate */
     uint64_t last_ping_ms;  /* our last ping (idle_check) */
     uint64_t idle_cut_ms;   /* the idle close frame is out: cut at this time (0 = not) */
     char *body;             /* HTTP response body being sent */
@@ -70,10 +72,24 @@ struct ws_server {
     int spare_fd;           /* freed to accept-and-close the backlog (shed_backlog) */
     uint64_t shed;          /* connections refused that way */
     struct addr_table *addrs; /* limits per source address (limits.max_addresses) */
+    struct transport *tr;   /* wss:// and permessage-deflate */
+    unsigned reloads_seen;  /* reload_successes when the TLS pair was last loaded */
 };
 
 static void on_backlog(lws_sorted_usec_list_t *sul);
 static void idle_sweep(struct ws_server *ws, uint64_t now);
+
+/* A reload (SIGHUP or a changed file) may name a new certificate, or the same files with
+ * new contents: after each one the pair is loaded again for new connections. */
+static void poll_reload(struct ws_server *ws, uint64_t now)
+{
+    reload_poll(ws->rl, ws->br, now);
+    unsigned n = reload_successes(ws->rl);
+    if (n == ws->reloads_seen)
+        return;
+    ws->reloads_seen = n;
+    transport_tls_reload(ws->tr, &ws->br->cfg->server);
+}
 
 /* One MQTT batch; the frames it queues are written directly at its end (writer.h). A
  * larger backlog continues right after this round of socket events. */
@@ -102,7 +118,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     uint64_t now = tb_now_ms();
     mqtt_client_tick(ws->mqtt, now); /* first connection still to make? */
     writer_batch_begin(br->writer);
-    reload_poll(ws->rl, br, now);
+    poll_reload(ws, now);
     bridge_tick(br, now);
     idle_sweep(ws, now);
     notify_watchdog(&br->notify, now);
@@ -407,6 +423,8 @@ static int on_established(struct ws_server *ws, struct lws *wsi, struct pss *pss
         return -1;
     count_address(ws, wsi, pss);
     pss->conn = c;
+    if (pss->deflate)
+        conn_set_deflate(c);
     sbuf_init(&pss->rx);
     pss->last_ping_ms = 0;
     pss->idle_cut_ms = 0;
@@ -549,12 +567,25 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!br)
             return 0;
         process_mqtt(ws);
-        reload_poll(ws->rl, br, tb_now_ms());
+        poll_reload(ws, tb_now_ms());
         if (br->stop_requested && !br->stopping)
             bridge_begin_shutdown(br);
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(ws, wsi);
+    case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+        if (!br || !pss || transport_confirm_extension(&br->cfg->server, wsi, in))
+            return 1;
+        pss->deflate = true;
+        return 0;
+    case LWS_CALLBACK_ADD_HEADERS:
+        if (pss && pss->deflate)
+            transport_add_headers(in);
+        return 0;
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        return ws ? transport_tls_setup(ws->tr, user) : -1;
+    case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
+        return transport_client_cert_verdict(len);
     case LWS_CALLBACK_ESTABLISHED:
         return on_established(ws, wsi, pss);
     case LWS_CALLBACK_RECEIVE:
@@ -784,6 +815,11 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
         return NULL;
     ws->br = br;
     ws->rl = rl;
+    ws->reloads_seen = reload_successes(rl);
+    if (!(ws->tr = transport_new())) {
+        free(ws);
+        return NULL;
+    }
     const struct cfg_server *s = &br->cfg->server;
     lws_set_log_level(LLL_ERR | (log_get_level() == TB_LOG_DEBUG ? LLL_WARN | LLL_NOTICE : 0), lws_log_bridge);
     struct lws_context_creation_info info;
@@ -798,6 +834,7 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
     if (!info.iface)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = 10;
+    transport_context_info(s, &info);
     set_conn_cap(ws, raise_fd_limit());
     ws->addrs = addr_table_new(br->cfg->limits.max_addresses);
     if (!ws->addrs) {
@@ -807,9 +844,11 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
     ws->spare_fd = -1;
     ws->ctx = create_context(ws, &info);
     if (!ws->ctx) {
-        LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?)",
-                  s->listen_host ? s->listen_host : "*", s->port);
+        LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?%s)",
+                  s->listen_host ? s->listen_host : "*", s->port,
+                  s->tls_cert ? " or the TLS setup failed" : "");
         addr_table_free(ws->addrs);
+        transport_free(ws->tr);
         free(ws);
         return NULL;
     }
@@ -824,7 +863,8 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
     else
         LOG_INFO("ws", "%d writer thread%s", writers, writers == 1 ? "" : "s");
     lws_sul_schedule(ws->ctx, 0, &ws->tick_sul, on_tick, TICK_US);
-    LOG_INFO("ws", "listening on %s:%d", s->listen_host ? s->listen_host : "*", s->port);
+    LOG_INFO("ws", "listening on %s:%d (%s)", s->listen_host ? s->listen_host : "*", s->port,
+             s->tls_cert ? s->tls_client_ca ? "wss://, client certificates required" : "wss://" : "ws://");
     return ws;
 }
 
@@ -836,6 +876,7 @@ void ws_server_set_mqtt(struct ws_server *ws, struct mqtt_client *mqtt)
 void ws_server_set_reload(struct ws_server *ws, struct reload *rl)
 {
     ws->rl = rl;
+    ws->reloads_seen = reload_successes(rl);
 }
 
 const char *ws_server_event_loop(const struct ws_server *ws)
@@ -879,5 +920,6 @@ void ws_server_destroy(struct ws_server *ws)
     if (ws->loop)
         ev_loop_destroy(ws->loop);
     addr_table_free(ws->addrs);
+    transport_free(ws->tr);
     free(ws);
 }

@@ -19,7 +19,7 @@ WEB_PORT=""
 VEHICLES=6
 INSTALL=1
 PACKAGES=(build-essential cmake pkg-config libmosquitto-dev libwebsockets-dev libwebsockets-evlib-ev
-          libev-dev libcjson-dev libyaml-dev libssl-dev libsystemd-dev libcmocka-dev mosquitto mosquitto-clients)
+          libev-dev libcjson-dev libyaml-dev libssl-dev libsystemd-dev zlib1g-dev libcmocka-dev mosquitto mosquitto-clients)
 
 BUILD_STEP=1
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }

@@ -255,8 +255,9 @@ class Bridge(Proc):
     _uid = 0
 
     def __init__(self, broker_port, config=None, config_path=None, env=None, port=None,
-                 wait_broker=True, args=(), asan_options=None, preexec_fn=None):
+                 wait_broker=True, args=(), asan_options=None, preexec_fn=None, ssl_context=None):
         Bridge._uid += 1
+        self.ssl_context = ssl_context  # wss:// bridges: url() and http_get() use TLS with it
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="tb-bridge-")
         if config_path is None:
@@ -296,12 +297,14 @@ class Bridge(Proc):
                      what="bridge connected to the broker")
 
     def url(self, path):
-        return f"ws://127.0.0.1:{self.port}{path}"
+        return f"{'wss' if self.ssl_context else 'ws'}://127.0.0.1:{self.port}{path}"
 
     def http_get(self, path, timeout=5.0):
         """(status, content-type, body text) of a plain HTTP GET."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as r:
+            scheme = "https" if self.ssl_context else "http"
+            with urllib.request.urlopen(f"{scheme}://127.0.0.1:{self.port}{path}", timeout=timeout,
+                                        context=self.ssl_context) as r:
                 return r.status, r.headers.get("Content-Type", ""), r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.headers.get("Content-Type", ""), e.read().decode(errors="replace")

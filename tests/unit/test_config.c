@@ -971,6 +971,116 @@ static void test_hardening_keys(void **state)
     config_unref(c);
 }
 
+/* ---- server: wss:// pair and permessage-deflate --------------------------------------- */
+
+static char tls_buf[4][1024];
+
+/* "server: {listen: ..., <extra>}" with @CRT@, @KEY@, @OTHERKEY@ naming tests/data/tls. */
+static const char *tls_text(const char *extra)
+{
+    const char *dir = getenv("TB_TEST_DATA");
+    dir = dir ? dir : "tests/data";
+    snprintf(tls_buf[0], sizeof tls_buf[0], "%s/tls/server.crt", dir);
+    snprintf(tls_buf[1], sizeof tls_buf[1], "%s/tls/server.key", dir);
+    snprintf(tls_buf[2], sizeof tls_buf[2], "%s/tls/other.key", dir);
+    static char text[4096];
+    size_t n = (size_t)snprintf(text, sizeof text, "server:\n  listen: :8443\n");
+    for (const char *p = extra; *p && n + 1024 < sizeof text;) {
+        static const char *const keys[] = {"@CRT@", "@KEY@", "@OTHERKEY@"};
+        size_t k = 0;
+        while (k < 3 && strncmp(p, keys[k], strlen(keys[k])))
+            k++;
+        if (k < 3) {
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s", tls_buf[k]);
+            p += strlen(keys[k]);
+        } else {
+            text[n++] = *p++;
+        }
+    }
+    text[n] = '\0';
+    return text;
+}
+
+static void expect_load_error(const char *text, const char *needle)
+{
+    struct config_diag d = { 0 };
+    struct tb_config *c = load_str(text, &d);
+    assert_null(c);
+    bool found = false;
+    for (size_t i = 0; i < d.n; i++) {
+        print_message("  %s\n", d.msgs[i]);
+        found = found || strstr(d.msgs[i], needle);
+    }
+    config_diag_free(&d);
+    if (!found)
+        fail_msg("no error containing '%s' for:\n%s", needle, text);
+}
+
+static void test_tls_pair_checked(void **state)
+{
+    (void)state;
+    struct tb_config *c = load_str_ok(tls_text("  tls_cert: @CRT@\n  tls_key: @KEY@\n"));
+    assert_non_null(c->server.tls_cert);
+    assert_null(c->server.tls_client_ca);
+    config_unref(c);
+    expect_load_error(tls_text("  tls_cert: @CRT@\n"), "tls_cert and tls_key go together");
+    expect_load_error(tls_text("  tls_key: @KEY@\n"), "tls_cert and tls_key go together");
+    expect_load_error(tls_text("  tls_cert: @CRT@\n  tls_key: @OTHERKEY@\n"), "other.key: key values mismatch");
+    expect_load_error(tls_text("  tls_cert: /nonexistent/x.crt\n  tls_key: @KEY@\n"), "tls_cert /nonexistent/x.crt");
+    expect_load_error(tls_text("  tls_cert: @KEY@\n  tls_key: @KEY@\n"), "tls_cert");  /* a key is no certificate */
+    expect_load_error(tls_text("  tls_client_ca: @CRT@\n"), "tls_client_ca needs tls_cert");
+    expect_load_error(tls_text("  tls_cert: @CRT@\n  tls_key: @KEY@\n  tls_client_ca: /nonexistent/ca.crt\n"),
+                      "tls_client_ca /nonexistent/ca.crt");
+}
+
+static void test_deflate_keys(void **state)
+{
+    (void)state;
+    struct tb_config *c = load_str_ok("server: {}\n");
+    assert_true(c->server.deflate.enabled);
+    assert_int_equal(c->server.deflate.min_bytes, 256);
+    assert_int_equal(c->server.deflate.level, 1);
+    config_unref(c);
+    c = load_str_ok("server: {deflate: {enabled: false, min_bytes: 1k, level: 9}}\n");
+    assert_false(c->server.deflate.enabled);
+    assert_int_equal(c->server.deflate.min_bytes, 1024);
+    assert_int_equal(c->server.deflate.level, 9);
+    config_unref(c);
+    expect_load_error("server: {deflate: {level: 0}}\n", "level");
+    expect_load_error("server: {deflate: {level: 10}}\n", "level");
+    expect_load_error("server: {deflate: {levels: 3}}\n", "did you mean 'level'");
+    expect_load_error("server: {deflate: yes}\n", "expected a mapping");
+}
+
+static void test_tls_restart_settings(void **state)
+{
+    (void)state;
+    const char *names[CFG_MAX_RESTART_SETTINGS];
+    /* off -> on: needs a restart, next stays without TLS */
+    struct tb_config *cur = load_str_ok(tls_text(""));
+    struct tb_config *next = load_str_ok(tls_text("  tls_cert: @CRT@\n  tls_key: @KEY@\n"));
+    size_t n = config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS);
+    EXPECT_NAMES(names, n, "server.tls_cert");
+    assert_null(next->server.tls_cert);
+    assert_null(next->server.tls_key);
+    config_unref(next);
+    /* on -> on with the same or other files: a reload applies it; the client CA does not */
+    struct tb_config *on = load_str_ok(tls_text("  tls_cert: @CRT@\n  tls_key: @KEY@\n"));
+    next = load_str_ok(tls_text("  tls_cert: @CRT@\n  tls_key: @KEY@\n  tls_client_ca: @CRT@\n"));
+    n = config_keep_restart_settings(next, on, names, CFG_MAX_RESTART_SETTINGS);
+    EXPECT_NAMES(names, n, "server.tls_client_ca");
+    assert_null(next->server.tls_client_ca);
+    assert_non_null(next->server.tls_cert);
+    config_unref(next);
+    /* on -> off: the running pair stays */
+    n = config_keep_restart_settings(cur, on, names, CFG_MAX_RESTART_SETTINGS);
+    EXPECT_NAMES(names, n, "server.tls_cert");
+    assert_string_equal(cur->server.tls_cert, on->server.tls_cert);
+    assert_string_equal(cur->server.tls_key, on->server.tls_key);
+    config_unref(on);
+    config_unref(cur);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1001,6 +1111,9 @@ int main(void)
         cmocka_unit_test(test_restart_keeps_running_values),
         cmocka_unit_test(test_restart_identical),
         cmocka_unit_test(test_restart_null_strings),
+        cmocka_unit_test(test_tls_pair_checked),
+        cmocka_unit_test(test_deflate_keys),
+        cmocka_unit_test(test_tls_restart_settings),
         cmocka_unit_test(test_restart_listen),
         cmocka_unit_test(test_restart_every_key),
         cmocka_unit_test(test_restart_engine_types),
