@@ -8,8 +8,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "access.h"
 #include "alert_runtime.h"
 #include "fanout.h"
+#include "gate.h"
 #include "log.h"
 #include "mqtt_client.h"
 #include "reply.h"
@@ -19,6 +21,7 @@
 #include "writer.h"
 
 #define HISTORY_SWEEP_MS 5000
+#define AUTH_CHECK_MS 1000      /* auth deadlines are due at most this late */
 
 /* At most this many MQTT events per wake-up: between batches the loop writes to the
  * sockets, so a burst larger than a send queue reaches clients that keep up instead of
@@ -33,6 +36,14 @@ static void apply_limits(struct bridge *br, const struct tb_config *cfg)
     fanout_set_max_rooms(br->fan, cfg->server.max_rooms);
     fanout_set_max_client_rooms(br->fan, cfg->server.max_client_rooms);
     room_registry_set_byte_limits(br->rooms, cfg->server.max_room_bytes, cfg->server.max_stored_bytes);
+}
+
+/* fanout's authorizer: the room rules of the running config for the connection's identity
+ * (every path that joins a room asks it: endpoint rooms, subscribe, patterns, sessions). */
+static bool may_join(void *ud, const struct conn *c, const char *room)
+{
+    const struct bridge *br = ud;
+    return access_may_room(br->cfg->auth, c->identity, room);
 }
 
 struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
@@ -53,6 +64,7 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
         return NULL;
     }
     apply_limits(br, cfg);
+    fanout_set_authorizer(br->fan, may_join, br);
     br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer};
     br->proto = (struct protocol){cfg, br->fan, br->subs, br->sessions, NULL};
     return br;
@@ -144,24 +156,12 @@ static size_t endpoint_rooms(struct bridge *br, const struct conn *c, const stru
     return n;
 }
 
-struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
+/* Joins the endpoint's rooms and queues the welcome frame and the rooms' state: the
+ * connection is admitted (gate.c). m's captures point into c->path. */
+static void admit(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep, const struct topic_match *m)
 {
-    struct topic_match m;
-    const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
-    if (!ep)
-        return NULL; /* the config changed between upgrade and now */
-    const struct cfg_server *sv = &br->cfg->server;
-    struct conn *c = conn_new(&br->env, wsi, ++br->next_conn_id, sv->send_queue_frames, sv->send_queue_bytes);
-    if (!c || !(c->path = strdup(path))) {
-        conn_free(c);
-        return NULL;
-    }
-    /* Captures point into 'path': re-match against the connection's own copy. */
-    config_find_endpoint(br->cfg, c->path, &m);
-    c->endpoint = (int)(ep - br->cfg->endpoints);
-    lws_dll2_add_head(&c->in_bridge, &br->conns);
     char names[CFG_MAX_ROOMS][256];
-    size_t n = endpoint_rooms(br, c, ep, &m, names);
+    size_t n = endpoint_rooms(br, c, ep, m, names);
     bool refused[CFG_MAX_ROOMS] = {false};
     for (size_t i = 0; i < n; i++) {
         struct sub *s = fanout_join(br->fan, c, names[i]);
@@ -182,6 +182,33 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
     while (n--)
         fanout_send_room_state(br->fan, c, order[n]);
     protocol_on_open(&br->proto, c);
+}
+
+struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
+{
+    static const struct gate_cred none = {NULL, 0, false};
+    return bridge_open_auth(br, wsi, path, &none);
+}
+
+struct conn *bridge_open_auth(struct bridge *br, struct lws *wsi, const char *path, const struct gate_cred *cred)
+{
+    struct topic_match m;
+    const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
+    if (!ep)
+        return NULL; /* the config changed between upgrade and now */
+    const struct cfg_server *sv = &br->cfg->server;
+    struct conn *c = conn_new(&br->env, wsi, ++br->next_conn_id, sv->send_queue_frames, sv->send_queue_bytes);
+    if (!c || !(c->path = strdup(path))) {
+        conn_free(c);
+        return NULL;
+    }
+    /* Captures point into 'path': re-match against the connection's own copy. */
+    config_find_endpoint(br->cfg, c->path, &m);
+    c->endpoint = (int)(ep - br->cfg->endpoints);
+    lws_dll2_add_head(&c->in_bridge, &br->conns);
+    /* Nothing is joined or sent before the gate admits the connection. */
+    if (gate_open(br->cfg, br->fan, c, ep, &m, cred, tb_now_ms()) == GATE_ADMIT)
+        admit(br, c, ep, &m);
     LOG_DEBUG("ws", "connection %llu opened on %s (%s)", (unsigned long long)c->id, c->path, ep->path);
     return c;
 }
@@ -189,6 +216,7 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
 void bridge_close(struct bridge *br, struct conn *c)
 {
     protocol_on_close(&br->proto, c);
+    gate_conn_close(c);
     fanout_conn_close(br->fan, c);
     writer_forget(br->writer, c);
     lws_dll2_remove(&c->in_bridge);
@@ -200,6 +228,17 @@ void bridge_close(struct bridge *br, struct conn *c)
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary)
 {
     c->last_rx_ms = tb_now_ms();
+    if (c->auth_deadline_ms) {  /* waiting for its 'auth' frame: nothing else is read */
+        if (c->closing)
+            return;
+        struct topic_match m;
+        const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, c->path, &m);
+        if (gate_auth_frame(br->cfg, br->fan, c, binary ? "" : data, binary ? 0 : len, c->last_rx_ms) == GATE_ADMIT && ep)
+            admit(br, c, ep, &m);
+        return;
+    }
+    if (c->closing && c->identity == NULL && br->cfg->auth)
+        return;  /* refused at the gate: its requests are not served while it closes */
     protocol_handle_frame(&br->proto, c, data, len, binary);
 }
 
@@ -334,9 +373,21 @@ static void sweep_history(struct bridge *br, uint64_t now_ms)
         room_release_if_idle(br->rooms, x.idle[i]);
 }
 
+/* Authentication deadlines (gate.c), once a second, only with an auth section. */
+static void check_auth(struct bridge *br, uint64_t now_ms)
+{
+    if (!br->cfg->auth || now_ms < br->next_auth_check_ms)
+        return;
+    br->next_auth_check_ms = now_ms + AUTH_CHECK_MS;
+    lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&br->conns)) {
+        gate_check(br->cfg, br->fan, lws_container_of(d, struct conn, in_bridge), now_ms);
+    } lws_end_foreach_dll(d);
+}
+
 void bridge_tick(struct bridge *br, uint64_t now_ms)
 {
     sweep_history(br, now_ms);
+    check_auth(br, now_ms);
     alert_runtime_tick(br->alerts, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;
     if (every && !br->stopping) {
@@ -357,6 +408,8 @@ static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *ol
     const char *ep_path = c->endpoint >= 0 ? old->endpoints[c->endpoint].path : NULL;
     const struct cfg_endpoint *ep = ep_path ? config_endpoint_by_path(br->cfg, ep_path) : NULL;
     struct topic_match m;
+    if (c->closing || c->auth_deadline_ms)
+        return;  /* refused, or not admitted yet: it holds no rooms and gets none */
     if (!ep || !topic_pattern_match(ep->pattern, c->path, &m)) {
         c->endpoint = -1;
         conn_close(c, TB_CLOSE_ENDPOINT_REMOVED, "endpoint removed by configuration reload");

@@ -28,6 +28,7 @@
 #include "stats.h"
 
 struct alert_runtime;
+struct gate_cred;
 struct fanout;
 struct mqtt_client;
 struct mqtt_event;
@@ -60,6 +61,7 @@ struct bridge {
     bool stopping;
     uint64_t next_heartbeat_ms;
     uint64_t next_sweep_ms;         /* history_ttl sweep */
+    uint64_t next_auth_check_ms;    /* token expiry and auth frame deadlines (gate.c) */
     struct mqtt_event *backlog;     /* drained MQTT events not processed yet (batches) */
     struct router_out routed;       /* the current message's deliveries (reused) */
 };
@@ -79,6 +81,10 @@ void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt);
  * the welcome frame and the rooms' state. NULL when the path matches no endpoint any
  * more (reloaded meanwhile) or when out of memory: the caller closes the socket. */
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path);
+/* The same with the credential found at the upgrade (gate.h): a refused connection gets
+ * one error frame and a close, and joins nothing; one waiting for its 'auth' frame joins
+ * its rooms when that frame is accepted. */
+struct conn *bridge_open_auth(struct bridge *br, struct lws *wsi, const char *path, const struct gate_cred *cred);
 /* The connection is gone: frees it and everything it held. */
 void bridge_close(struct bridge *br, struct conn *c);
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary);

@@ -294,10 +294,11 @@ static const yaml_node_t *seq_item(struct loader *l, const yaml_node_t *n, size_
 /* ---- endpoints ---------------------------------------------------------------------- */
 
 static const char *const ack_modes[] = { "members", "none", NULL };
+static const char *const auth_modes[] = { "none", "optional", "required", NULL };
 
 struct endpoint_in {
     struct cfg_endpoint e;
-    const yaml_node_t *rooms, *same_as, *identity;
+    const yaml_node_t *rooms, *same_as, *identity, *require;
 };
 
 #define E(f) offsetof(struct endpoint_in, f)
@@ -309,6 +310,10 @@ static const struct cfg_field endpoint_fields[] = {
     { .name = "allow_subscribe", .type = CT_STRLIST, .off = E(e.allow_subscribe), .off_n = E(e.n_allow_subscribe) },
     { .name = "ack", .type = CT_ENUM, .off = E(e.ack), .def = "members", .choices = ack_modes },
     { .name = "identity", .type = CT_NODE, .off = E(identity) },
+    { .name = "auth", .type = CT_ENUM, .off = E(e.auth), .def = "none", .choices = auth_modes },
+    { .name = "auth_message", .type = CT_BOOL, .off = E(e.auth_message), .def = "false" },
+    { .name = "require", .type = CT_NODE, .off = E(require) },
+    { .name = "roles", .type = CT_STRLIST, .off = E(e.roles), .off_n = E(e.n_roles) },
 };
 #undef E
 static const struct cfg_schema endpoint_schema = { "endpoint", endpoint_fields, COUNT(endpoint_fields) };
@@ -347,6 +352,8 @@ static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_
         rc = -1;
     else if (!in->identity && topic_pattern_ncaptures(e->pattern) == 1)
         e->identity_capture = 0;   /* /ws/alerts/{user_id}: the client is user_id */
+    if (in->require && cfg_auth_endpoint_require(l, in->require, e))
+        rc = -1;
     struct tb_config *c = l->cfg;
     for (size_t i = 0; i < c->n_endpoints; i++) {
         if (c->endpoints[i].pattern &&
@@ -759,6 +766,7 @@ static const struct cfg_field top_fields[] = {
     { .name = "heartbeat", .type = CT_SECTION, .section = section_heartbeat, .off = TOP(heartbeat), .sub = &heartbeat_schema },
     { .name = "sessions", .type = CT_SECTION, .section = section_sessions, .off = TOP(sessions), .sub = &sessions_schema },
     { .name = "alert_state", .type = CT_SECTION, .section = section_alert_state },
+    { .name = "auth", .type = CT_SECTION, .section = cfg_section_auth },
 };
 #undef TOP
 static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };
@@ -820,6 +828,7 @@ static void free_endpoint(struct cfg_endpoint *e)
     for (size_t i = 0; i < e->n_allow_subscribe; i++)
         free(e->allow_subscribe[i]);
     free(e->allow_subscribe);
+    cfg_auth_endpoint_free(e);
 }
 
 static void free_route(struct cfg_route *r)
@@ -860,6 +869,8 @@ static void free_config(struct tb_config *c)
     free(c->server.static_dir);
     free(c->sessions.request_topic), free(c->sessions.room_prefix);
     free(c->alert_state.origin), free(c->alert_state.hmac_key);
+    cfg_auth_free(c->auth);
+    free(c->auth);
     for (size_t i = 0; i < c->n_endpoints; i++)
         free_endpoint(&c->endpoints[i]);
     for (size_t i = 0; i < c->n_routes; i++)
@@ -973,6 +984,7 @@ struct tb_config *config_load_string(const char *name, const char *text, size_t 
     }
     if (!(l.pub_pattern = topic_pattern_compile("{key}/{name}", NULL, 0, NULL)) ||
         cfg_substitute_all(&l) || cfg_apply(&l, root, &top_schema, c) || collect_filters(c) ||
+        cfg_auth_check(&l, c) ||
         l.nmsgs)
         goto fail;
     loader_finish(&l, diag);

@@ -38,6 +38,8 @@ enum {
     TB_CLOSE_ENDPOINT_REMOVED = 4001, /* config reload removed this endpoint */
     TB_CLOSE_SLOW_CONSUMER = 4008,    /* send queue overflow on a 'disconnect' route */
     TB_CLOSE_IDLE = 4009,             /* silent past idle_timeout */
+    TB_CLOSE_UNAUTHORIZED = 4401,     /* no, invalid or expired token */
+    TB_CLOSE_FORBIDDEN = 4403,        /* a valid identity, not permitted this endpoint */
 };
 
 enum conn_enqueue_result { CONN_QUEUED, CONN_CONFLATED, CONN_DROPPED };
@@ -54,6 +56,7 @@ struct conn_env {
 struct conn_waiting;
 struct conn_patterns;   /* subscribe.c: the client's room patterns */
 struct conn_rate;       /* fanout.c: the max_rate timer */
+struct tb_identity;     /* access.h: who the connection authenticated as */
 
 struct conn {
     struct lws *wsi;              /* NULL in unit tests */
@@ -79,6 +82,9 @@ struct conn {
     unsigned bad_frames;
     struct conn_patterns *patterns;   /* allocated on a first pattern subscription */
     struct conn_rate *rate;           /* allocated on a first rate-limited delivery */
+    struct tb_identity *identity;     /* NULL = anonymous; gate.c owns and frees it */
+    uint64_t auth_deadline_ms;        /* waiting for an 'auth' frame until then; 0 = not */
+    bool expiry_warned;               /* auth_expiring sent for the current token */
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,

@@ -114,7 +114,15 @@ int http_api_render(const struct http_api_src *src, const char *path, struct sbu
                     const char **content_type)
 {
     cJSON *body = NULL;
-    if (strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0) {
+    bool health = strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0;
+    if (src->restricted && health) {
+        body = cJSON_CreateObject();    /* anonymous: the status, no details */
+        cJSON_AddStringToObject(body, "status", src->br->broker_connected ? "ok" : "degraded");
+    } else if (src->restricted && (!strcmp(path, "/ws/connections") || !strcmp(path, "/metrics"))) {
+        sbuf_puts(out, "{\"error\":\"forbidden\",\"message\":\"an admin token (auth.admin_role) is needed\"}\n");
+        *content_type = "application/json";
+        return 403;
+    } else if (health) {
         body = health_json(src);
     } else if (strcmp(path, "/ws/connections") == 0) {
         body = connections_json(src->br);

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "conn.h"
 #include "fanout.h"
+#include "gate.h"
 #include "json_util.h"
 #include "log.h"
 #include "reply.h"
@@ -97,6 +98,12 @@ static void handle_ack_alert(const struct protocol *p, struct conn *c, const cJS
     alert_runtime_handle_ack(p->alerts, p->f, c, req, id);
 }
 
+/* A new token for an authenticated connection ("auth" after admission means the same). */
+static void handle_refresh(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id)
+{
+    gate_handle_refresh(p->cfg, p->f, c, req, id);
+}
+
 static const struct {
     const char *type;
     handler_fn fn;
@@ -107,6 +114,8 @@ static const struct {
     {"join_session", handle_join_session},
     {"leave_session", handle_leave_session},
     {"ack_alert", handle_ack_alert},
+    {"refresh", handle_refresh},
+    {"auth", handle_refresh},
 };
 
 /* A dashboard on a session endpoint (/ws/session/{sid}) for an id nobody issued is

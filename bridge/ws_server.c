@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -22,13 +23,16 @@
 
 #include <ev.h>
 #include <libwebsockets.h>
+#include <openssl/crypto.h>
 
+#include "access.h"
 #include "bridge.h"
 #include "fanout.h"
 #include "http_api.h"
 #include "log.h"
 #include "mqtt_client.h"
 #include "reload.h"
+#include "ws_auth.h"
 #include "writer.h"
 
 #define PATH_MAX_LEN 1024
@@ -262,7 +266,13 @@ static int on_established(struct bridge *br, struct lws *wsi, struct pss *pss)
 {
     char path[PATH_MAX_LEN];
     uri_path(wsi, path, sizeof path);
-    struct conn *c = bridge_open(br, wsi, path);
+    char *credbuf = malloc(WS_AUTH_BUF);
+    if (!credbuf)
+        return -1;
+    struct gate_cred cred = ws_auth_credential(wsi, credbuf, WS_AUTH_BUF, true);
+    struct conn *c = bridge_open_auth(br, wsi, path, &cred);
+    OPENSSL_cleanse(credbuf, WS_AUTH_BUF);
+    free(credbuf);
     if (!c)
         return -1;
     pss->conn = c;
@@ -351,13 +361,33 @@ static int serve_static(struct bridge *br, struct lws *wsi, const char *path)
     return 0;
 }
 
+/* The admin paths' details need an identity with auth.admin_role (no auth section: open). */
+static bool http_admin(struct bridge *br, struct lws *wsi)
+{
+    if (!br->cfg->auth)
+        return true;
+    char *buf = malloc(WS_AUTH_BUF);
+    if (!buf)
+        return false;
+    struct gate_cred cred = ws_auth_credential(wsi, buf, WS_AUTH_BUF, false);
+    const char *why = "";
+    struct tb_identity *id = !cred.len ? NULL
+                           : cred.api_key ? access_from_api_key(br->cfg->auth, cred.text, cred.len, &why)
+                           : access_from_token(br->cfg->auth, cred.text, cred.len, (int64_t)time(NULL), &why);
+    bool admin = access_is_admin(id);
+    access_identity_free(id);
+    OPENSSL_cleanse(buf, WS_AUTH_BUF);
+    free(buf);
+    return admin;
+}
+
 static int on_http(struct ws_server *ws, struct lws *wsi, struct pss *pss, const char *uri)
 {
     struct bridge *br = ws->br;
     struct sbuf body;
     sbuf_init(&body);
     const char *ctype = NULL;
-    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws)};
+    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws), !http_admin(br, wsi)};
     int status = http_api_render(&src, uri, &body, &ctype);
     if (!status) {
         sbuf_free(&body);
@@ -460,6 +490,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 static struct lws_protocols protocols[] = {
     {"telebridge", callback, sizeof(struct pss), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET},
+    /* chosen when a browser offers "bearer, <token>" (ws_auth.c); the same service */
+    {"bearer", callback, sizeof(struct pss), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET},
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
