@@ -85,6 +85,8 @@ struct conn {
     struct tb_identity *identity;     /* NULL = anonymous; gate.c owns and frees it */
     uint64_t auth_deadline_ms;        /* waiting for an 'auth' frame until then; 0 = not */
     bool expiry_warned;               /* auth_expiring sent for the current token */
+    bool flush_before_close;          /* the queue (an auth refusal's error frame) is written
+                                         before the close frame (writer.c) */
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,

@@ -25,6 +25,7 @@ static void refuse(struct fanout *f, struct conn *c, enum access_result r, const
         cJSON_AddItemToObject(top, "id", cJSON_Duplicate(id, true));
     fanout_send_frame(f, c, "error", top, NULL);
     cJSON_Delete(top);
+    c->flush_before_close = true;
     conn_close(c, forbidden ? TB_CLOSE_FORBIDDEN : TB_CLOSE_UNAUTHORIZED, why);
     LOG_INFO("auth", "connection %llu on %s refused: %s", (unsigned long long)c->id, c->path, why);
 }

@@ -210,12 +210,25 @@ static EVP_PKEY *jwk_rsa(const cJSON *jwk)
     return pk;
 }
 
+/* A P-256 coordinate: RFC 7518 says 32 bytes; some encoders drop leading zeros, so a
+ * shorter one is left-padded. */
+static bool jwk_coord(const cJSON *jwk, const char *name, unsigned char out[32])
+{
+    unsigned char tmp[32];
+    long n = jwk_bytes(jwk, name, tmp, sizeof tmp);
+    if (n <= 0)
+        return false;
+    memset(out, 0, 32);
+    memcpy(out + 32 - n, tmp, (size_t)n);
+    return true;
+}
+
 static EVP_PKEY *jwk_ec(const cJSON *jwk)
 {
     const cJSON *crv = cJSON_GetObjectItemCaseSensitive(jwk, "crv");
     unsigned char pt[65];
     if (!cJSON_IsString(crv) || strcmp(crv->valuestring, "P-256") != 0 ||
-        jwk_bytes(jwk, "x", pt + 1, 32) != 32 || jwk_bytes(jwk, "y", pt + 33, 32) != 32)
+        !jwk_coord(jwk, "x", pt + 1) || !jwk_coord(jwk, "y", pt + 33))
         return NULL;
     pt[0] = 0x04; /* uncompressed point */
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();

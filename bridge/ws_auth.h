@@ -2,7 +2,8 @@
  *
  * In this order (the first one present wins, docs/protocol.md):
  *   1. Sec-WebSocket-Protocol offering "bearer" and then the token (browsers cannot set
- *      other headers on a WebSocket); the server answers with the subprotocol "bearer";
+ *      other headers on a WebSocket); the server answers with the subprotocol "bearer"
+ *      (short tokens only, see WS_AUTH_MAX_PROTOCOL_HEADER);
  *   2. ?token=<jwt>;
  *   3. Authorization: Bearer <jwt>;
  *   4. an API key in X-Api-Key or ?api_key=.
@@ -20,6 +21,11 @@
 #include "gate.h"
 
 #define WS_AUTH_BUF (TOKEN_MAX_LEN + 64)
+/* libwebsockets 4.1 drops an upgrade whose Sec-WebSocket-Protocol header is longer than
+ * this (a fixed buffer in lws_process_ws_upgrade): such an upgrade is refused with a 400
+ * that says so, before lws sees it. Most JWTs are longer: the subprotocol carries short
+ * tokens only; browsers use ?token= or the auth message for the others. */
+#define WS_AUTH_MAX_PROTOCOL_HEADER 127
 
 /* The request's credential in buf (WS_AUTH_BUF bytes); len 0 when there is none. A value
  * too long to hold is reported as a credential that fails verification, not as none. */

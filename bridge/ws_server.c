@@ -163,6 +163,9 @@ static int confirm_upgrade(struct ws_server *ws, struct lws *wsi)
         return reject(wsi, HTTP_STATUS_NOT_FOUND, "no such WebSocket endpoint", path);
     if (!origin_allowed(&br->cfg->server, wsi))
         return reject(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed", path);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > WS_AUTH_MAX_PROTOCOL_HEADER)
+        return reject(wsi, HTTP_STATUS_BAD_REQUEST, "Sec-WebSocket-Protocol longer than libwebsockets 4.1 "
+                      "accepts (127 bytes): send the token as ?token= or in the auth message", path);
     if (bridge_conn_count(br) >= (size_t)br->cfg->server.max_connections ||
         bridge_conn_count(br) >= ws->conn_cap)
         return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection limit reached", path);

@@ -7,7 +7,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libmosquitto-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libcjson-dev
             libyaml-dev libssl-dev mosquitto mosquitto-clients curl)
-test_pkgs=(libcmocka-dev python3 python3-pytest python3-websocket python3-paho-mqtt python3-jsonschema
+test_pkgs=(libcmocka-dev python3 python3-pytest python3-websocket python3-paho-mqtt python3-jsonschema python3-jwt python3-cryptography
            chromium nodejs npm clang)
 
 pkgs=("${build_pkgs[@]}")
