@@ -10,6 +10,7 @@
 #include "token.h"
 
 #define ISS_MAX 512
+#define EXP_NEVER 900000000000.0   /* seconds; later exp values are clamped to it */
 
 bool access_glob(const char *glob, const char *s, size_t len)
 {
@@ -65,7 +66,9 @@ static struct tb_identity *identity_new(const struct cfg_auth *a, cJSON *claims)
         return NULL;
     }
     id->claims = claims;
-    id->exp_s = cJSON_IsNumber(exp) ? (int64_t)exp->valuedouble : 0;
+    /* a far-future exp (any double) must not overflow the cast: beyond year 30000 is never */
+    id->exp_s = !cJSON_IsNumber(exp) ? 0 : exp->valuedouble > EXP_NEVER ? (int64_t)EXP_NEVER
+                                         : exp->valuedouble < 1 ? 1 : (int64_t)exp->valuedouble;
     id->admin = a->admin_role && has_role(a, id, a->admin_role);
     return id;
 }
