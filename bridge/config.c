@@ -76,6 +76,31 @@ static int set_writer_threads(struct loader *l, const yaml_node_t *n, const char
     return 0;
 }
 
+/* server.admin_listen: the same syntax as listen, into admin_host / admin_port. */
+static int set_admin_listen(struct loader *l, const yaml_node_t *n, const char *s, void *base)
+{
+    struct cfg_server *srv = base, tmp = {0};
+    if (set_listen(l, NULL, s, &tmp)) {
+        free(tmp.listen_host);
+        if (n)
+            cfg_error(l, n, 0, "admin_listen: expected host:port (e.g. 127.0.0.1:9090)");
+        return -1;
+    }
+    free(srv->admin_host);
+    srv->admin_host = tmp.listen_host;
+    srv->admin_port = tmp.port;
+    return 0;
+}
+
+static bool keep_admin_listen(void *next, const void *cur)
+{
+    struct cfg_server *n = next;
+    const struct cfg_server *c = cur;
+    bool host = cfg_keep_str(&n->admin_host, c->admin_host), port = n->admin_port != c->admin_port;
+    n->admin_port = c->admin_port;
+    return host || port;
+}
+
 /* 'listen' sets two fields; a reload that changes either keeps both (one "server.listen"). */
 static bool keep_listen(void *next, const void *cur)
 {
@@ -142,6 +167,7 @@ static const struct cfg_field server_fields[] = {
     { .name = "max_payload_bytes", .type = CT_SIZE, .off = S(max_payload_bytes), .min = 64, .max = 256LL << 20, .def = "4MiB" },
     { .name = "max_room_bytes", .type = CT_SIZE, .off = S(max_room_bytes), .min = 1024, .max = 1LL << 40, .def = "16MiB" },
     { .name = "max_stored_bytes", .type = CT_SIZE, .off = S(max_stored_bytes), .min = 1024, .max = 1LL << 40, .def = "256MiB" },
+    { SR("admin_listen"), .type = CT_CUSTOM, .off = 0, .scalar = set_admin_listen, .keep = keep_admin_listen },
     { SR("writer_threads"), .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads, .keep = keep_writer_threads },
 };
 #undef S
@@ -866,6 +892,7 @@ static void free_config(struct tb_config *c)
         free(c->server.allowed_origins[i]);
     free(c->server.allowed_origins);
     free(c->server.listen_host);
+    free(c->server.admin_host);
     free(c->server.static_dir);
     free(c->sessions.request_topic), free(c->sessions.room_prefix);
     free(c->alert_state.origin), free(c->alert_state.hmac_key);

@@ -70,6 +70,8 @@ struct cfg_server {
     size_t max_payload_bytes;        /* larger MQTT payloads are refused, default 4 MiB */
     size_t max_room_bytes;           /* payload bytes one room stores (history + last values), default 16 MiB */
     size_t max_stored_bytes;         /* the same across all rooms, default 256 MiB */
+    char *admin_host;                /* server.admin_listen "host:port"; NULL = none */
+    int admin_port;                  /* 0 = no admin listener */
     int writer_threads;              /* threads sharing the end-of-batch send()s, or
                                       * CFG_WRITER_THREADS_AUTO (default: CPUs - 1) */
 };

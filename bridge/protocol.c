@@ -56,7 +56,11 @@ static void handle_join_session(const struct protocol *p, struct conn *c, const 
         return;
     char room[SESSION_ID_MAX + 128];
     const struct cfg_sessions *cs = &p->cfg->sessions;
-    if (!session_known(p->sessions, cs, fanout_rooms(p->f), sid) || !session_room(cs, sid, room, sizeof room)) {
+    bool named = session_room(cs, sid, room, sizeof room);
+    if (named && !fanout_may_join(p->f, c, room)) {
+        /* before the existence check: who may not join learns nothing about the session */
+        reply_refusal(p->f, c, id, TB_ERR_FORBIDDEN, "cannot join this room");
+    } else if (!named || !session_known(p->sessions, cs, fanout_rooms(p->f), sid)) {
         reply_refusal(p->f, c, id, TB_ERR_UNKNOWN_SESSION,
                               "no such session (request an id on the session request topic first)");
     } else {

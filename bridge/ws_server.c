@@ -62,6 +62,7 @@ struct ws_server {
     struct reload *rl;
     struct mqtt_client *mqtt;
     lws_sorted_usec_list_t tick_sul;
+    struct lws_vhost *admin_vh; /* server.admin_listen: HTTP admin paths, anonymous; NULL = none */
     uint64_t next_idle_sweep_ms;
     lws_sorted_usec_list_t backlog_sul;
     size_t conn_cap;        /* WebSocket connections the descriptors allow (set_conn_cap) */
@@ -149,6 +150,13 @@ static int reject(struct lws *wsi, unsigned status, const char *why, const char 
     return 1;
 }
 
+/* The admin listener serves the HTTP admin paths to anyone who can reach it (bind it to
+ * a loopback or management address) and no WebSocket endpoints. */
+static bool on_admin_listener(const struct ws_server *ws, struct lws *wsi)
+{
+    return ws->admin_vh && lws_get_vhost(wsi) == ws->admin_vh;
+}
+
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide before accepting. */
 static int confirm_upgrade(struct ws_server *ws, struct lws *wsi)
 {
@@ -159,7 +167,7 @@ static int confirm_upgrade(struct ws_server *ws, struct lws *wsi)
     const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
     if (br->stopping)
         return reject(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down", path);
-    if (!ep)
+    if (!ep || on_admin_listener(ws, wsi))
         return reject(wsi, HTTP_STATUS_NOT_FOUND, "no such WebSocket endpoint", path);
     if (!origin_allowed(&br->cfg->server, wsi))
         return reject(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed", path);
@@ -390,7 +398,8 @@ static int on_http(struct ws_server *ws, struct lws *wsi, struct pss *pss, const
     struct sbuf body;
     sbuf_init(&body);
     const char *ctype = NULL;
-    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws), !http_admin(br, wsi)};
+    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws),
+                                 !on_admin_listener(ws, wsi) && !http_admin(br, wsi)};
     int status = http_api_render(&src, uri, &body, &ctype);
     if (!status) {
         sbuf_free(&body);
@@ -659,6 +668,24 @@ static struct lws_context *create_context(struct ws_server *ws, struct lws_conte
     return lws_create_context(info);
 }
 
+/* server.admin_listen: a second vhost on the same context and loop (restart needed). */
+static int start_admin_listener(struct ws_server *ws, const struct lws_context_creation_info *main_info,
+                                const struct cfg_server *s)
+{
+    struct lws_context_creation_info ai = *main_info;
+    ai.port = s->admin_port;
+    ai.iface = strcmp(s->admin_host, "0.0.0.0") != 0 ? s->admin_host : NULL;
+    ai.vhost_name = "admin";
+    ws->admin_vh = lws_create_vhost(ws->ctx, &ai);
+    if (!ws->admin_vh) {
+        LOG_ERROR("ws", "cannot listen on admin_listen %s:%d", s->admin_host, s->admin_port);
+        return -1;
+    }
+    LOG_INFO("ws", "admin listener on %s:%d (HTTP admin paths, no credential needed)", s->admin_host,
+             s->admin_port);
+    return 0;
+}
+
 /* writer_threads: auto = one less than the CPUs this process may run on (at most the
  * maximum): on one CPU the service thread writes alone. */
 static int auto_writer_threads(void)
@@ -696,6 +723,13 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
     if (!ws->ctx) {
         LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?)",
                   s->listen_host ? s->listen_host : "*", s->port);
+        free(ws);
+        return NULL;
+    }
+    if (s->admin_port && start_admin_listener(ws, &info, s) != 0) {
+        lws_context_destroy(ws->ctx);
+        if (ws->loop)
+            ev_loop_destroy(ws->loop);
         free(ws);
         return NULL;
     }

@@ -44,6 +44,7 @@ mqtt:
   reconnect_max: 1s
 server:
   listen: "@LISTEN@"
+  admin_listen: "127.0.0.1:@ADMIN_PORT@"
   max_rooms_per_connection: 20
 auth:
   issuers:
@@ -138,11 +139,12 @@ def setup(broker, bridges, tmp_path):
     cfg = CONFIG.replace("@DEVICE_SHA@", hashlib.sha256(DEVICE_KEY.encode()).hexdigest()) \
                 .replace("@ADMIN_SHA@", hashlib.sha256(ADMIN_KEY.encode()).hexdigest())
     path = tmp_path / "telebridge.yaml"
-    port = harness.free_port()
-    path.write_text(cfg.replace("@MQTT_PORT@", str(broker.port))
+    port, admin_port = harness.free_port(), harness.free_port()
+    path.write_text(cfg.replace("@MQTT_PORT@", str(broker.port)).replace("@ADMIN_PORT@", str(admin_port))
                        .replace("@LISTEN@", f"127.0.0.1:{port}").replace("@UID@", str(os.getpid())))
     br = bridges(broker.port, config_path=str(path), port=port, wait_broker=False,
                  env={"TB_TEST_JWT_SECRET": SECRET})
+    br.admin_port = admin_port
     harness.wait_for(lambda: admin_health(br)["broker"]["connected"], timeout=15, what="broker")
     return br, keys
 
@@ -194,8 +196,8 @@ def admin_health(br, key=ADMIN_KEY):
         return json.loads(r.read())
 
 
-def http_status(br, path, headers=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{br.port}{path}", headers=headers or {})
+def http_status(br, path, headers=None, port=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port or br.port}{path}", headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, r.read().decode()
@@ -339,15 +341,22 @@ def test_subscribe_pattern_and_resume_do_not_leak(setup, publisher):
 
 def test_join_session_is_authorized(setup, publisher):
     br, keys = setup
-    publisher.publish("session/s1/telemetry", telemetry("car"), wait=True)
     c = connect(br, "/ws/connect", keys.token(sessions=["s2"]))
     c.send_json({"type": "join_session", "session_id": "s1", "id": 1})
-    err = next_of(c, "error")
+    err = next_of(c, "error")   # refused before the existence check: it learns nothing
     assert err["code"] == "forbidden" and err["id"] == 1
+    publisher.publish("session/s1/telemetry", telemetry("car"), wait=True)
     ok = connect(br, "/ws/connect", keys.token(sub="bob", sessions=["s*"]))
-    ok.send_json({"type": "join_session", "session_id": "s1", "id": 2})
-    assert next_of(ok, "session_joined")["id"] == 2
+    for attempt in range(50):   # the session is known once its first message was routed
+        ok.send_json({"type": "join_session", "session_id": "s1", "id": attempt})
+        rep = ok.recv(5)
+        if rep["type"] == "session_joined":
+            break
+        assert rep["code"] == "unknown_session"
+        time.sleep(0.05)
     assert next_of(ok, "telemetry_update")["room"] == "session:s1"
+    c.send_json({"type": "join_session", "session_id": "s1", "id": 2})
+    assert next_of(c, "error")["code"] == "forbidden"
     c.expect_silence(0.3)
 
 
@@ -439,6 +448,16 @@ def test_admin_paths(setup):
         assert http_status(br, path, {"X-Api-Key": ADMIN_KEY})[0] == 200
         assert http_status(br, path + "?token=" + keys.token(roles=["admin"]))[0] == 200
     assert "broker" in admin_health(br)
+
+
+def test_admin_listener_is_anonymous_and_serves_no_websocket(setup):
+    br, keys = setup
+    for path in ("/metrics", "/ws/connections"):
+        assert http_status(br, path, port=br.admin_port)[0] == 200
+    st, body = http_status(br, "/health", port=br.admin_port)
+    assert st == 200 and json.loads(body)["broker"]["connected"]
+    url = f"ws://127.0.0.1:{br.admin_port}/ws/telemetry/V1?token=" + keys.token(vehicles=["V1"])
+    assert harness.ws_handshake_status(url) == 404
 
 
 # ---- config ---------------------------------------------------------------------------------------------

@@ -436,6 +436,7 @@ static void test_config_errors(void **state)
 {
     (void)state;
     load_fails("endpoints:\n  /ws/a: {rooms: [a], auth: required}\n", "there is no 'auth' section");
+    load_fails("server: {admin_listen: nope}\n", "admin_listen: expected host:port");
     load_fails("auth: {issuers: [{hs256_secret: short}]}\n", "at least 32 bytes");
     load_fails("auth: {issuers: [{hs256_secret: \"" SECRET "\", jwks_file: /x}]}\n", "exactly one of");
     load_fails("auth: {issuers: [{public_key_file: /nonexistent.pem}]}\n", "cannot open");
