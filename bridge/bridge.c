@@ -126,6 +126,11 @@ static void send_welcome(struct bridge *br, struct conn *c, const struct cfg_end
     cJSON_AddNumberToObject(d, "heartbeat_interval_ms", (double)br->cfg->heartbeat.interval_ms);
     cJSON_AddBoolToObject(d, "client_subscriptions", ep->client_subscriptions);
     cJSON_AddBoolToObject(d, "broker_connected", br->broker_connected);
+    if (c->identity) {   /* who the connection is, and until when (gate.c refreshes) */
+        cJSON_AddStringToObject(d, "identity", c->identity->subject);
+        if (c->identity->exp_s)
+            cJSON_AddNumberToObject(d, "expires_at", (double)c->identity->exp_s * 1000.0);
+    }
     fanout_send_control(br->fan, c, "welcome", d);
     cJSON_Delete(d);
 }

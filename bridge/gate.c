@@ -26,6 +26,10 @@ static void refuse(struct fanout *f, struct conn *c, enum access_result r, const
     fanout_send_frame(f, c, "error", top, NULL);
     cJSON_Delete(top);
     c->flush_before_close = true;
+    if (forbidden)
+        fanout_stats(f)->auth_forbidden++;
+    else
+        fanout_stats(f)->auth_unauthorized++;
     conn_close(c, forbidden ? TB_CLOSE_FORBIDDEN : TB_CLOSE_UNAUTHORIZED, why);
     LOG_INFO("auth", "connection %llu on %s refused: %s", (unsigned long long)c->id, c->path, why);
 }

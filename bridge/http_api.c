@@ -66,6 +66,9 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(h, "stored_bytes", (double)room_registry_stored_bytes(br->rooms));
     cJSON_AddNumberToObject(h, "history_trimmed", (double)room_registry_trimmed(br->rooms));
     cJSON_AddNumberToObject(m, "payloads_refused", (double)br->st.payloads_refused);
+    cJSON *au = cJSON_AddObjectToObject(h, "auth");
+    cJSON_AddNumberToObject(au, "unauthorized", (double)br->st.auth_unauthorized);
+    cJSON_AddNumberToObject(au, "forbidden", (double)br->st.auth_forbidden);
     cJSON *pw = cJSON_AddObjectToObject(h, "patterns");
     cJSON_AddNumberToObject(pw, "rooms_walked", (double)br->st.pattern_rooms_walked);
     cJSON_AddNumberToObject(pw, "busy", (double)br->st.patterns_busy);
@@ -108,6 +111,10 @@ static void render_metrics(const struct bridge *br, struct sbuf *out)
     metric(out, "telebridge_alerts_active", "Active alerts", "gauge", (double)as.active);
     metric(out, "telebridge_alerts_raised_total", "Alerts raised", "counter", (double)as.raised);
     metric(out, "telebridge_broker_connected", "1 when connected to the broker", "gauge", br->broker_connected);
+    metric(out, "telebridge_auth_unauthorized_total", "Connections refused or closed 4401 (no, invalid, expired token)",
+           "counter", (double)br->st.auth_unauthorized);
+    metric(out, "telebridge_auth_forbidden_total", "Connections refused 4403 (identity not permitted)", "counter",
+           (double)br->st.auth_forbidden);
 }
 
 int http_api_render(const struct http_api_src *src, const char *path, struct sbuf *out,

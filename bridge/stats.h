@@ -23,6 +23,8 @@ struct tb_stats {
     uint64_t payloads_refused;     /* MQTT payloads over server.max_payload_bytes */
     uint64_t pattern_rooms_walked; /* rooms matched against newly subscribed patterns */
     uint64_t patterns_busy;        /* patterns refused "busy" (SUB_WALK_BUDGET) */
+    uint64_t auth_unauthorized;    /* connections refused or closed 4401 (gate.c) */
+    uint64_t auth_forbidden;       /* connections refused 4403 (gate.c) */
 };
 
 #endif

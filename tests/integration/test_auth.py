@@ -223,6 +223,7 @@ def next_of(ws, type_, timeout=10.0):
 def test_each_token_source_admits(setup, publisher, how):
     br, keys = setup
     c = connect(br, "/ws/telemetry/V1", keys.token(vehicles=["V1"]), how)
+    assert c.welcome["data"]["identity"] == "alice" and c.welcome["data"]["expires_at"] > time.time() * 1000
     publisher.publish("vehicle/V1/telemetry", telemetry("V1"), wait=True)
     assert next_of(c, "telemetry_update")["room"] == "vehicle:V1"
     c.close()
@@ -279,6 +280,7 @@ def test_refusals_of_bad_tokens(setup):
         if tok and len(tok) > 8:
             assert tok not in log, "a token reached the log"
     assert "token expired" in log and "token algorithm not accepted" in log
+    assert admin_health(br)["auth"]["unauthorized"] == len(cases)
 
 
 def test_a_bad_token_is_refused_even_on_an_open_endpoint(setup):
@@ -296,6 +298,9 @@ def test_wrong_vehicle_and_other_users_alerts_are_forbidden(setup, publisher):
     refused(br, "/ws/alerts/bob", keys.token(sub="alice"), code="forbidden", close=4403)
     refused(br, "/ws/telemetry/V1", DEVICE_KEY.replace("1", "2"), how="api_key")
     connect(br, "/ws/telemetry/V7", keys.token(vehicles=["V*"])).close()   # glob claim
+    h = admin_health(br)["auth"]
+    assert h["forbidden"] == 2 and h["unauthorized"] == 1
+    assert "telebridge_auth_forbidden_total 2" in http_status(br, "/metrics", port=br.admin_port)[1]
     connect(br, "/ws/alerts/bob", keys.token(sub="root", roles=["admin"])).close()
 
 
