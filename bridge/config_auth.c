@@ -439,9 +439,56 @@ void cfg_auth_endpoint_free(struct cfg_endpoint *e)
     free_strs(e->roles, e->n_roles);
 }
 
+static char **dup_strs(char *const *v, size_t n)
+{
+    char **out = calloc(n + 1, sizeof *out);
+    for (size_t i = 0; out && i < n; i++)
+        if (!(out[i] = strdup(v[i]))) {
+            free_strs(out, i);
+            return NULL;
+        }
+    return out;
+}
+
+/* An alias (same_as) without auth keys of its own takes its target's, so a legacy path
+ * such as /ws never opens what /ws/personal protects. 'require' is mapped by capture name. */
+static int inherit_alias_auth(struct loader *l, struct cfg_endpoint *e, const struct cfg_endpoint *t)
+{
+    if (e->auth != CFG_AUTH_NONE || t->auth == CFG_AUTH_NONE)
+        return 0;
+    e->auth = t->auth;
+    e->auth_message = t->auth_message;
+    if (t->n_roles && !e->n_roles) {
+        if (!(e->roles = dup_strs(t->roles, t->n_roles)))
+            return -1;
+        e->n_roles = t->n_roles;
+    }
+    if (!t->n_require || e->n_require)
+        return 0;
+    if (!(e->require = calloc(t->n_require, sizeof *e->require)))
+        return -1;
+    for (size_t i = 0; i < t->n_require; i++) {
+        const char *name = topic_pattern_capture_name(t->pattern, (size_t)t->require[i].capture);
+        int idx = topic_pattern_capture_index(e->pattern, name, strlen(name));
+        if (idx < 0)
+            return cfg_error_at(l, e->line, e->col, "'%s' (same_as '%s') lacks the capture {%s} that the "
+                                "target's 'require' checks", e->path, t->path, name);
+        e->require[e->n_require].capture = idx;
+        if (!(e->require[e->n_require++].claim = strdup(t->require[i].claim)))
+            return -1;
+    }
+    return 0;
+}
+
 int cfg_auth_check(struct loader *l, struct tb_config *c)
 {
     int rc = 0;
+    for (size_t i = 0; i < c->n_endpoints; i++) {
+        struct cfg_endpoint *e = &c->endpoints[i];
+        const struct cfg_endpoint *t = e->same_as ? config_endpoint_by_path(c, e->same_as) : NULL;
+        if (t && t != e && e->pattern && t->pattern && inherit_alias_auth(l, e, t))
+            rc = -1;
+    }
     for (size_t i = 0; i < c->n_endpoints; i++) {
         const struct cfg_endpoint *e = &c->endpoints[i];
         bool wants = e->auth != CFG_AUTH_NONE || e->n_require || e->n_roles || e->auth_message;

@@ -319,7 +319,8 @@ static const char AUTH_YAML[] =
     "  /ws/alerts/{user_id}: {rooms: [alerts], auth: required, require: {user_id: sub}}\n"
     "  /ws/telemetry/{vehicle_id}: {rooms: [\"vehicle:{vehicle_id}\"], auth: required,\n"
     "                              require: {vehicle_id: vehicles}}\n"
-    "  /ws/ops: {rooms: [ops], auth: optional, roles: [operator]}\n";
+    "  /ws/ops: {rooms: [ops], auth: optional, roles: [operator]}\n"
+    "  /ws/t/{vehicle_id}: {same_as: \"/ws/telemetry/{vehicle_id}\"}\n";
 
 static struct tb_identity *ident(const struct cfg_auth *a, const char *claims)
 {
@@ -368,6 +369,10 @@ static void test_access(void **state)
     assert_int_equal(ep_check(c, "/ws/ops", NULL), ACCESS_OK);                /* optional */
     assert_int_equal(ep_check(c, "/ws/ops", bob), ACCESS_FORBIDDEN);          /* no role */
     assert_int_equal(ep_check(c, "/ws/ops", alice), ACCESS_OK);
+    /* an alias takes its target's auth: the legacy path opens nothing more */
+    assert_int_equal(ep_check(c, "/ws/t/V1", NULL), ACCESS_UNAUTHORIZED);
+    assert_int_equal(ep_check(c, "/ws/t/V1", bob), ACCESS_FORBIDDEN);
+    assert_int_equal(ep_check(c, "/ws/t/V1", alice), ACCESS_OK);
 
     assert_true(access_may_room(a, alice, "vehicle:V1"));
     assert_false(access_may_room(a, alice, "vehicle:V2"));
@@ -453,6 +458,9 @@ static void test_config_errors(void **state)
                "endpoints:\n  /ws/a: {rooms: [a], auth: maybe}\n", "auth");
     load_fails("auth: {issuers: [{hs256_secret: \"" SECRET "\"}]}\n"
                "endpoints:\n  /ws/a: {rooms: [a], roles: [x]}\n", "need 'auth: required'");
+    load_fails("auth: {issuers: [{hs256_secret: \"" SECRET "\"}]}\n"
+               "endpoints:\n  /ws/a/{id}: {rooms: [a], auth: required, require: {id: vehicles}}\n"
+               "  /ws/b: {same_as: \"/ws/a/{id}\"}\n", "lacks the capture {id}");
 }
 
 int main(void)
