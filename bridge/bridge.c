@@ -407,6 +407,28 @@ void bridge_tick(struct bridge *br, uint64_t now_ms)
 
 /* ---- config swap ----------------------------------------------------------------------- */
 
+/* The reloaded room rules (auth.rooms) apply to the rooms a connection already holds: it
+ * leaves those its identity may no longer see and is told (error "forbidden" with the room). */
+static void leave_forbidden_rooms(struct bridge *br, struct conn *c)
+{
+    if (!br->cfg->auth)
+        return;
+    for (struct sub *s = c->subs, *next; s; s = next) {
+        next = s->conn_next;
+        if (fanout_may_join(br->fan, c, s->room->name))
+            continue;
+        cJSON *top = cJSON_CreateObject();
+        cJSON_AddStringToObject(top, "code", TB_ERR_FORBIDDEN);
+        cJSON_AddStringToObject(top, "message", "no longer permitted after a configuration reload; left");
+        cJSON_AddStringToObject(top, "room", s->room->name);
+        fanout_send_frame(br->fan, c, "error", top, NULL);
+        cJSON_Delete(top);
+        s->auto_joined = false;
+        s->how = 0;
+        conn_unsubscribe(c, s);
+    }
+}
+
 /* Recomputes the endpoint rooms of one connection under the new config. */
 static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *old)
 {
@@ -446,6 +468,7 @@ static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *ol
             fanout_send_room_state(br->fan, c, s);
         }
     }
+    leave_forbidden_rooms(br, c);
 }
 
 static void notify_clients(struct bridge *br)

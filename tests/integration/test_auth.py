@@ -365,6 +365,24 @@ def test_join_session_is_authorized(setup, publisher):
     c.expect_silence(0.3)
 
 
+def test_reload_applies_room_rules_to_held_rooms(setup, publisher):
+    br, keys = setup
+    c = connect(br, "/ws/connect", keys.token(vehicles=["V1"]))
+    c.send_json({"type": "subscribe", "rooms": ["vehicle:V1"], "id": 1})
+    assert next_of(c, "subscribed")["rooms"] == ["vehicle:V1"]
+    text = open(br.config_path).read().replace('{room: "vehicle:{id}", claim: vehicles}',
+                                               '{room: "vehicle:{id}", roles: [fleet_admin]}')
+    tmp = br.config_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, br.config_path)
+    err = next_of(c, "error", timeout=15)
+    assert err["code"] == "forbidden" and err["room"] == "vehicle:V1"
+    next_of(c, "config_reloaded")
+    publisher.publish("vehicle/V1/telemetry", telemetry("V1"), wait=True)
+    c.expect_silence(0.5)
+
+
 # ---- the auth message, refresh and expiry ----------------------------------------------------------
 
 def test_auth_message(setup, publisher):
