@@ -241,6 +241,29 @@ def test_subprotocol_token_too_long_for_lws_is_refused_clearly(setup):
     refused(br, "/ws/telemetry/V1", "garbage", "subprotocol")
 
 
+SHORT_CONFIG = """\
+mqtt: {host: 127.0.0.1, port: @MQTT_PORT@, client_id: "tb-auth-short-@UID@"}
+server: {listen: "@LISTEN@"}
+auth:
+  issuers: [{hs256_secret: "${TB_TEST_JWT_SECRET}"}]
+endpoints:
+  /ws/v: {rooms: [v], auth: required}
+heartbeat: {interval: 0, ws_ping: 0, idle_timeout: 0}
+"""
+
+
+def test_short_token_in_the_bearer_subprotocol(broker, bridges):
+    """A token short enough for lws 4.1's 127-byte Sec-WebSocket-Protocol (one issuer without
+    iss/aud checks, minimal claims) is read from it, and the server answers "bearer"."""
+    br = bridges(broker.port, config=SHORT_CONFIG, wait_broker=False, env={"TB_TEST_JWT_SECRET": SECRET})
+    tok = jwt.encode({"sub": "a", "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
+    assert len("bearer, " + tok) <= 127
+    c = connect(br, "/ws/v", tok, "subprotocol")
+    assert c.ws.subprotocol == "bearer" and c.welcome["data"]["identity"] == "a"
+    c.close()
+    refused(br, "/ws/v", tok[:-3] + "AAA", "subprotocol")
+
+
 def test_rs256_es256_and_api_key_admit(setup):
     br, keys = setup
     for tok in (keys.token(issuer="test-rs", vehicles=["V1"]), keys.token(issuer="test-es", vehicles=["V1"])):
