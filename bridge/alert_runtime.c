@@ -19,15 +19,17 @@
  * refusals are counted (restore_refused) and logged, rate-limited.
  *
  * Acks (issue 14.5): rights come from the endpoint ('ack', 'identity'); acknowledged_by is
- * the endpoint's identity capture, never the client's free text. */
+ * the endpoint's identity capture, never the client's free text. With an auth section
+ * (issue 13) the token's subject is the identity and auth.ack_roles says who may ack.
+ * Delivery per vehicle (auth.alerts_claim): an alert goes only to the members of its
+ * rooms whose identity permits its key (access_may_see_key), also in the join state. */
 #include "alert_runtime.h"
-
-#include "access.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "alert.h"
 #include "fanout.h"
 #include "hmac.h"

@@ -242,8 +242,8 @@ void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data,
             admit(br, c, ep, &m);
         return;
     }
-    if (c->closing && c->identity == NULL && br->cfg->auth)
-        return;  /* refused at the gate: its requests are not served while it closes */
+    if (c->closing && c->flush_before_close)
+        return;  /* refused by the gate: its requests are not served while it closes */
     protocol_handle_frame(&br->proto, c, data, len, binary);
 }
 
