@@ -19,13 +19,17 @@
  * refusals are counted (restore_refused) and logged, rate-limited.
  *
  * Acks (issue 14.5): rights come from the endpoint ('ack', 'identity'); acknowledged_by is
- * the endpoint's identity capture, never the client's free text. */
+ * the endpoint's identity capture, never the client's free text. With an auth section
+ * (issue 13) the token's subject is the identity and auth.ack_roles says who may ack.
+ * Delivery per vehicle (auth.alerts_claim): an alert goes only to the members of its
+ * rooms whose identity permits its key (access_may_see_key), also in the join state. */
 #include "alert_runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "alert.h"
 #include "fanout.h"
 #include "hmac.h"
@@ -187,6 +191,13 @@ static void send_alert_frame(struct conn *c, struct tb_msg *m)
         conn_close(c, TB_CLOSE_SLOW_CONSUMER, "slow consumer: alert not delivered, resync");
 }
 
+/* auth.alerts_claim: an alert reaches only the members whose identity permits its key
+ * (the vehicle), so a shared alerts room carries each user only their vehicles. */
+static bool may_see(const struct alert_runtime *rt, const struct conn *c, const struct alert *a)
+{
+    return access_may_see_key(rt->cfg->auth, c->identity, a->key);
+}
+
 static void fan_out(struct alert_runtime *rt, const char *type, const struct alert *a,
                     const cJSON *data)
 {
@@ -200,7 +211,7 @@ static void fan_out(struct alert_runtime *rt, const char *type, const struct ale
             return;
         }
         for (struct sub *s = room_first_member(room); s; s = room_next_member(s))
-            if (!has_earlier_room(s->conn, a, i))
+            if (!has_earlier_room(s->conn, a, i) && may_see(rt, s->conn, a))
                 send_alert_frame(s->conn, m);
     }
     msg_unref(m);
@@ -484,6 +495,7 @@ void alert_runtime_tick(struct alert_runtime *rt, uint64_t now_ms)
 }
 
 struct join_ctx {
+    const struct alert_runtime *rt;
     struct fanout *f;
     struct conn *c;
     const char *room;
@@ -492,6 +504,8 @@ struct join_ctx {
 static int send_if_first_room(const struct alert *a, void *ud)
 {
     struct join_ctx *j = ud;
+    if (!may_see(j->rt, j->c, a))
+        return 0;
     for (size_t i = 0; i < a->n_rooms; i++) {
         if (strcmp(a->rooms[i], j->room) == 0)
             break;
@@ -513,7 +527,7 @@ static void send_room_state(void *ud, struct conn *c, struct sub *s)
     if (!alert_engine_count_active(rt->engine))
         return;
     const char *room = s->room->name;
-    struct join_ctx j = {rt->f, c, room};
+    struct join_ctx j = {rt, rt->f, c, room};
     alert_engine_foreach_active(rt->engine, room, send_if_first_room, &j);
 }
 
@@ -523,6 +537,23 @@ static bool member_of_any(struct conn *c, const struct alert *a)
         if (conn_find_sub(c, a->rooms[i]))
             return true;
     return false;
+}
+
+/* With an auth section, acks need an identity allowed by auth.ack_roles, and
+ * acknowledged_by is its subject: never the client's text (issue 13). */
+static const char *token_ack_identity(const struct alert_runtime *rt, const struct conn *c,
+                                      const cJSON *by, char *who, size_t wholen)
+{
+    who[0] = '\0';
+    if (!access_may_ack(rt->cfg->auth, c->identity))
+        return c->identity ? "your identity may not acknowledge alerts (auth.ack_roles)"
+                           : "acknowledging alerts needs a token or an API key";
+    if (strlen(c->identity->subject) >= wholen)
+        return "the identity is too long";
+    snprintf(who, wholen, "%s", c->identity->subject);
+    if (by && strcmp(by->valuestring, who) != 0)
+        return "\"by\" must be your own identity (the token's subject), or absent";
+    return NULL;
 }
 
 /* Ack rights come from configuration until tokens exist (issue 14.5): the endpoint's
@@ -537,6 +568,8 @@ static const char *ack_identity(const struct alert_runtime *rt, const struct con
     who[0] = '\0';
     if (!ep || ep->ack == CFG_ACK_NONE)
         return "this endpoint may not acknowledge alerts (endpoint 'ack: none')";
+    if (rt->cfg->auth)
+        return token_ack_identity(rt, c, by, who, wholen);
     if (ep->identity_capture >= 0 && (size_t)ep->identity_capture < m.n) {
         const struct topic_slice *cap = &m.cap[ep->identity_capture];
         if (cap->len >= wholen)
@@ -569,14 +602,14 @@ void alert_runtime_handle_ack(struct alert_runtime *rt, struct fanout *f, struct
         return;
     }
     /* Only a client that can see the alert may acknowledge it for everyone. */
-    if (!member_of_any(c, a)) {
+    if (!member_of_any(c, a) || !may_see(rt, c, a)) {
         reply_error(f, c, id, TB_ERR_NOT_ALLOWED, "not a member of any room of that alert");
         return;
     }
     char who[BY_MAX + 1];
     const char *refused = ack_identity(rt, c, by, who, sizeof who);
     if (refused) {
-        reply_error(f, c, id, TB_ERR_NOT_ALLOWED, refused);
+        reply_error(f, c, id, rt->cfg->auth ? TB_ERR_FORBIDDEN : TB_ERR_NOT_ALLOWED, refused);
         return;
     }
     int rc = alert_engine_ack(rt->engine, aid->valuestring, who[0] ? who : NULL, tb_now_ms(), &rt->ev);

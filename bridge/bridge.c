@@ -8,9 +8,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "access.h"
 #include "alert_runtime.h"
 #include "pmd.h"
 #include "fanout.h"
+#include "gate.h"
 #include "log.h"
 #include "mqtt_client.h"
 #include "reply.h"
@@ -20,6 +22,7 @@
 #include "writer.h"
 
 #define HISTORY_SWEEP_MS 5000
+#define AUTH_CHECK_MS 1000      /* auth deadlines are due at most this late */
 
 /* At most this many MQTT events per wake-up: between batches the loop writes to the
  * sockets, so a burst larger than a send queue reaches clients that keep up instead of
@@ -72,6 +75,14 @@ static void observe_latency(struct tb_latency *l, const cJSON *json)
     l->over++;
 }
 
+/* fanout's authorizer: the room rules of the running config for the connection's identity
+ * (every path that joins a room asks it: endpoint rooms, subscribe, patterns, sessions). */
+static bool may_join(void *ud, const struct conn *c, const char *room)
+{
+    const struct bridge *br = ud;
+    return access_may_room(br->cfg->auth, c->identity, room);
+}
+
 struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
 {
     struct bridge *br = calloc(1, sizeof *br);
@@ -92,6 +103,7 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
     }
     apply_limits(br, cfg);
     reset_route_counters(br, cfg);
+    fanout_set_authorizer(br->fan, may_join, br);
     br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer, &br->conn_log, br->pmd};
     br->proto = (struct protocol){cfg, br->fan, br->subs, br->sessions, NULL};
     return br;
@@ -155,6 +167,11 @@ static void send_welcome(struct bridge *br, struct conn *c, const struct cfg_end
     cJSON_AddNumberToObject(d, "heartbeat_interval_ms", (double)br->cfg->heartbeat.interval_ms);
     cJSON_AddBoolToObject(d, "client_subscriptions", ep->client_subscriptions);
     cJSON_AddBoolToObject(d, "broker_connected", br->broker_connected);
+    if (c->identity) {   /* who the connection is, and until when (gate.c refreshes) */
+        cJSON_AddStringToObject(d, "identity", c->identity->subject);
+        if (c->identity->exp_s)
+            cJSON_AddNumberToObject(d, "expires_at", (double)c->identity->exp_s * 1000.0);
+    }
     fanout_send_control(br->fan, c, "welcome", d);
     cJSON_Delete(d);
 }
@@ -185,31 +202,12 @@ static size_t endpoint_rooms(struct bridge *br, const struct conn *c, const stru
     return n;
 }
 
-struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
+/* Joins the endpoint's rooms and queues the welcome frame and the rooms' state: the
+ * connection is admitted (gate.c). m's captures point into c->path. */
+static void admit(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep, const struct topic_match *m)
 {
-    return bridge_open_from(br, wsi, path, NULL);
-}
-
-struct conn *bridge_open_from(struct bridge *br, struct lws *wsi, const char *path, const char *remote)
-{
-    struct topic_match m;
-    const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
-    if (!ep)
-        return NULL; /* the config changed between upgrade and now */
-    const struct cfg_server *sv = &br->cfg->server;
-    struct conn *c = conn_new(&br->env, wsi, ++br->next_conn_id, sv->send_queue_frames, sv->send_queue_bytes);
-    if (!c || !(c->path = strdup(path))) {
-        conn_free(c);
-        return NULL;
-    }
-    if (remote && *remote)
-        snprintf(c->remote, sizeof c->remote, "%s", remote);
-    /* Captures point into 'path': re-match against the connection's own copy. */
-    config_find_endpoint(br->cfg, c->path, &m);
-    c->endpoint = (int)(ep - br->cfg->endpoints);
-    lws_dll2_add_head(&c->in_bridge, &br->conns);
     char names[CFG_MAX_ROOMS][256];
-    size_t n = endpoint_rooms(br, c, ep, &m, names);
+    size_t n = endpoint_rooms(br, c, ep, m, names);
     bool refused[CFG_MAX_ROOMS] = {false};
     for (size_t i = 0; i < n; i++) {
         struct sub *s = fanout_join(br->fan, c, names[i]);
@@ -230,15 +228,46 @@ struct conn *bridge_open_from(struct bridge *br, struct lws *wsi, const char *pa
     while (n--)
         fanout_send_room_state(br->fan, c, order[n]);
     protocol_on_open(&br->proto, c);
+}
+
+struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
+{
+    static const struct gate_cred none = {NULL, 0, false};
+    return bridge_open_auth(br, wsi, path, &none, NULL);
+}
+
+struct conn *bridge_open_auth(struct bridge *br, struct lws *wsi, const char *path, const struct gate_cred *cred,
+                              const char *remote)
+{
+    struct topic_match m;
+    const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
+    if (!ep)
+        return NULL; /* the config changed between upgrade and now */
+    const struct cfg_server *sv = &br->cfg->server;
+    struct conn *c = conn_new(&br->env, wsi, ++br->next_conn_id, sv->send_queue_frames, sv->send_queue_bytes);
+    if (!c || !(c->path = strdup(path))) {
+        conn_free(c);
+        return NULL;
+    }
+    if (remote && *remote)
+        snprintf(c->remote, sizeof c->remote, "%s", remote);
+    /* Captures point into 'path': re-match against the connection's own copy. */
+    config_find_endpoint(br->cfg, c->path, &m);
+    c->endpoint = (int)(ep - br->cfg->endpoints);
+    lws_dll2_add_head(&c->in_bridge, &br->conns);
     if (conn_log_allowed(c))
         LOG_INFO("ws", "connection %llu opened: endpoint=%s path=%s remote=%s", (unsigned long long)c->id,
                  ep->path, c->path, c->remote);
+    /* Nothing is joined or sent before the gate admits the connection. */
+    if (gate_open(br->cfg, br->fan, c, ep, &m, cred, tb_now_ms()) == GATE_ADMIT)
+        admit(br, c, ep, &m);
     return c;
 }
 
 void bridge_close(struct bridge *br, struct conn *c)
 {
     protocol_on_close(&br->proto, c);
+    gate_conn_close(c);
     fanout_conn_close(br->fan, c);
     writer_forget(br->writer, c);
     lws_dll2_remove(&c->in_bridge);
@@ -298,6 +327,17 @@ void bridge_queue_depth(const struct bridge *br, struct bridge_queues *out)
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary)
 {
     c->last_rx_ms = tb_now_ms();
+    if (c->auth_deadline_ms) {  /* waiting for its 'auth' frame: nothing else is read */
+        if (c->closing)
+            return;
+        struct topic_match m;
+        const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, c->path, &m);
+        if (gate_auth_frame(br->cfg, br->fan, c, binary ? "" : data, binary ? 0 : len, c->last_rx_ms) == GATE_ADMIT && ep)
+            admit(br, c, ep, &m);
+        return;
+    }
+    if (c->closing && c->flush_before_close)
+        return;  /* refused by the gate: its requests are not served while it closes */
     if (!client_rate_ok(br, c, c->last_rx_ms))
         return;
     protocol_handle_frame(&br->proto, c, data, len, binary);
@@ -438,10 +478,22 @@ static void sweep_history(struct bridge *br, uint64_t now_ms)
         room_release_if_idle(br->rooms, x.idle[i]);
 }
 
+/* Authentication deadlines (gate.c), once a second, only with an auth section. */
+static void check_auth(struct bridge *br, uint64_t now_ms)
+{
+    if (!br->cfg->auth || now_ms < br->next_auth_check_ms)
+        return;
+    br->next_auth_check_ms = now_ms + AUTH_CHECK_MS;
+    lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&br->conns)) {
+        gate_check(br->cfg, br->fan, lws_container_of(d, struct conn, in_bridge), now_ms);
+    } lws_end_foreach_dll(d);
+}
+
 void bridge_tick(struct bridge *br, uint64_t now_ms)
 {
     log_budget_flush(&br->conn_log, now_ms, CONN_LOG_WINDOW_MS, "ws", "connection events");
     sweep_history(br, now_ms);
+    check_auth(br, now_ms);
     alert_runtime_tick(br->alerts, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;
     if (every && !br->stopping) {
@@ -456,12 +508,36 @@ void bridge_tick(struct bridge *br, uint64_t now_ms)
 
 /* ---- config swap ----------------------------------------------------------------------- */
 
+/* The reloaded room rules (auth.rooms) apply to the rooms a connection already holds: it
+ * leaves those its identity may no longer see and is told (error "forbidden" with the room). */
+static void leave_forbidden_rooms(struct bridge *br, struct conn *c)
+{
+    if (!br->cfg->auth)
+        return;
+    for (struct sub *s = c->subs, *next; s; s = next) {
+        next = s->conn_next;
+        if (fanout_may_join(br->fan, c, s->room->name))
+            continue;
+        cJSON *top = cJSON_CreateObject();
+        cJSON_AddStringToObject(top, "code", TB_ERR_FORBIDDEN);
+        cJSON_AddStringToObject(top, "message", "no longer permitted after a configuration reload; left");
+        cJSON_AddStringToObject(top, "room", s->room->name);
+        fanout_send_frame(br->fan, c, "error", top, NULL);
+        cJSON_Delete(top);
+        s->auto_joined = false;
+        s->how = 0;
+        conn_unsubscribe(c, s);
+    }
+}
+
 /* Recomputes the endpoint rooms of one connection under the new config. */
 static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *old)
 {
     const char *ep_path = c->endpoint >= 0 ? old->endpoints[c->endpoint].path : NULL;
     const struct cfg_endpoint *ep = ep_path ? config_endpoint_by_path(br->cfg, ep_path) : NULL;
     struct topic_match m;
+    if (c->closing || c->auth_deadline_ms)
+        return;  /* refused, or not admitted yet: it holds no rooms and gets none */
     if (!ep || !topic_pattern_match(ep->pattern, c->path, &m)) {
         c->endpoint = -1;
         conn_close(c, TB_CLOSE_ENDPOINT_REMOVED, "endpoint removed by configuration reload");
@@ -493,6 +569,7 @@ static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *ol
             fanout_send_room_state(br->fan, c, s);
         }
     }
+    leave_forbidden_rooms(br, c);
 }
 
 static void notify_clients(struct bridge *br)

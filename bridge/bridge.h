@@ -30,6 +30,7 @@
 #include "stats.h"
 
 struct alert_runtime;
+struct gate_cred;
 struct fanout;
 struct mqtt_client;
 struct mqtt_event;
@@ -74,6 +75,7 @@ struct bridge {
     bool stopping;
     uint64_t next_heartbeat_ms;
     uint64_t next_sweep_ms;         /* history_ttl sweep */
+    uint64_t next_auth_check_ms;    /* token expiry and auth frame deadlines (gate.c) */
     struct mqtt_event *backlog;     /* drained MQTT events not processed yet (batches) */
     struct router_out routed;       /* the current message's deliveries (reused) */
     struct notify notify;           /* systemd readiness / watchdog (no-op outside systemd) */
@@ -98,8 +100,12 @@ void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt);
  * the welcome frame and the rooms' state. NULL when the path matches no endpoint any
  * more (reloaded meanwhile) or when out of memory: the caller closes the socket. */
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path);
-/* bridge_open for a client at 'remote' (its address, for the log; NULL = unknown). */
-struct conn *bridge_open_from(struct bridge *br, struct lws *wsi, const char *path, const char *remote);
+/* bridge_open with the credential found at the upgrade (gate.h) and the client's address
+ * ('remote', for the log; NULL = unknown): a refused connection gets one error frame and
+ * a close, and joins nothing; one waiting for its 'auth' frame joins its rooms when that
+ * frame is accepted. */
+struct conn *bridge_open_auth(struct bridge *br, struct lws *wsi, const char *path, const struct gate_cred *cred,
+                              const char *remote);
 /* The connection is gone: frees it and everything it held. */
 void bridge_close(struct bridge *br, struct conn *c);
 /* Frames and bytes waiting in all connections' send queues, and the longest queue. */

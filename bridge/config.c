@@ -80,6 +80,31 @@ static int set_writer_threads(struct loader *l, const yaml_node_t *n, const char
     return 0;
 }
 
+/* server.admin_listen: the same syntax as listen, into admin_host / admin_port. */
+static int set_admin_listen(struct loader *l, const yaml_node_t *n, const char *s, void *base)
+{
+    struct cfg_server *srv = base, tmp = {0};
+    if (set_listen(l, NULL, s, &tmp)) {
+        free(tmp.listen_host);
+        if (n)
+            cfg_error(l, n, 0, "admin_listen: expected host:port (e.g. 127.0.0.1:9090)");
+        return -1;
+    }
+    free(srv->admin_host);
+    srv->admin_host = tmp.listen_host;
+    srv->admin_port = tmp.port;
+    return 0;
+}
+
+static bool keep_admin_listen(void *next, const void *cur)
+{
+    struct cfg_server *n = next;
+    const struct cfg_server *c = cur;
+    bool host = cfg_keep_str(&n->admin_host, c->admin_host), port = n->admin_port != c->admin_port;
+    n->admin_port = c->admin_port;
+    return host || port;
+}
+
 /* 'listen' sets two fields; a reload that changes either keeps both (one "server.listen"). */
 static bool keep_listen(void *next, const void *cur)
 {
@@ -172,6 +197,7 @@ static const struct cfg_field server_fields[] = {
     { .name = "max_stored_bytes", .type = CT_SIZE, .off = S(max_stored_bytes), .min = 1024, .max = 1LL << 40, .def = "256MiB" },
     { .name = "trusted_proxies", .type = CT_STRLIST, .off = S(trusted_proxies), .off_n = S(n_trusted_proxies),
       .scalar = check_trusted_proxy },
+    { SR("admin_listen"), .type = CT_CUSTOM, .off = 0, .scalar = set_admin_listen, .keep = keep_admin_listen },
     { SR("writer_threads"), .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads, .keep = keep_writer_threads },
     { .name = "tls_cert", .type = CT_PATH, .off = S(tls_cert) },
     { .name = "tls_key", .type = CT_PATH, .off = S(tls_key) },
@@ -383,10 +409,11 @@ static const yaml_node_t *seq_item(struct loader *l, const yaml_node_t *n, size_
 /* ---- endpoints ---------------------------------------------------------------------- */
 
 static const char *const ack_modes[] = { "members", "none", NULL };
+static const char *const auth_modes[] = { "none", "optional", "required", NULL };
 
 struct endpoint_in {
     struct cfg_endpoint e;
-    const yaml_node_t *rooms, *same_as, *identity;
+    const yaml_node_t *rooms, *same_as, *identity, *require;
 };
 
 #define E(f) offsetof(struct endpoint_in, f)
@@ -400,6 +427,10 @@ static const struct cfg_field endpoint_fields[] = {
     { .name = "identity", .type = CT_NODE, .off = E(identity) },
     { .name = "client_rate", .type = CT_INT, .off = E(e.client_rate), .min = -1, .max = 1000000, .def = "-1" },
     { .name = "client_burst", .type = CT_INT, .off = E(e.client_burst), .min = -1, .max = 1000000, .def = "-1" },
+    { .name = "auth", .type = CT_ENUM, .off = E(e.auth), .def = "none", .choices = auth_modes },
+    { .name = "auth_message", .type = CT_BOOL, .off = E(e.auth_message), .def = "false" },
+    { .name = "require", .type = CT_NODE, .off = E(require) },
+    { .name = "roles", .type = CT_STRLIST, .off = E(e.roles), .off_n = E(e.n_roles) },
 };
 #undef E
 static const struct cfg_schema endpoint_schema = { "endpoint", endpoint_fields, COUNT(endpoint_fields) };
@@ -440,6 +471,8 @@ static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_
         e->identity_capture = 0;   /* /ws/alerts/{user_id}: the client is user_id */
     if (e->client_burst == 0)
         rc = cfg_error(l, k, 0, "endpoint '%s': client_burst must be at least 1", path);
+    if (in->require && cfg_auth_endpoint_require(l, in->require, e))
+        rc = -1;
     struct tb_config *c = l->cfg;
     for (size_t i = 0; i < c->n_endpoints; i++) {
         if (c->endpoints[i].pattern &&
@@ -882,6 +915,7 @@ static const struct cfg_field top_fields[] = {
     { .name = "alert_state", .type = CT_SECTION, .section = section_alert_state },
     { .name = "limits", .type = CT_SECTION, .section = section_limits, .off = TOP(limits), .sub = &limits_schema },
     { .name = "log", .type = CT_SECTION, .section = section_log, .off = TOP(log), .sub = &log_schema },
+    { .name = "auth", .type = CT_SECTION, .section = cfg_section_auth },
 };
 #undef TOP
 static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };
@@ -954,6 +988,7 @@ static void free_endpoint(struct cfg_endpoint *e)
     for (size_t i = 0; i < e->n_allow_subscribe; i++)
         free(e->allow_subscribe[i]);
     free(e->allow_subscribe);
+    cfg_auth_endpoint_free(e);
 }
 
 static void free_route(struct cfg_route *r)
@@ -994,10 +1029,13 @@ static void free_config(struct tb_config *c)
         free(c->server.trusted_proxies[i]);
     free(c->server.trusted_proxies);
     free(c->server.listen_host);
+    free(c->server.admin_host);
     free(c->server.static_dir);
     free(c->server.tls_cert), free(c->server.tls_key), free(c->server.tls_client_ca);
     free(c->sessions.request_topic), free(c->sessions.room_prefix);
     free(c->alert_state.origin), free(c->alert_state.hmac_key);
+    cfg_auth_free(c->auth);
+    free(c->auth);
     for (size_t i = 0; i < c->n_endpoints; i++)
         free_endpoint(&c->endpoints[i]);
     for (size_t i = 0; i < c->n_routes; i++)
@@ -1111,6 +1149,7 @@ struct tb_config *config_load_string(const char *name, const char *text, size_t 
     }
     if (!(l.pub_pattern = topic_pattern_compile("{key}/{name}", NULL, 0, NULL)) ||
         cfg_substitute_all(&l) || cfg_apply(&l, root, &top_schema, c) || collect_filters(c) ||
+        cfg_auth_check(&l, c) ||
         l.nmsgs)
         goto fail;
     loader_finish(&l, diag);

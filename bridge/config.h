@@ -19,6 +19,7 @@
 #include "expr.h"
 #include "template.h"
 #include "topic.h"
+#include "token.h"
 
 /* Room templates per endpoint, route or alert rule. */
 #define CFG_MAX_ROOMS 32
@@ -32,6 +33,14 @@ enum cfg_slow_policy { CFG_SLOW_CONFLATE, CFG_SLOW_DISCONNECT };
 enum cfg_nonjson_policy { CFG_NONJSON_STRING, CFG_NONJSON_DROP, CFG_NONJSON_TEXT };
 enum cfg_severity { CFG_SEV_INFO, CFG_SEV_WARNING, CFG_SEV_CRITICAL };
 enum cfg_ack { CFG_ACK_MEMBERS, CFG_ACK_NONE };   /* endpoint 'ack' */
+enum cfg_auth_mode { CFG_AUTH_NONE, CFG_AUTH_OPTIONAL, CFG_AUTH_REQUIRED };   /* endpoint 'auth' */
+
+/* An endpoint 'require' entry: the path capture must be permitted by the claim (the
+ * subject claim: equal; any other claim: one of its values, globs allowed). */
+struct cfg_require {
+    int capture;                     /* index in the endpoint's pattern */
+    char *claim;
+};
 
 struct cfg_mqtt {
     char *host;                 /* default "127.0.0.1" */
@@ -73,6 +82,8 @@ struct cfg_server {
     size_t max_stored_bytes;         /* the same across all rooms, default 256 MiB */
     char **trusted_proxies;          /* addresses / CIDRs whose X-Forwarded-For is believed */
     size_t n_trusted_proxies;
+    char *admin_host;                /* server.admin_listen "host:port"; NULL = none */
+    int admin_port;                  /* 0 = no admin listener */
     int writer_threads;              /* threads sharing the end-of-batch send()s, or
                                       * CFG_WRITER_THREADS_AUTO (default: CPUs - 1) */
     /* wss://: certificate chain and key (PEM, both or neither; checked at load), and the
@@ -100,6 +111,12 @@ struct cfg_endpoint {
                                         the path's capture when it has exactly one */
     int client_rate, client_burst;   /* limits.client_rate / client_burst for this endpoint;
                                         -1 (absent) = the limits: values */
+    enum cfg_auth_mode auth;         /* 'auth': none (default), optional, required */
+    bool auth_message;               /* a first {"type":"auth"} frame may carry the token */
+    struct cfg_require *require;     /* 'require: {capture: claim}' (config_auth.c) */
+    size_t n_require;
+    char **roles;                    /* 'roles': one of them needed (empty = none needed) */
+    size_t n_roles;
     int line, col;
 };
 
@@ -180,6 +197,46 @@ struct cfg_alert_state {
     size_t max_restored;             /* retained states restored at most, default 10000 */
 };
 
+/* auth (config_auth.c; docs/security.md). Absent section: tb_config.auth is NULL. */
+struct cfg_issuer {
+    char *issuer;                    /* the token's 'iss' must equal it; NULL = any (one issuer) */
+    char *audience;                  /* the token's 'aud' must hold it; NULL = not checked */
+    struct token_keyset keys;        /* hs256_secret(_file), public_key_file, jwks_file */
+};
+struct cfg_api_key {
+    char sha256[TOKEN_SHA256_HEX_LEN + 1];   /* hex of the key's SHA-256 */
+    char *identity;                  /* the subject of its connections */
+    void *claims;                    /* cJSON object: the key's claims ('sub' = identity) */
+};
+/* A room rule: rooms matching 'room' (literal text around at most one {capture}) need the
+ * capture permitted by 'claim' and/or one of 'roles'. First matching rule decides. */
+struct cfg_room_rule {
+    char *room;
+    char *claim;                     /* NULL = no claim check */
+    char **roles;
+    size_t n_roles;
+    bool public_room;                /* 'public: true': anyone, also anonymous */
+};
+struct cfg_auth {
+    struct cfg_issuer *issuers;
+    size_t n_issuers;
+    struct cfg_api_key *api_keys;
+    size_t n_api_keys;
+    uint64_t clock_skew_ms;          /* default 30 s */
+    bool require_exp;                /* default true */
+    char *claim_subject;             /* default "sub" */
+    char *claim_roles;               /* default "roles" */
+    char *admin_role;                /* default "admin"; NULL-able ("" = no admin role) */
+    char **ack_roles;                /* roles that may ack_alert; empty = any identity */
+    size_t n_ack_roles;
+    char *alerts_claim;              /* claim that must permit an alert's key to see it; NULL = off */
+    uint64_t expiry_warning_ms;      /* auth_expiring this long before exp, default 60 s */
+    uint64_t auth_timeout_ms;        /* deadline of the first 'auth' frame, default 5 s */
+    struct cfg_room_rule *rules;
+    size_t n_rules;
+    bool rooms_default_allow;        /* rooms no rule matches: allow (default) or deny */
+};
+
 struct tb_config {
     char *path;                      /* file it was loaded from */
     char *dir;                       /* directory of 'path', for relative paths */
@@ -197,6 +254,7 @@ struct tb_config {
     struct cfg_log log;
     struct cfg_sessions sessions;
     struct cfg_alert_state alert_state;
+    struct cfg_auth *auth;           /* NULL without an 'auth' section */
     char **filters;                  /* distinct MQTT subscription filters the routes and alerts need */
     size_t n_filters;
     int refcount;                    /* atomic; use config_ref / config_unref */

@@ -128,4 +128,15 @@ int cfg_parse_bool(const char *s, bool *out);
 /* Resolves a path against the loader's directory; returns a malloc'd string. */
 char *cfg_resolve_path(const struct loader *l, const char *p);
 
+/* ---- the 'auth' section (config_auth.c) ---- */
+/* The 'auth' top-level section (CT_SECTION hook; base is the tb_config). Key files are
+ * read and parsed at load, so --check reports a bad key; a reload builds new key sets. */
+int cfg_section_auth(struct loader *l, const yaml_node_t *n, void *base);
+/* An endpoint's 'require' mapping (capture: claim), after its pattern is compiled. */
+int cfg_auth_endpoint_require(struct loader *l, const yaml_node_t *n, struct cfg_endpoint *e);
+/* Cross-checks once everything is loaded: an endpoint with auth needs an 'auth' section. */
+int cfg_auth_check(struct loader *l, struct tb_config *c);
+void cfg_auth_free(struct cfg_auth *a);
+void cfg_auth_endpoint_free(struct cfg_endpoint *e);
+
 #endif

@@ -40,6 +40,8 @@ enum {
     TB_CLOSE_ENDPOINT_REMOVED = 4001, /* config reload removed this endpoint */
     TB_CLOSE_SLOW_CONSUMER = 4008,    /* send queue overflow on a 'disconnect' route */
     TB_CLOSE_IDLE = 4009,             /* silent past idle_timeout */
+    TB_CLOSE_UNAUTHORIZED = 4401,     /* no, invalid or expired token */
+    TB_CLOSE_FORBIDDEN = 4403,        /* a valid identity, not permitted this endpoint */
 };
 
 enum conn_enqueue_result { CONN_QUEUED, CONN_CONFLATED, CONN_DROPPED };
@@ -65,6 +67,7 @@ struct conn_waiting;
 struct log_budget;      /* log.h */
 struct conn_patterns;   /* subscribe.c: the client's room patterns */
 struct conn_rate;       /* fanout.c: the max_rate timer */
+struct tb_identity;     /* access.h: who the connection authenticated as */
 
 struct conn {
     struct lws *wsi;              /* NULL in unit tests */
@@ -93,6 +96,11 @@ struct conn {
     struct throttle_msg_guard rx_limit; /* limits.client_rate (bridge_on_client_frame) */
     struct conn_patterns *patterns;   /* allocated on a first pattern subscription */
     struct conn_rate *rate;           /* allocated on a first rate-limited delivery */
+    struct tb_identity *identity;     /* NULL = anonymous; gate.c owns and frees it */
+    uint64_t auth_deadline_ms;        /* waiting for an 'auth' frame until then; 0 = not */
+    bool expiry_warned;               /* auth_expiring sent for the current token */
+    bool flush_before_close;          /* the queue (an auth refusal's error frame) is written
+                                         before the close frame (writer.c) */
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,

@@ -88,6 +88,9 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(h, "stored_bytes", (double)room_registry_stored_bytes(br->rooms));
     cJSON_AddNumberToObject(h, "history_trimmed", (double)room_registry_trimmed(br->rooms));
     cJSON_AddNumberToObject(m, "payloads_refused", (double)br->st.payloads_refused);
+    cJSON *au = cJSON_AddObjectToObject(h, "auth");
+    cJSON_AddNumberToObject(au, "unauthorized", (double)br->st.auth_unauthorized);
+    cJSON_AddNumberToObject(au, "forbidden", (double)br->st.auth_forbidden);
     cJSON *pw = cJSON_AddObjectToObject(h, "patterns");
     cJSON_AddNumberToObject(pw, "rooms_walked", (double)br->st.pattern_rooms_walked);
     cJSON_AddNumberToObject(pw, "busy", (double)br->st.patterns_busy);
@@ -390,6 +393,15 @@ static void render_process(struct sbuf *out)
            ps.start_time_seconds);
 }
 
+/* Access control (gate.c): connections refused or closed for their credential. */
+static void render_auth(const struct bridge *br, struct sbuf *out)
+{
+    metric(out, "telebridge_auth_unauthorized_total", "counter",
+           "Connections refused or closed 4401 (no, invalid, expired token)", (double)br->st.auth_unauthorized);
+    metric(out, "telebridge_auth_forbidden_total", "counter", "Connections refused 4403 (identity not permitted)",
+           (double)br->st.auth_forbidden);
+}
+
 static void render_metrics(const struct http_api_src *src, struct sbuf *out)
 {
     render_core(src->br, out);
@@ -402,6 +414,7 @@ static void render_metrics(const struct http_api_src *src, struct sbuf *out)
     render_room_classes(src->br, out);
     render_latency(src->br, out);
     render_refused(src->br, out);
+    render_auth(src->br, out);
     render_reload(src, out);
     render_build(src, out);
     render_process(out);
@@ -437,13 +450,21 @@ int http_api_render(const struct http_api_src *src, const char *path, struct sbu
 {
     cJSON *body = NULL;
     int status = 200;
+    bool health = strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0;
     if (strcmp(path, "/health/live") == 0) {
         body = cJSON_CreateObject();
         cJSON_AddStringToObject(body, "status", "alive");
     } else if (strcmp(path, "/health/ready") == 0) {
         body = cJSON_CreateObject();
         status = render_ready(src, body);
-    } else if (strcmp(path, "/health") == 0 || strcmp(path, "/ws/status") == 0) {
+    } else if (src->restricted && health) {
+        body = cJSON_CreateObject();    /* anonymous: the status, no details */
+        cJSON_AddStringToObject(body, "status", src->br->broker_connected ? "ok" : "degraded");
+    } else if (src->restricted && (!strcmp(path, "/ws/connections") || !strcmp(path, "/metrics"))) {
+        sbuf_puts(out, "{\"error\":\"forbidden\",\"message\":\"an admin token (auth.admin_role) is needed\"}\n");
+        *content_type = "application/json";
+        return 403;
+    } else if (health) {
         body = health_json(src);
     } else if (strcmp(path, "/ws/connections") == 0) {
         body = connections_json(src->br);

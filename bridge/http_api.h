@@ -11,6 +11,8 @@
 #ifndef TB_HTTP_API_H
 #define TB_HTTP_API_H
 
+#include <stdbool.h>
+
 #include "sbuf.h"
 
 struct addr_table;
@@ -23,6 +25,8 @@ struct http_api_src {
     const struct reload *rl;        /* may be NULL */
     const char *event_loop;         /* "libev" or "poll" */
     const struct addr_table *addrs; /* limits per address (ws_server); may be NULL */
+    bool restricted;                /* an auth section and no admin credential: /health is
+                                       the status only, /ws/connections and /metrics 403 */
 };
 
 /* Builds the body for 'path' into out and sets *content_type; returns the HTTP status

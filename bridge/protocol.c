@@ -16,6 +16,7 @@
 #include "config.h"
 #include "conn.h"
 #include "fanout.h"
+#include "gate.h"
 #include "json_util.h"
 #include "log.h"
 #include "reply.h"
@@ -55,7 +56,11 @@ static void handle_join_session(const struct protocol *p, struct conn *c, const 
         return;
     char room[SESSION_ID_MAX + 128];
     const struct cfg_sessions *cs = &p->cfg->sessions;
-    if (!session_known(p->sessions, cs, fanout_rooms(p->f), sid) || !session_room(cs, sid, room, sizeof room)) {
+    bool named = session_room(cs, sid, room, sizeof room);
+    if (named && !fanout_may_join(p->f, c, room)) {
+        /* before the existence check: who may not join learns nothing about the session */
+        reply_refusal(p->f, c, id, TB_ERR_FORBIDDEN, "cannot join this room");
+    } else if (!named || !session_known(p->sessions, cs, fanout_rooms(p->f), sid)) {
         reply_refusal(p->f, c, id, TB_ERR_UNKNOWN_SESSION,
                               "no such session (request an id on the session request topic first)");
     } else {
@@ -97,6 +102,12 @@ static void handle_ack_alert(const struct protocol *p, struct conn *c, const cJS
     alert_runtime_handle_ack(p->alerts, p->f, c, req, id);
 }
 
+/* A new token for an authenticated connection ("auth" after admission means the same). */
+static void handle_refresh(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id)
+{
+    gate_handle_refresh(p->cfg, p->f, c, req, id);
+}
+
 static const struct {
     const char *type;
     handler_fn fn;
@@ -107,6 +118,8 @@ static const struct {
     {"join_session", handle_join_session},
     {"leave_session", handle_leave_session},
     {"ack_alert", handle_ack_alert},
+    {"refresh", handle_refresh},
+    {"auth", handle_refresh},
 };
 
 /* A dashboard on a session endpoint (/ws/session/{sid}) for an id nobody issued is

@@ -35,6 +35,8 @@ struct fanout;
 #define TB_ERR_ROOM_NOT_ALLOWED "not_allowed"
 #define TB_ERR_NOT_SUBSCRIBED "not_subscribed"
 #define TB_ERR_ROOM_LIMIT "room_limit"   /* server.max_client_rooms: no new room for clients */
+#define TB_ERR_UNAUTHORIZED "unauthorized"   /* no, invalid or expired credential */
+#define TB_ERR_FORBIDDEN "forbidden"         /* the identity is not permitted this */
 #define TB_ERR_BUSY "busy"               /* the request's pattern work budget is spent; retry */
 #define TB_ERR_RATE_LIMITED "rate_limited" /* limits.client_rate: the message was not processed */
 

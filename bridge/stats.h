@@ -21,6 +21,7 @@ enum tb_refusal {
     TB_REFUSED_NOT_FOUND,         /* upgrade to no endpoint: 404 */
     TB_REFUSED_SHUTDOWN,          /* upgrade while shutting down: 503 */
     TB_REFUSED_SUBSCRIPTIONS,     /* subscribe past max_rooms_per_connection: too_many_rooms */
+    TB_REFUSED_BAD_REQUEST,       /* an upgrade lws cannot take (Sec-WebSocket-Protocol too long): 400 */
     TB_REFUSED_COUNT
 };
 
@@ -29,7 +30,7 @@ static inline const char *tb_refusal_name(enum tb_refusal r)
 {
     static const char *const names[TB_REFUSED_COUNT] = {
         "rate", "rate_closed", "handshake_rate", "per_address", "address_table",
-        "capacity", "origin", "not_found", "shutting_down", "subscriptions",
+        "capacity", "origin", "not_found", "shutting_down", "subscriptions", "bad_request",
     };
     return (unsigned)r < TB_REFUSED_COUNT ? names[r] : "other";
 }
@@ -50,6 +51,8 @@ struct tb_stats {
     uint64_t pattern_rooms_walked; /* rooms matched against newly subscribed patterns */
     uint64_t patterns_busy;        /* patterns refused "busy" (SUB_WALK_BUDGET) */
     uint64_t refused[TB_REFUSED_COUNT]; /* client refusals by reason */
+    uint64_t auth_unauthorized;    /* connections refused or closed 4401 (gate.c) */
+    uint64_t auth_forbidden;       /* connections refused 4403 (gate.c) */
 };
 
 #endif

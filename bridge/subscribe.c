@@ -462,7 +462,7 @@ static const char *plan_one(struct subscriptions *ss, struct conn *c, const char
     if (strchr(name, '*'))
         return subscribe_pattern_valid(name) ? subscribe_pattern(ss, c, name, o, p, cap) : TB_ERR_BAD_ROOM;
     if (!fanout_may_join(ss->f, c, name))
-        return TB_ERR_ROOM_NOT_ALLOWED;
+        return TB_ERR_FORBIDDEN;
     struct sub *s = conn_find_sub(c, name);
     if (!(s && (s->how & SUB_BY_CLIENT)) && client_count(c) >= cap)
         return too_many(ss);
@@ -695,7 +695,7 @@ int subscribe_join_one(struct subscriptions *ss, struct conn *c, const cJSON *id
     size_t cap = ss->cfg->server.max_rooms_per_connection;
     struct sub *s = conn_find_sub(c, room);
     if (!fanout_may_join(ss->f, c, room))
-        code = TB_ERR_ROOM_NOT_ALLOWED;
+        code = TB_ERR_FORBIDDEN;
     else if (!(s && (s->how & SUB_BY_CLIENT)) && client_count(c) >= cap)
         code = too_many(ss);
     else if (!join_for(ss, c, NULL, room, SUB_BY_CLIENT, o->shape, o, &p))

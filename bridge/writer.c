@@ -114,6 +114,13 @@ static int write_queued(struct writer *w, struct conn *c, int max_writes)
 
 int writer_on_writable(struct writer *w, struct conn *c)
 {
+    if (c->closing && c->flush_before_close && c->q_len && !c->peer_closed) {
+        /* an auth refusal: its error frame goes out before the close frame */
+        if (write_queued(w, c, WRITES_PER_EVENT) < 0)
+            return -1;
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
     if (c->closing) {
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)(c->close_reason ? c->close_reason : ""),

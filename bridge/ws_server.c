@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -22,7 +23,9 @@
 
 #include <ev.h>
 #include <libwebsockets.h>
+#include <openssl/crypto.h>
 
+#include "access.h"
 #include "bridge.h"
 #include "fanout.h"
 #include "http_api.h"
@@ -33,6 +36,7 @@
 #include "reload.h"
 #include "throttle.h"
 #include "transport.h"
+#include "ws_auth.h"
 #include "writer.h"
 
 #define PATH_MAX_LEN 1024
@@ -65,6 +69,7 @@ struct ws_server {
     struct reload *rl;
     struct mqtt_client *mqtt;
     lws_sorted_usec_list_t tick_sul;
+    struct lws_vhost *admin_vh; /* server.admin_listen: HTTP admin paths, anonymous; NULL = none */
     uint64_t next_idle_sweep_ms;
     lws_sorted_usec_list_t backlog_sul;
     size_t conn_cap;        /* WebSocket connections the descriptors allow (set_conn_cap) */
@@ -187,6 +192,7 @@ static bool addr_limited(const struct ws_server *ws, const struct cfg_limits *l,
 static const char *status_text(unsigned status)
 {
     switch (status) {
+    case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 429: return "Too Many Requests";
@@ -258,6 +264,13 @@ static void peer_text(struct ws_server *ws, struct lws *wsi, char *buf, size_t l
         snprintf(buf, len, "?");
 }
 
+/* The admin listener serves the HTTP admin paths to anyone who can reach it (bind it to
+ * a loopback or management address) and no WebSocket endpoints. */
+static bool on_admin_listener(const struct ws_server *ws, struct lws *wsi)
+{
+    return ws->admin_vh && lws_get_vhost(wsi) == ws->admin_vh;
+}
+
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: decide before accepting. */
 static int confirm_upgrade(struct ws_server *ws, struct lws *wsi)
 {
@@ -272,11 +285,14 @@ static int confirm_upgrade(struct ws_server *ws, struct lws *wsi)
     int rc = admit_address(ws, wsi, path);
     if (rc)
         return rc;
-    if (!ep)
+    if (!ep || on_admin_listener(ws, wsi))
         return refuse(ws, wsi, TB_REFUSED_NOT_FOUND, 404, "no such WebSocket endpoint", 0, path, who);
     const char *why = origin_refusal(&br->cfg->server, wsi);
     if (why)
         return refuse(ws, wsi, TB_REFUSED_ORIGIN, 403, why, 0, path, who);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > WS_AUTH_MAX_PROTOCOL_HEADER)
+        return refuse(ws, wsi, TB_REFUSED_BAD_REQUEST, 400, "Sec-WebSocket-Protocol longer than libwebsockets 4.1 "
+                      "accepts (127 bytes): send the token as ?token= or in the auth message", 0, path, who);
     if (bridge_conn_count(br) >= (size_t)br->cfg->server.max_connections ||
         bridge_conn_count(br) >= ws->conn_cap)
         return refuse(ws, wsi, TB_REFUSED_CAPACITY, 503, "connection limit reached", RETRY_CAPACITY_S, path, who);
@@ -418,7 +434,13 @@ static int on_established(struct ws_server *ws, struct lws *wsi, struct pss *pss
     char path[PATH_MAX_LEN], remote[64];
     uri_path(wsi, path, sizeof path);
     client_address(&br->cfg->server, wsi, remote, sizeof remote);
-    struct conn *c = bridge_open_from(br, wsi, path, remote);
+    char *credbuf = malloc(WS_AUTH_BUF);
+    if (!credbuf)
+        return -1;
+    struct gate_cred cred = ws_auth_credential(wsi, credbuf, WS_AUTH_BUF, true);
+    struct conn *c = bridge_open_auth(br, wsi, path, &cred, remote);
+    OPENSSL_cleanse(credbuf, WS_AUTH_BUF);
+    free(credbuf);
     if (!c)
         return -1;
     count_address(ws, wsi, pss);
@@ -510,13 +532,34 @@ static int serve_static(struct bridge *br, struct lws *wsi, const char *path)
     return 0;
 }
 
+/* The admin paths' details need an identity with auth.admin_role (no auth section: open). */
+static bool http_admin(struct bridge *br, struct lws *wsi)
+{
+    if (!br->cfg->auth)
+        return true;
+    char *buf = malloc(WS_AUTH_BUF);
+    if (!buf)
+        return false;
+    struct gate_cred cred = ws_auth_credential(wsi, buf, WS_AUTH_BUF, false);
+    const char *why = "";
+    struct tb_identity *id = !cred.len ? NULL
+                           : cred.api_key ? access_from_api_key(br->cfg->auth, cred.text, cred.len, &why)
+                           : access_from_token(br->cfg->auth, cred.text, cred.len, (int64_t)time(NULL), &why);
+    bool admin = access_is_admin(id);
+    access_identity_free(id);
+    OPENSSL_cleanse(buf, WS_AUTH_BUF);
+    free(buf);
+    return admin;
+}
+
 static int on_http(struct ws_server *ws, struct lws *wsi, struct pss *pss, const char *uri)
 {
     struct bridge *br = ws->br;
     struct sbuf body;
     sbuf_init(&body);
     const char *ctype = NULL;
-    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws), ws->addrs};
+    struct http_api_src src = {br, ws->rl, ws_server_event_loop(ws), ws->addrs,
+                                 !on_admin_listener(ws, wsi) && !http_admin(br, wsi)};
     int status = http_api_render(&src, uri, &body, &ctype);
     if (!status) {
         sbuf_free(&body);
@@ -633,6 +676,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 static struct lws_protocols protocols[] = {
     {"telebridge", callback, sizeof(struct pss), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET},
+    /* chosen when a browser offers "bearer, <token>" (ws_auth.c); the same service */
+    {"bearer", callback, sizeof(struct pss), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET},
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
@@ -798,6 +843,24 @@ static struct lws_context *create_context(struct ws_server *ws, struct lws_conte
     return lws_create_context(info);
 }
 
+/* server.admin_listen: a second vhost on the same context and loop (restart needed). */
+static int start_admin_listener(struct ws_server *ws, const struct lws_context_creation_info *main_info,
+                                const struct cfg_server *s)
+{
+    struct lws_context_creation_info ai = *main_info;
+    ai.port = s->admin_port;
+    ai.iface = strcmp(s->admin_host, "0.0.0.0") != 0 ? s->admin_host : NULL;
+    ai.vhost_name = "admin";
+    ws->admin_vh = lws_create_vhost(ws->ctx, &ai);
+    if (!ws->admin_vh) {
+        LOG_ERROR("ws", "cannot listen on admin_listen %s:%d", s->admin_host, s->admin_port);
+        return -1;
+    }
+    LOG_INFO("ws", "admin listener on %s:%d (HTTP admin paths, no credential needed)", s->admin_host,
+             s->admin_port);
+    return 0;
+}
+
 /* writer_threads: auto = one less than the CPUs this process may run on (at most the
  * maximum): on one CPU the service thread writes alone. */
 static int auto_writer_threads(void)
@@ -849,6 +912,13 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
                   s->tls_cert ? " or the TLS setup failed" : "");
         addr_table_free(ws->addrs);
         transport_free(ws->tr);
+        free(ws);
+        return NULL;
+    }
+    if (s->admin_port && start_admin_listener(ws, &info, s) != 0) {
+        lws_context_destroy(ws->ctx);
+        if (ws->loop)
+            ev_loop_destroy(ws->loop);
         free(ws);
         return NULL;
     }

@@ -557,7 +557,7 @@ static bool deny_b(void *ud, const struct conn *c, const char *room)
 }
 
 /* The hook access control plugs into: a refused room is neither joined from an endpoint
- * nor by a subscribe (rejected with not_allowed), and a client never gets its frames. */
+ * nor by a subscribe (rejected with forbidden), and a client never gets its frames. */
 static void test_authorizer(void **state)
 {
     struct bridge *br = *state;
@@ -575,7 +575,7 @@ static void test_authorizer(void **state)
     const cJSON *rejected = cJSON_GetObjectItemCaseSensitive(j, "rejected");
     assert_int_equal(cJSON_GetArraySize(rejected), 1);
     assert_string_equal(str_of(cJSON_GetArrayItem(rejected, 0), "room"), "pair:b");
-    assert_string_equal(str_of(cJSON_GetArrayItem(rejected, 0), "code"), "not_allowed");
+    assert_string_equal(str_of(cJSON_GetArrayItem(rejected, 0), "code"), "forbidden");
     cJSON_Delete(j);
     uint32_t qp = p->q_len, qc = c->q_len;
     deliver(br, "pair:b", TELE, "{\"x\":1}");
