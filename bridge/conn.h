@@ -54,6 +54,7 @@ struct conn_env {
 struct conn_waiting;
 struct conn_patterns;   /* subscribe.c: the client's room patterns */
 struct conn_rate;       /* fanout.c: the max_rate timer */
+struct conn_uplink;     /* uplink_runtime.c: publish rate buckets and pending requests */
 
 struct conn {
     struct lws *wsi;              /* NULL in unit tests */
@@ -79,6 +80,7 @@ struct conn {
     unsigned bad_frames;
     struct conn_patterns *patterns;   /* allocated on a first pattern subscription */
     struct conn_rate *rate;           /* allocated on a first rate-limited delivery */
+    struct conn_uplink *uplink;       /* allocated on a first publish */
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,

@@ -12,6 +12,7 @@
 #include "mqtt_client.h"
 #include "reload.h"
 #include "room.h"
+#include "uplink_runtime.h"
 #include "writer.h"
 
 static cJSON *connections_json(const struct bridge *br)
@@ -78,6 +79,16 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(a, "acknowledged", (double)as.acknowledged);
     cJSON_AddNumberToObject(a, "restored", (double)as.restored);
     cJSON_AddNumberToObject(a, "restore_refused", (double)as.restore_refused);
+    struct uplink_stats us;
+    uplink_runtime_stats(br->uplink, &us);
+    cJSON *ul = cJSON_AddObjectToObject(h, "uplink");
+    cJSON_AddNumberToObject(ul, "published", (double)us.published);
+    cJSON_AddNumberToObject(ul, "refused", (double)us.refused);
+    cJSON_AddNumberToObject(ul, "rate_limited", (double)us.rate_limited);
+    cJSON_AddNumberToObject(ul, "replies", (double)us.replies);
+    cJSON_AddNumberToObject(ul, "timeouts", (double)us.timeouts);
+    cJSON_AddNumberToObject(ul, "stray_replies", (double)us.stray_replies);
+    cJSON_AddNumberToObject(ul, "pending", (double)us.pending);
     cJSON *cfg = cJSON_AddObjectToObject(h, "config");
     cJSON_AddStringToObject(cfg, "path", br->cfg->path);
     char ver[24];
@@ -107,6 +118,10 @@ static void render_metrics(const struct bridge *br, struct sbuf *out)
     alert_runtime_stats(br->alerts, &as);
     metric(out, "telebridge_alerts_active", "Active alerts", "gauge", (double)as.active);
     metric(out, "telebridge_alerts_raised_total", "Alerts raised", "counter", (double)as.raised);
+    struct uplink_stats us;
+    uplink_runtime_stats(br->uplink, &us);
+    metric(out, "telebridge_uplink_published_total", "Client messages published to MQTT", "counter", (double)us.published);
+    metric(out, "telebridge_uplink_refused_total", "Client messages refused", "counter", (double)us.refused);
     metric(out, "telebridge_broker_connected", "1 when connected to the broker", "gauge", br->broker_connected);
 }
 

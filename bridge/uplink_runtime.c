@@ -1,0 +1,324 @@
+/* uplink_runtime: client publishes and their replies (see uplink_runtime.h). Service
+ * thread only.
+ *
+ * Pending requests are one list in the runtime (oldest first), at most
+ * UPLINK_MAX_PENDING of them; a reply or a timeout looks them up by a linear walk, which
+ * stays cheap at that bound. The token in the reply topic is a per-runtime counter in
+ * hex, so a reply can only reach the request it was published for. */
+#include "uplink_runtime.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "mqtt_client.h"
+#include "reply.h"
+#include "subscribe.h"
+
+#define TB_ERR_RATE_LIMITED "rate_limited"
+#define TB_ERR_TIMEOUT "timeout"
+#define TB_ERR_TOO_MANY_PENDING "too_many_pending"
+#define TB_ERR_BROKER_UNAVAILABLE "broker_unavailable"
+
+struct pending {
+    uint64_t token;
+    struct conn *c;
+    cJSON *id;                   /* the request's id (owned) */
+    uint64_t deadline_ms, timeout_ms;
+    struct pending *prev, *next;
+};
+
+/* Per connection: one rate bucket per publish rule of its endpoint. */
+struct conn_uplink {
+    const struct cfg_publish *rules;   /* the rules the buckets belong to (reset on reload) */
+    struct uplink_bucket *buckets;
+    size_t n_buckets;
+    size_t pending;
+};
+
+struct uplink_runtime {
+    struct fanout *f;
+    struct mqtt_client *mqtt;
+    struct uplink_policy policy;
+    struct pending *head, *tail;
+    uint64_t next_token;
+    struct uplink_stats st;
+};
+
+/* ---- the default policy (until issue 13's tokens) ----------------------------------- */
+
+static bool identity_from_path(void *ud, const struct tb_config *cfg, const struct conn *c,
+                               struct uplink_who *who)
+{
+    (void)ud;
+    memset(who, 0, sizeof *who);
+    who->ep = c->path ? config_find_endpoint(cfg, c->path, &who->path) : NULL;
+    if (!who->ep)
+        return false;
+    int i = who->ep->identity_capture;
+    if (i >= 0 && (size_t)i < who->path.n && who->path.cap[i].len <= UPLINK_SENDER_MAX) {
+        memcpy(who->sender, who->path.cap[i].ptr, who->path.cap[i].len);
+        who->sender[who->path.cap[i].len] = '\0';
+    }
+    return true;
+}
+
+static const char *permit_from_rule(void *ud, const struct uplink_who *who, const struct cfg_publish *r,
+                                    const char *topic)
+{
+    (void)ud, (void)who;
+    for (size_t i = 0; i < r->n_allow_topics; i++) {
+        if (subscribe_glob_match(r->allow_topics[i], topic))
+            return NULL;
+    }
+    return r->n_allow_topics ? "this topic is not among the message's allow_topics" : NULL;
+}
+
+const struct uplink_policy uplink_policy_from_config = { identity_from_path, permit_from_rule, NULL };
+
+/* ---- life cycle --------------------------------------------------------------------- */
+
+struct uplink_runtime *uplink_runtime_new(struct fanout *f, struct mqtt_client *mqtt)
+{
+    struct uplink_runtime *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    u->f = f;
+    u->mqtt = mqtt;
+    u->policy = uplink_policy_from_config;
+    return u;
+}
+
+static void pending_free(struct uplink_runtime *u, struct pending *p)
+{
+    *(p->prev ? &p->prev->next : &u->head) = p->next;
+    *(p->next ? &p->next->prev : &u->tail) = p->prev;
+    if (p->c->uplink)
+        p->c->uplink->pending--;
+    u->st.pending--;
+    cJSON_Delete(p->id);
+    free(p);
+}
+
+void uplink_runtime_free(struct uplink_runtime *u)
+{
+    if (!u)
+        return;
+    while (u->head)
+        pending_free(u, u->head);
+    free(u);
+}
+
+void uplink_runtime_set_mqtt(struct uplink_runtime *u, struct mqtt_client *mqtt) { u->mqtt = mqtt; }
+void uplink_runtime_set_policy(struct uplink_runtime *u, const struct uplink_policy *p) { u->policy = *p; }
+
+void uplink_runtime_conn_close(struct uplink_runtime *u, struct conn *c)
+{
+    if (!u || !c->uplink)
+        return;
+    for (struct pending *p = u->head, *next; p; p = next) {
+        next = p->next;
+        if (p->c == c)
+            pending_free(u, p);
+    }
+    free(c->uplink->buckets);
+    free(c->uplink);
+    c->uplink = NULL;
+}
+
+/* ---- a request ---------------------------------------------------------------------- */
+
+/* The connection's bucket for rule r of endpoint ep (NULL when out of memory). */
+static struct uplink_bucket *bucket_of(struct conn *c, const struct cfg_endpoint *ep, const struct cfg_publish *r)
+{
+    if (!c->uplink && !(c->uplink = calloc(1, sizeof *c->uplink)))
+        return NULL;
+    struct conn_uplink *cu = c->uplink;
+    if (cu->rules != ep->publish) {    /* first publish, or the config was reloaded */
+        free(cu->buckets);
+        cu->n_buckets = 0;
+        if (!(cu->buckets = calloc(ep->n_publish, sizeof *cu->buckets)))
+            return NULL;
+        cu->n_buckets = ep->n_publish;
+        cu->rules = ep->publish;
+    }
+    return &cu->buckets[r - ep->publish];
+}
+
+static void refuse(struct uplink_runtime *u, struct conn *c, const cJSON *id, const char *code, const char *msg)
+{
+    u->st.refused++;
+    /* a malformed message counts against the connection's bad-frame budget */
+    if (!strcmp(code, TB_ERR_BAD_FIELD) || !strcmp(code, TB_ERR_TOO_LARGE))
+        reply_error(u->f, c, id, code, msg);
+    else
+        reply_refusal(u->f, c, id, code, msg);
+}
+
+/* Checks that may refuse before anything is built; NULL or the refusal code (msg set). */
+static const char *admit(struct uplink_runtime *u, struct conn *c, const struct uplink_who *who,
+                         const struct cfg_publish *r, const cJSON *id, const char **msg)
+{
+    struct uplink_bucket *b = bucket_of(c, who->ep, r);
+    if (!b)
+        return *msg = "out of memory", TB_ERR_INTERNAL;
+    if (!uplink_bucket_take(b, r->rate_per_second, r->rate_burst, tb_now_ms())) {
+        u->st.rate_limited++;
+        return *msg = "too many messages of this type; slow down", TB_ERR_RATE_LIMITED;
+    }
+    if (!u->mqtt || !mqtt_client_connected(u->mqtt))
+        return *msg = "the bridge is not connected to the broker", TB_ERR_BROKER_UNAVAILABLE;
+    if (!r->reply_timeout_ms)
+        return NULL;
+    if (!id)
+        return *msg = "a request that waits for a reply needs an \"id\"", TB_ERR_BAD_FIELD;
+    if (c->uplink->pending >= UPLINK_MAX_PENDING_PER_CONN || u->st.pending >= UPLINK_MAX_PENDING)
+        return *msg = "too many requests waiting for replies; wait for one", TB_ERR_TOO_MANY_PENDING;
+    return NULL;
+}
+
+static void add_pending(struct uplink_runtime *u, struct conn *c, const cJSON *id, uint64_t token,
+                        uint64_t timeout_ms)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p || !(p->id = cJSON_Duplicate(id, true))) {
+        free(p);
+        return;   /* out of memory: the reply, if any, is dropped as stray */
+    }
+    p->token = token;
+    p->c = c;
+    p->timeout_ms = timeout_ms;
+    p->deadline_ms = tb_now_ms() + timeout_ms;
+    p->prev = u->tail;
+    *(u->tail ? &u->tail->next : &u->head) = p;
+    u->tail = p;
+    c->uplink->pending++;
+    u->st.pending++;
+}
+
+/* Publishes 'out' for rule r; for a request, 'token' names its reply topic. */
+static int publish(struct uplink_runtime *u, const struct cfg_publish *r, const struct uplink_out *out,
+                   const struct uplink_who *who, const char *reply_topic, const char *corr)
+{
+    struct mqtt_uplink_props props = { who->sender[0] ? who->sender : NULL,
+                                       r->reply_timeout_ms ? reply_topic : NULL, corr };
+    return mqtt_client_publish_uplink(u->mqtt, out->topic, out->payload, out->len, r->qos, out->retain, &props);
+}
+
+static void publish_checked(struct uplink_runtime *u, const struct tb_config *cfg, struct conn *c,
+                            const struct uplink_who *who, const struct cfg_publish *r,
+                            const cJSON *req, const cJSON *id)
+{
+    uint64_t token = ++u->next_token;
+    char corr[24], reply_topic[UPLINK_TOPIC_MAX];
+    snprintf(corr, sizeof corr, "%016" PRIx64, token);
+    snprintf(reply_topic, sizeof reply_topic, "telebridge/%s/reply/%s", cfg->mqtt.client_id, corr);
+    bool in_payload = r->reply_timeout_ms && !mqtt_client_protocol5(u->mqtt);
+    struct uplink_stamp stamp = { who->sender[0] ? who->sender : NULL,
+                                  in_payload ? reply_topic : NULL, in_payload ? corr : NULL };
+    struct uplink_out out;
+    struct uplink_refusal why;
+    if (uplink_build(r, &who->path, req, &stamp, &out, &why)) {
+        refuse(u, c, id, why.code, why.msg);
+        return;
+    }
+    const char *denied = u->policy.permit ? u->policy.permit(u->policy.ud, who, r, out.topic) : NULL;
+    if (denied) {
+        refuse(u, c, id, TB_ERR_NOT_ALLOWED, denied);
+    } else if (publish(u, r, &out, who, reply_topic, corr)) {
+        refuse(u, c, id, TB_ERR_BROKER_UNAVAILABLE, "the broker did not take the message");
+    } else {
+        u->st.published++;
+        if (r->reply_timeout_ms) {
+            add_pending(u, c, id, token, r->reply_timeout_ms);
+        } else if (id) {
+            cJSON *top = cJSON_CreateObject();
+            cJSON_AddStringToObject(top, "topic", out.topic);
+            reply_send(u->f, c, "published", top, id);
+        }
+    }
+    uplink_out_free(&out);
+}
+
+bool uplink_runtime_handle(struct uplink_runtime *u, const struct tb_config *cfg, struct conn *c,
+                           const char *type, const cJSON *req, const cJSON *id)
+{
+    if (!u || !uplink_type_known(cfg, type))
+        return false;
+    struct uplink_who who;
+    const struct cfg_publish *r = NULL;
+    if (u->policy.identity(u->policy.ud, cfg, c, &who))
+        r = uplink_rule(who.ep, type);
+    if (!r) {
+        refuse(u, c, id, TB_ERR_NOT_ALLOWED, "this endpoint may not send messages of this type");
+        return true;
+    }
+    const char *msg = NULL;
+    const char *code = admit(u, c, &who, r, id, &msg);
+    if (code)
+        refuse(u, c, id, code, msg);
+    else
+        publish_checked(u, cfg, c, &who, r, req, id);
+    return true;
+}
+
+/* ---- replies ------------------------------------------------------------------------ */
+
+static void deliver_reply(struct uplink_runtime *u, struct pending *p, const struct mqtt_event *ev)
+{
+    cJSON *top = cJSON_CreateObject();
+    cJSON *data = cJSON_ParseWithLength(ev->payload, ev->payload_len);
+    if (!data)
+        data = cJSON_CreateString(ev->payload);
+    cJSON_AddItemToObject(top, "data", data);
+    reply_send(u->f, p->c, "reply", top, p->id);
+    u->st.replies++;
+    pending_free(u, p);
+}
+
+bool uplink_runtime_on_mqtt(struct uplink_runtime *u, const struct tb_config *cfg, const struct mqtt_event *ev)
+{
+    if (!u || !cfg->replies || strncmp(ev->topic, "telebridge/", 11))
+        return false;
+    const char *id = cfg->mqtt.client_id;
+    size_t n = strlen(id);
+    const char *rest = ev->topic + 11;
+    if (strncmp(rest, id, n) || strncmp(rest + n, "/reply/", 7))
+        return false;
+    char *end = NULL;
+    uint64_t token = strtoull(rest + n + 7, &end, 16);
+    for (struct pending *p = u->head; p && end && !*end; p = p->next) {
+        if (p->token == token) {
+            deliver_reply(u, p, ev);
+            return true;
+        }
+    }
+    u->st.stray_replies++;
+    return true;
+}
+
+void uplink_runtime_tick(struct uplink_runtime *u, uint64_t now_ms)
+{
+    if (!u)
+        return;
+    for (struct pending *p = u->head, *next; p; p = next) {
+        next = p->next;
+        if (now_ms < p->deadline_ms)
+            continue;
+        char msg[80];
+        snprintf(msg, sizeof msg, "no reply within %" PRIu64 " ms", p->timeout_ms);
+        reply_refusal(u->f, p->c, p->id, TB_ERR_TIMEOUT, msg);
+        u->st.timeouts++;
+        pending_free(u, p);
+    }
+}
+
+void uplink_runtime_stats(const struct uplink_runtime *u, struct uplink_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (u)
+        *out = u->st;
+}
