@@ -43,7 +43,7 @@ endpoints:
         fields: [command, args]
         required: [command]
         rate: {per_second: 1, burst: 8}
-        reply: {timeout: 1500ms}
+        reply: {timeout: 3s}
   /ws/fleet/{user_id}:
     rooms: [fleet]
     publish:
@@ -306,7 +306,7 @@ def test_a_reply_goes_to_the_requesting_connection_only(broker, bridges, clients
 
 
 def telesim(port, proto, prefix):
-    return harness.Proc("telesim", [TELESIM, "--port", str(port), "--vehicles", "2", "--rate", "1",
+    return harness.Proc("telesim", [TELESIM, "--port", str(port), "--vehicles", "2", "--rate", "5",
                                     "--protocol", str(proto), "--id-prefix", prefix, "--commands"])
 
 
@@ -315,16 +315,16 @@ def test_commands_answered_by_telesim(broker, bridges, clients, proto):
     br = bridges(broker.port, config=uplink_config(proto))
     sim = telesim(broker.port, proto, f"p{proto}-")
     try:
-        ws = clients(br.url(f"/ws/control/p{proto}-0001/alice"))
-        harness.wait_for(lambda: "commands on" in sim.log(), timeout=10, what="telesim subscribed")
+        ws = clients(br.url(f"/ws/control/p{proto}-00001/alice"))
+        harness.wait_for(lambda: "answering commands" in sim.log(), timeout=10, what="telesim subscribed")
         ws.send_json({"type": "command", "id": 1, "data": {"command": "ping"}})
         r = frame(ws, "reply")
         assert r["id"] == 1 and r["data"]["ok"] is True and r["data"]["command"] == "ping"
-        assert r["data"]["vehicle_id"] == f"p{proto}-0001" and r["data"]["sender"] == "alice"
+        assert r["data"]["vehicle_id"] == f"p{proto}-00001" and r["data"]["sender"] == "alice"
         ws.send_json({"type": "command", "id": 2, "data": {"command": "request_diagnostics"}})
         d = frame(ws, "reply")["data"]
         assert d["ok"] is True and "diagnostics" in d and "speed" in d["diagnostics"]
-        ws.send_json({"type": "command", "id": 3, "data": {"command": "set_rate", "args": {"rate": 2}}})
+        ws.send_json({"type": "command", "id": 3, "data": {"command": "set_rate", "args": {"rate": 2.5}}})
         assert frame(ws, "reply")["data"]["ok"] is True
         ws.send_json({"type": "command", "id": 4, "data": {"command": "set_rate", "args": {"rate": -1}}})
         r = frame(ws, "reply")["data"]
