@@ -384,3 +384,27 @@ def test_check_reports_bad_publish_rules(tmp_path):
     assert "duplicate publish type 'y'" in out
     assert "rate needs 'per_second'" in out
     assert "qos must be between 0 and 1" in out
+
+
+def test_uplink_frames_match_the_json_schema(broker, bridges, clients, sniffer):
+    """Publishes, replies, and their refusals validate against docs/protocol.schema.json."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from harness import SOURCE_DIR
+    with open(os.path.join(SOURCE_DIR, "docs", "protocol.schema.json")) as f:
+        schema = json.load(f)
+    client_v = jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/client_message"})
+    server_v = jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/server_message"})
+    br = bridges(broker.port, config=uplink_config())
+    sniffer("vehicle/+/cmd/#", answer=True)
+    ctl = clients(br.url("/ws/control/v1/alice"))
+    fleet = clients(br.url("/ws/fleet/bob"))
+    requests = [(ctl, {"type": "command", "id": 1, "data": {"command": "ping"}}),
+                (fleet, {"type": "note", "id": "n", "data": {"text": "hi"}}),
+                (fleet, {"type": "note", "id": "r", "data": {"text": "hi"}, "retain": True})]
+    for ws, r in requests:
+        client_v.validate(r)
+        ws.send_json(r)
+    assert not client_v.is_valid({"type": "note", "data": {"sender": "x"}})
+    got = [frame(ctl, "reply"), frame(fleet, "published"), frame(fleet, "error")]
+    for f in got:
+        server_v.validate(f)
