@@ -408,3 +408,35 @@ def test_uplink_frames_match_the_json_schema(broker, bridges, clients, sniffer):
     got = [frame(ctl, "reply"), frame(fleet, "published"), frame(fleet, "error")]
     for f in got:
         server_v.validate(f)
+
+
+# ---- chat in the example config ------------------------------------------------------------
+
+def example_bridge(bridges, broker):
+    from harness import SOURCE_DIR, free_port
+    port = free_port()
+    return bridges(broker.port, port=port, config_path=os.path.join(SOURCE_DIR, "config", "telebridge.yaml"),
+                   env={"TB_MQTT_PORT": str(broker.port), "TB_LISTEN": f"127.0.0.1:{port}"})
+
+
+def test_chat_between_users_on_two_bridges(broker, bridges, clients):
+    a_br, b_br = example_bridge(bridges, broker), example_bridge(bridges, broker)
+    alice = clients(a_br.url("/ws/chat/alice"))
+    bob = clients(b_br.url("/ws/chat/bob"))
+    assert bob.welcome["data"]["rooms"] == ["chat:bob"]
+    alice.send_json({"type": "chat", "id": 1, "data": {"to": "bob", "text": "hi bob"}})
+    assert frame(alice, "published")["topic"] == "chat/user/bob"
+    m = frame(bob, "chat_message")
+    assert m["room"] == "chat:bob" and m["data"] == {"to": "bob", "text": "hi bob", "sender": "alice"}
+    # groups: joined by subscription, only chatgroup:* rooms
+    bob.send_json({"type": "subscribe", "rooms": ["chatgroup:ops"], "id": "s"})
+    assert frame(bob, "subscribed")["rooms"] == ["chatgroup:ops"]
+    bob.send_json({"type": "subscribe", "rooms": ["chat:alice"], "id": "t"})
+    assert frame(bob, "subscribed")["rejected"][0]["code"] == "not_allowed"
+    alice.send_json({"type": "chat_group", "data": {"group": "ops", "text": "standup"}})
+    m = frame(bob, "chat_message")
+    assert m["room"] == "chatgroup:ops" and m["data"]["sender"] == "alice"
+    # no impersonation, no injection into another user's topic level
+    assert error_of(alice, {"type": "chat", "id": 2, "data": {"to": "bob", "text": "x", "sender": "carol"}})["code"] == "bad_field"
+    assert error_of(alice, {"type": "chat", "id": 3, "data": {"to": "bob/#", "text": "x"}})["code"] == "bad_field"
+    assert error_of(alice, {"type": "chat", "id": 4, "data": {"to": "bob"}})["code"] == "bad_field"
