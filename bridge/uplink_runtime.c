@@ -16,6 +16,7 @@
 #include "log.h"
 #include "mqtt_client.h"
 #include "reply.h"
+#include "router.h"
 #include "subscribe.h"
 
 #define TB_ERR_RATE_LIMITED "rate_limited"
@@ -269,11 +270,14 @@ bool uplink_runtime_handle(struct uplink_runtime *u, const struct tb_config *cfg
 
 static void deliver_reply(struct uplink_runtime *u, struct pending *p, const struct mqtt_event *ev)
 {
+    /* the router's reading of a payload: JSON as standard JSON, anything else (binary,
+     * invalid UTF-8) as a safe JSON string */
+    struct inbound in;
+    inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
     cJSON *top = cJSON_CreateObject();
-    cJSON *data = cJSON_ParseWithLength(ev->payload, ev->payload_len);
-    if (!data)
-        data = cJSON_CreateString(ev->payload);
-    cJSON_AddItemToObject(top, "data", data);
+    cJSON *data = cJSON_ParseWithLength(in.data, in.data_len);
+    inbound_free(&in);
+    cJSON_AddItemToObject(top, "data", data ? data : cJSON_CreateNull());
     reply_send(u->f, p->c, "reply", top, p->id);
     u->st.replies++;
     pending_free(u, p);

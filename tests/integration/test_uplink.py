@@ -440,3 +440,18 @@ def test_chat_between_users_on_two_bridges(broker, bridges, clients):
     assert error_of(alice, {"type": "chat", "id": 2, "data": {"to": "bob", "text": "x", "sender": "carol"}})["code"] == "bad_field"
     assert error_of(alice, {"type": "chat", "id": 3, "data": {"to": "bob/#", "text": "x"}})["code"] == "bad_field"
     assert error_of(alice, {"type": "chat", "id": 4, "data": {"to": "bob"}})["code"] == "bad_field"
+
+
+def test_a_binary_reply_arrives_as_a_string_and_a_second_one_is_stray(broker, bridges, clients, sniffer):
+    br = bridges(broker.port, config=uplink_config())
+    mq = sniffer("vehicle/+/cmd/#")
+    ws = clients(br.url("/ws/control/v1/alice"))
+    ws.send_json({"type": "command", "id": "b", "data": {"command": "ping"}})
+    rt = mq.next()[4]
+    mq.c.publish(rt, b"\xff\xfeok", qos=1).wait_for_publish()
+    r = frame(ws, "reply")
+    assert r["id"] == "b" and isinstance(r["data"], str) and r["data"].endswith("ok")
+    mq.c.publish(rt, b"{\"again\":1}", qos=1).wait_for_publish()
+    mq.c.publish(rt.rsplit("/", 1)[0] + "/zz", b"{}", qos=1).wait_for_publish()
+    harness.wait_for(lambda: br.health()["uplink"]["stray_replies"] == 2, timeout=5, what="stray replies")
+    ws.expect_silence(0.3)
