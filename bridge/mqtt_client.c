@@ -643,8 +643,6 @@ int mqtt_client_publish_uplink(struct mqtt_client *m, const char *topic, const v
     return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
 }
 
-bool mqtt_client_protocol5(const struct mqtt_client *m) { return m->protocol == 5; }
-
 bool mqtt_client_connected(const struct mqtt_client *m) { return __atomic_load_n(&m->connected, __ATOMIC_ACQUIRE); }
 uint64_t mqtt_client_dropped(const struct mqtt_client *m) { return __atomic_load_n(&m->dropped, __ATOMIC_RELAXED); }
 unsigned mqtt_client_connects(const struct mqtt_client *m) { return __atomic_load_n(&m->connects, __ATOMIC_RELAXED); }

@@ -11,7 +11,7 @@
  * rendered topic holds no wildcard, space, control character or empty level and is outside
  * telebridge/ (path captures are URL-decoded: "%2B" is a "+"). The published payload is
  * "data" plus "sender" (the identity the caller passes, never the client's text) and, for
- * MQTT 3.1.1 requests, "reply_to" and "correlation".
+ * a command that waits for a reply, "reply_to" and "correlation".
  *
  * The per-connection publish rate is a token bucket (uplink_bucket_take). Who the sender
  * is and which topics it may use is decided above (uplink_runtime.h). */
@@ -47,7 +47,7 @@ struct uplink_out {
 /* Set by the bridge, never by the client. */
 struct uplink_stamp {
     const char *sender;          /* NULL = anonymous ("sender": null) */
-    const char *reply_to;        /* 3.1.1 request: put in the payload with correlation; else NULL */
+    const char *reply_to;        /* a command: put in the payload with correlation; else NULL */
     const char *correlation;
 };
 

@@ -217,7 +217,7 @@ static void publish_checked(struct uplink_runtime *u, const struct tb_config *cf
     char corr[24], reply_topic[UPLINK_TOPIC_MAX];
     snprintf(corr, sizeof corr, "%016" PRIx64, token);
     snprintf(reply_topic, sizeof reply_topic, "telebridge/%s/reply/%s", cfg->mqtt.client_id, corr);
-    bool in_payload = r->reply_timeout_ms && !mqtt_client_protocol5(u->mqtt);
+    bool in_payload = r->reply_timeout_ms != 0;   /* also with MQTT 5: see the header */
     struct uplink_stamp stamp = { who->sender[0] ? who->sender : NULL,
                                   in_payload ? reply_topic : NULL, in_payload ? corr : NULL };
     struct uplink_out out;

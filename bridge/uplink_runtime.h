@@ -7,8 +7,9 @@
  * not_allowed (another endpoint has such a rule) or the caller answers unknown_type.
  *
  * Request/response: a rule with 'reply' publishes with a response topic
- * telebridge/<client_id>/reply/<token> (MQTT 5: response topic + correlation data = token;
- * 3.1.1: "reply_to" + "correlation" in the payload). The config subscribes
+ * telebridge/<client_id>/reply/<token>: "reply_to" + "correlation" (= token) in the payload,
+ * and with MQTT 5 also as Response Topic + Correlation Data (a responder on 3.1.1 sees no
+ * properties, so the payload always carries them). The config subscribes
  * telebridge/<client_id>/reply/#; a message there is matched by the token in its last
  * topic level and delivered as {"type":"reply","id":<request id>,"data":..} to the
  * requesting connection only. No reply within the rule's timeout:

@@ -168,9 +168,11 @@ def test_command_reaches_mqtt_with_the_sender_from_the_path(broker, bridges, cli
     topic, payload, user, retain, rt, cd = mq.next()
     assert topic == "vehicle/v1/cmd/ping" and not retain
     body = json.loads(payload)
-    assert body == {"command": "ping", "args": {"n": 1}, "sender": "alice"}
-    assert user == {"sender": "alice"}
     assert rt.startswith("telebridge/tb-uplink-") and "/reply/" in rt
+    # the payload carries the reply topic too, for vehicles on MQTT 3.1.1
+    assert body == {"command": "ping", "args": {"n": 1}, "sender": "alice",
+                    "reply_to": rt, "correlation": cd.decode()}
+    assert user == {"sender": "alice"}
     reply = frame(ws, "reply")
     assert reply["id"] == 1 and reply["data"]["ok"] is True
     assert reply["data"]["echo"]["sender"] == "alice"
@@ -455,3 +457,17 @@ def test_a_binary_reply_arrives_as_a_string_and_a_second_one_is_stray(broker, br
     mq.c.publish(rt.rsplit("/", 1)[0] + "/zz", b"{}", qos=1).wait_for_publish()
     harness.wait_for(lambda: br.health()["uplink"]["stray_replies"] == 2, timeout=5, what="stray replies")
     ws.expect_silence(0.3)
+
+
+def test_a_311_vehicle_answers_a_bridge_on_mqtt5(broker, bridges, clients):
+    """Mixed versions: the bridge speaks MQTT 5, the vehicle 3.1.1 (it sees no properties)."""
+    br = bridges(broker.port, config=uplink_config(5))
+    sim = telesim(broker.port, 311, "mix-")
+    try:
+        ws = clients(br.url("/ws/control/mix-00002/alice"))
+        harness.wait_for(lambda: "answering commands" in sim.log(), timeout=10, what="telesim subscribed")
+        ws.send_json({"type": "command", "id": "m", "data": {"command": "horn"}})
+        r = frame(ws, "reply")
+        assert r["id"] == "m" and r["data"]["honked"] is True and r["data"]["vehicle_id"] == "mix-00002"
+    finally:
+        sim.stop()
