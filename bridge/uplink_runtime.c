@@ -138,7 +138,9 @@ static struct uplink_bucket *bucket_of(struct conn *c, const struct cfg_endpoint
     if (!c->uplink && !(c->uplink = calloc(1, sizeof *c->uplink)))
         return NULL;
     struct conn_uplink *cu = c->uplink;
-    if (cu->rules != ep->publish) {    /* first publish, or the config was reloaded */
+    /* first publish, or the config was reloaded: 'rules' is only compared, never read (a
+     * new snapshot may reuse the address; the count keeps the index in bounds) */
+    if (cu->rules != ep->publish || cu->n_buckets != ep->n_publish) {
         free(cu->buckets);
         cu->n_buckets = 0;
         if (!(cu->buckets = calloc(ep->n_publish, sizeof *cu->buckets)))

@@ -471,3 +471,26 @@ def test_a_311_vehicle_answers_a_bridge_on_mqtt5(broker, bridges, clients):
         assert r["id"] == "m" and r["data"]["honked"] is True and r["data"]["vehicle_id"] == "mix-00002"
     finally:
         sim.stop()
+
+
+def test_reload_changes_the_rules_and_keeps_pending_commands(broker, bridges, clients, sniffer):
+    import signal
+    br = bridges(broker.port, config=uplink_config())
+    mq = sniffer("vehicle/+/cmd/#")              # hears, never answers
+    ctl = clients(br.url("/ws/control/v1/alice"))
+    fleet = clients(br.url("/ws/fleet/bob"))
+    ctl.send_json({"type": "command", "id": "before", "data": {"command": "ping"}})
+    mq.next()
+    text = open(br.config_path).read()
+    text = text.replace("      - type: note\n        topic: \"notes/{user_id}\"\n        qos: 0\n", "")
+    text = text.replace("max_bytes: 512", "max_bytes: 100")
+    with open(br.config_path, "w") as f:
+        f.write(text)
+    br.send_signal(signal.SIGHUP)
+    harness.wait_for(lambda: br.health()["config"]["reload"].get("count", 0) >= 1, timeout=10, what="reload")
+    assert error_of(fleet, {"type": "note", "id": 1, "data": {"text": "x"}})["code"] == "unknown_type"
+    e = error_of(ctl, {"type": "command", "id": 2, "data": {"command": "ping", "args": {"x": "y" * 200}}})
+    assert e["code"] == "too_large"
+    # the command sent before the reload still times out (on the timeout it was sent with)
+    e = frame(ctl, "error")
+    assert e["id"] == "before" and e["code"] == "timeout" and "3000 ms" in e["message"]
