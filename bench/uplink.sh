@@ -12,7 +12,8 @@
 # subscriber received (fire) or the replies the clients got (commands).
 #
 # Every process is started here and ended by its PID. Loopback only.
-#   bench/uplink.sh [--clients N] [--rates 1,5,10,20] [--duration S] [--build DIR] [--out FILE]
+#   bench/uplink.sh [--clients N] [--rates 1,5,10,20] [--command-rate R] [--duration S]
+#                   [--load-threads T] [--build DIR] [--out FILE]
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +21,7 @@ BUILD=$REPO/build
 CLIENTS=1000
 RATES=1,5,10,20
 CMD_RATE=1
+THREADS=1
 DURATION=10
 OUT=""
 while [ $# -gt 0 ]; do
@@ -27,6 +29,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=$2; shift 2 ;;
     --rates) RATES=$2; shift 2 ;;
     --command-rate) CMD_RATE=$2; shift 2 ;;
+    --load-threads) THREADS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --build) BUILD=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
@@ -96,7 +99,7 @@ step() {   # scenario rate path-format ids payload
     sleep 0.3
   fi
   "$WSLOAD" --port "$WEB" --paths "$fmt" --ids "$ids" --duration "$DURATION" \
-      --send-rate "$rate" --send-json "$json" --threads 1 --label "$scen-$rate" \
+      --send-rate "$rate" --send-json "$json" --threads "$THREADS" --label "$scen-$rate" \
       > "$TMP/wsload.out" 2> "$TMP/wsload.err" &
   local wl=$!
   PIDS+=($wl)
