@@ -57,6 +57,9 @@ endpoints:
       - type: pin
         topic: "pins/{user_id}"
         retain: true
+      - type: ask
+        topic: "ask/{user_id}"
+        reply: {timeout: 10s}
   /ws/device/{vehicle_id}:
     rooms: []
     publish:
@@ -494,3 +497,22 @@ def test_reload_changes_the_rules_and_keeps_pending_commands(broker, bridges, cl
     # the command sent before the reload still times out (on the timeout it was sent with)
     e = frame(ctl, "error")
     assert e["id"] == "before" and e["code"] == "timeout" and "3000 ms" in e["message"]
+
+
+def test_pending_commands_are_bounded_per_connection(broker, bridges, clients, sniffer):
+    br = bridges(broker.port, config=uplink_config())
+    mq = sniffer("ask/#")                        # hears, never answers
+    ws = clients(br.url("/ws/fleet/bob"))
+    for i in range(16):
+        ws.send_json({"type": "ask", "id": i, "data": {}})
+    for _ in range(16):
+        mq.next()
+    e = error_of(ws, {"type": "ask", "id": 16, "data": {}})
+    assert e["code"] == "too_many_pending"
+    mq.expect_nothing(0.3)
+    other = clients(br.url("/ws/fleet/carol"))     # the bound is per connection
+    other.send_json({"type": "ask", "id": "c", "data": {}})
+    assert mq.next()[0] == "ask/carol"
+    assert br.health()["uplink"]["pending"] == 17
+    ws.close()
+    harness.wait_for(lambda: br.health()["uplink"]["pending"] == 1, timeout=5, what="pending freed")
