@@ -161,56 +161,76 @@ static void refuse(struct uplink_runtime *u, struct conn *c, const cJSON *id, co
         reply_refusal(u->f, c, id, code, msg);
 }
 
-/* Checks that may refuse before anything is built; NULL or the refusal code (msg set). */
-static const char *admit(struct uplink_runtime *u, struct conn *c, const struct uplink_who *who,
-                         const struct cfg_publish *r, const cJSON *id, const char **msg)
+static int refusal(struct uplink_refusal *why, const char *code, const char *msg)
+{
+    why->code = code;
+    snprintf(why->msg, sizeof why->msg, "%s", msg);
+    return -1;
+}
+
+/* The checks before anything is built: rate, broker, a command's id and the pending
+ * bounds. 0, or -1 with 'why' filled. */
+static int admit(struct uplink_runtime *u, struct conn *c, const struct uplink_who *who,
+                 const struct cfg_publish *r, const cJSON *id, struct uplink_refusal *why)
 {
     struct uplink_bucket *b = bucket_of(c, who->ep, r);
     if (!b)
-        return *msg = "out of memory", TB_ERR_INTERNAL;
+        return refusal(why, TB_ERR_INTERNAL, "out of memory");
     if (!uplink_bucket_take(b, r->rate_per_second, r->rate_burst, tb_now_ms())) {
         u->st.rate_limited++;
-        return *msg = "too many messages of this type; slow down", TB_ERR_RATE_LIMITED;
+        return refusal(why, TB_ERR_RATE_LIMITED, "too many messages of this type; slow down");
     }
     if (!u->mqtt || !mqtt_client_connected(u->mqtt))
-        return *msg = "the bridge is not connected to the broker", TB_ERR_BROKER_UNAVAILABLE;
+        return refusal(why, TB_ERR_BROKER_UNAVAILABLE, "the bridge is not connected to the broker");
     if (!r->reply_timeout_ms)
-        return NULL;
+        return 0;
     if (!id)
-        return *msg = "a request that waits for a reply needs an \"id\"", TB_ERR_BAD_FIELD;
+        return refusal(why, TB_ERR_BAD_FIELD, "a request that waits for a reply needs an \"id\"");
     if (c->uplink->pending >= UPLINK_MAX_PENDING_PER_CONN || u->st.pending >= UPLINK_MAX_PENDING)
-        return *msg = "too many requests waiting for replies; wait for one", TB_ERR_TOO_MANY_PENDING;
-    return NULL;
+        return refusal(why, TB_ERR_TOO_MANY_PENDING, "too many requests waiting for replies; wait for one");
+    return 0;
 }
 
-static void add_pending(struct uplink_runtime *u, struct conn *c, const cJSON *id, uint64_t token,
-                        uint64_t timeout_ms)
+/* A pending command, not linked yet (so a refusal after it frees it alone). */
+static struct pending *pending_new(struct conn *c, const cJSON *id, uint64_t token, uint64_t timeout_ms)
 {
     struct pending *p = calloc(1, sizeof *p);
     if (!p || !(p->id = cJSON_Duplicate(id, true))) {
         free(p);
-        return;   /* out of memory: the reply, if any, is dropped as stray */
+        return NULL;
     }
     p->token = token;
     p->c = c;
     p->timeout_ms = timeout_ms;
     p->deadline_ms = tb_now_ms() + timeout_ms;
+    return p;
+}
+
+static void pending_link(struct uplink_runtime *u, struct pending *p)
+{
     p->prev = u->tail;
     *(u->tail ? &u->tail->next : &u->head) = p;
     u->tail = p;
-    c->uplink->pending++;
+    p->c->uplink->pending++;
     u->st.pending++;
 }
 
-/* Publishes 'out' for rule r; for a request, 'token' names its reply topic. */
-static int publish(struct uplink_runtime *u, const struct cfg_publish *r, const struct uplink_out *out,
-                   const struct uplink_who *who, const char *reply_topic, const char *corr)
+/* What the bridge tells the client once the message is on its way. */
+static void accepted(struct uplink_runtime *u, struct conn *c, const struct uplink_out *out,
+                     struct pending *p, const cJSON *id)
 {
-    struct mqtt_uplink_props props = { who->sender[0] ? who->sender : NULL,
-                                       r->reply_timeout_ms ? reply_topic : NULL, corr };
-    return mqtt_client_publish_uplink(u->mqtt, out->topic, out->payload, out->len, r->qos, out->retain, &props);
+    u->st.published++;
+    if (p) {
+        pending_link(u, p);            /* the answer is the reply, or the timeout */
+    } else if (id) {
+        cJSON *top = cJSON_CreateObject();
+        cJSON_AddStringToObject(top, "topic", out->topic);
+        reply_send(u->f, c, "published", top, id);
+    }
 }
 
+/* Builds, authorizes and publishes an admitted request; for a command, 'token' names its
+ * reply topic and the pending entry that waits for it. */
 static void publish_checked(struct uplink_runtime *u, const struct tb_config *cfg, struct conn *c,
                             const struct uplink_who *who, const struct cfg_publish *r,
                             const cJSON *req, const cJSON *id)
@@ -219,29 +239,29 @@ static void publish_checked(struct uplink_runtime *u, const struct tb_config *cf
     char corr[24], reply_topic[UPLINK_TOPIC_MAX];
     snprintf(corr, sizeof corr, "%016" PRIx64, token);
     snprintf(reply_topic, sizeof reply_topic, "telebridge/%s/reply/%s", cfg->mqtt.client_id, corr);
-    bool in_payload = r->reply_timeout_ms != 0;   /* also with MQTT 5: see the header */
+    bool command = r->reply_timeout_ms != 0;   /* reply_to in the payload also with MQTT 5 */
     struct uplink_stamp stamp = { who->sender[0] ? who->sender : NULL,
-                                  in_payload ? reply_topic : NULL, in_payload ? corr : NULL };
-    struct uplink_out out;
+                                  command ? reply_topic : NULL, command ? corr : NULL };
+    struct mqtt_uplink_props props = { stamp.sender, stamp.reply_to, stamp.correlation };
+    struct pending *p = command ? pending_new(c, id, token, r->reply_timeout_ms) : NULL;
+    struct uplink_out out = { .payload = NULL };
     struct uplink_refusal why;
-    if (uplink_build(r, &who->path, req, &stamp, &out, &why)) {
+    const char *denied = NULL;
+    if (command && !p)
+        refuse(u, c, id, TB_ERR_INTERNAL, "out of memory");
+    else if (uplink_build(r, &who->path, req, &stamp, &out, &why))
         refuse(u, c, id, why.code, why.msg);
-        return;
-    }
-    const char *denied = u->policy.permit ? u->policy.permit(u->policy.ud, who, r, out.topic) : NULL;
-    if (denied) {
+    else if (u->policy.permit && (denied = u->policy.permit(u->policy.ud, who, r, out.topic)))
         refuse(u, c, id, TB_ERR_NOT_ALLOWED, denied);
-    } else if (publish(u, r, &out, who, reply_topic, corr)) {
+    else if (mqtt_client_publish_uplink(u->mqtt, out.topic, out.payload, out.len, r->qos, out.retain, &props))
         refuse(u, c, id, TB_ERR_BROKER_UNAVAILABLE, "the broker did not take the message");
-    } else {
-        u->st.published++;
-        if (r->reply_timeout_ms) {
-            add_pending(u, c, id, token, r->reply_timeout_ms);
-        } else if (id) {
-            cJSON *top = cJSON_CreateObject();
-            cJSON_AddStringToObject(top, "topic", out.topic);
-            reply_send(u->f, c, "published", top, id);
-        }
+    else {
+        accepted(u, c, &out, p, id);
+        p = NULL;                      /* linked: the reply or the timeout frees it */
+    }
+    if (p) {
+        cJSON_Delete(p->id);
+        free(p);
     }
     uplink_out_free(&out);
 }
@@ -255,14 +275,11 @@ bool uplink_runtime_handle(struct uplink_runtime *u, const struct tb_config *cfg
     const struct cfg_publish *r = NULL;
     if (u->policy.identity(u->policy.ud, cfg, c, &who))
         r = uplink_rule(who.ep, type);
-    if (!r) {
+    struct uplink_refusal why;
+    if (!r)
         refuse(u, c, id, TB_ERR_NOT_ALLOWED, "this endpoint may not send messages of this type");
-        return true;
-    }
-    const char *msg = NULL;
-    const char *code = admit(u, c, &who, r, id, &msg);
-    if (code)
-        refuse(u, c, id, code, msg);
+    else if (admit(u, c, &who, r, id, &why))
+        refuse(u, c, id, why.code, why.msg);
     else
         publish_checked(u, cfg, c, &who, r, req, id);
     return true;
