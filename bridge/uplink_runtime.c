@@ -60,10 +60,12 @@ static bool identity_from_path(void *ud, const struct tb_config *cfg, const stru
     if (!who->ep)
         return false;
     int i = who->ep->identity_capture;
-    if (i >= 0 && (size_t)i < who->path.n && who->path.cap[i].len <= UPLINK_SENDER_MAX) {
-        memcpy(who->sender, who->path.cap[i].ptr, who->path.cap[i].len);
-        who->sender[who->path.cap[i].len] = '\0';
-    }
+    if (i < 0 || (size_t)i >= who->path.n)
+        return true;                   /* anonymous endpoint: "sender": null */
+    if (who->path.cap[i].len > UPLINK_SENDER_MAX)
+        return false;                  /* never cut an identity short: refuse instead */
+    memcpy(who->sender, who->path.cap[i].ptr, who->path.cap[i].len);
+    who->sender[who->path.cap[i].len] = '\0';
     return true;
 }
 
