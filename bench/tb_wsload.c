@@ -24,6 +24,10 @@
  * offers permessage-deflate and inflates compressed frames (a fresh raw inflater per
  * message: the bridge never uses context takeover); "bytes" stays the WebSocket bytes
  * received (compressed), "inflated_bytes" what they inflated to.
+ * Uplink (--send-rate R --send-json TEXT): every open connection also sends TEXT as a masked
+ * text frame R times a second (first send at a random offset within the first period, so
+ * the connections do not send in lockstep); replies ("type":"reply"), "published" frames
+ * and errors are counted.  For the uplink benchmark (bench/uplink.sh).
  *
  * Output: a READY line on stderr once every connection is open or has failed, then (after
  * --duration seconds or SIGINT/SIGTERM) one JSON summary line on stdout.
@@ -117,6 +121,8 @@ struct opts {
     const char *label;
     int read_interval_us;
     int tls, deflate;
+    double send_rate;
+    const char *send_json;
 };
 
 static struct opts g_opt;
@@ -152,6 +158,7 @@ struct conn {
     uint32_t nstreams;
     uint64_t frames, data_frames;
     uint64_t deadline_us; /* connect/handshake timeout, or retry time */
+    uint64_t next_send_us; /* --send-rate: when this connection sends next (0 = not yet set) */
 };
 
 struct room_stat {
@@ -181,6 +188,7 @@ struct worker {
     z_stream zs;    /* --deflate */
     char *zbuf;     /* inflated message */
     size_t zcap;
+    uint64_t sent, send_failed, replies, published, errors, rate_limited;
     uint64_t first_data_us, last_data_us;
     int ready;
     int unmask_warned;
@@ -465,6 +473,53 @@ static void send_control(struct conn *c, uint8_t opcode, const char *payload, si
     (void)r;
 }
 
+/* Sends one masked text frame (uplink load). Returns 0 when the kernel took all of it. */
+static int send_text(struct conn *c, const char *payload, size_t n)
+{
+    uint8_t f[14 + 4096];
+    size_t h = 2;
+    if (n > 4096)
+        return -1;
+    f[0] = 0x81;
+    if (n < 126) {
+        f[1] = (uint8_t)(0x80 | n);
+    } else {
+        f[1] = 0x80 | 126;
+        f[2] = (uint8_t)(n >> 8);
+        f[3] = (uint8_t)n;
+        h = 4;
+    }
+    uint8_t mask[4] = {(uint8_t)rand(), (uint8_t)rand(), (uint8_t)rand(), (uint8_t)rand()};
+    memcpy(f + h, mask, 4);
+    for (size_t i = 0; i < n; i++)
+        f[h + 4 + i] = (uint8_t)payload[i] ^ mask[i & 3];
+    ssize_t r = send(c->fd, f, h + 4 + n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return r == (ssize_t)(h + 4 + n) ? 0 : -1;
+}
+
+/* Every open connection whose time has come sends --send-json once. */
+static void pump_sends(struct worker *w)
+{
+    uint64_t now = mono_us(), period = (uint64_t)(1e6 / g_opt.send_rate);
+    size_t n = strlen(g_opt.send_json);
+    for (int i = 0; i < w->nconns; i++) {
+        struct conn *c = &w->conns[i];
+        if (c->state != CS_OPEN)
+            continue;
+        if (!c->next_send_us)
+            c->next_send_us = now + (uint64_t)rand() % (period ? period : 1);
+        if (now < c->next_send_us)
+            continue;
+        if (send_text(c, g_opt.send_json, n) == 0)
+            w->sent++;
+        else
+            w->send_failed++;
+        c->next_send_us += period;
+        if (c->next_send_us < now)      /* fell behind: do not burst to catch up */
+            c->next_send_us = now + period;
+    }
+}
+
 /* ---- message accounting ---- */
 static struct stream *conn_stream(struct conn *c, uint32_t vid)
 {
@@ -519,6 +574,17 @@ static void on_text(struct worker *w, struct conn *c, const char *p, size_t n, u
 {
     w->frames++;
     c->frames++;
+    if (g_opt.send_rate > 0) {
+        if (memmem(p, n, "\"type\":\"reply\"", 14))
+            w->replies++;
+        else if (memmem(p, n, "\"type\":\"published\"", 18))
+            w->published++;
+        else if (memmem(p, n, "\"type\":\"error\"", 14))
+            w->errors++, w->rate_limited += memmem(p, n, "rate_limited", 12) != NULL;
+        else
+            w->other_frames++;
+        return;
+    }
     if (g_opt.idle) {
         if (memmem(p, n, "\"bench_seq\"", 11)) {
             c->data_frames++;
@@ -864,7 +930,7 @@ static void *worker_main(void *arg)
             struct timespec ts = {0, (long)g_opt.read_interval_us * 1000};
             nanosleep(&ts, NULL);
         }
-        int n = epoll_wait(w->ep, evs, 512, w->ready ? 50 : 10);
+        int n = epoll_wait(w->ep, evs, 512, w->ready ? (g_opt.send_rate > 0 ? 2 : 50) : 10);
         for (int i = 0; i < n; i++) {
             struct conn *c = &w->conns[evs[i].data.u32];
             if (c->fd < 0)
@@ -885,6 +951,8 @@ static void *worker_main(void *arg)
                     on_readable(w, c);
             }
         }
+        if (g_opt.send_rate > 0 && g_opt.send_json)
+            pump_sends(w);
         if (!w->ready) {
             uint64_t now = mono_us();
             if (n > 0 || now - last_pump > 20000) {
@@ -934,7 +1002,8 @@ static void usage(void)
             "Each --paths starts a group; --ids/--clients-per-path apply to the last group.\n"
             "A path with %%d is opened once per id in the range; a path without it once.\n"
             "--expect-seq N: every vehicle publishes seq 1..N; missing tail counts as lost.\n"
-            "--vehicles V: vehicles expected on paths without %%d (e.g. /ws/fleet).\n");
+            "--vehicles V: vehicles expected on paths without %%d (e.g. /ws/fleet).\n"
+            "--send-rate R --send-json TEXT: every connection sends TEXT R times a second.\n");
 }
 
 static int parse_opts(int argc, char **argv)
@@ -961,6 +1030,8 @@ static int parse_opts(int argc, char **argv)
         {"read-interval-us", required_argument, NULL, 'W'},
         {"tls", no_argument, NULL, 'X'},
         {"deflate", no_argument, NULL, 'Z'},
+        {"send-rate", required_argument, NULL, 'G'},
+        {"send-json", required_argument, NULL, 'J'},
         {"help", no_argument, NULL, '?'},
         {NULL, 0, NULL, 0}};
     int ch;
@@ -1002,6 +1073,8 @@ static int parse_opts(int argc, char **argv)
         case 'W': g_opt.read_interval_us = atoi(optarg); break;
         case 'X': g_opt.tls = 1; break;
         case 'Z': g_opt.deflate = 1; break;
+        case 'G': g_opt.send_rate = atof(optarg); break;
+        case 'J': g_opt.send_json = optarg; break;
         default: return -1;
         }
     }
@@ -1118,6 +1191,7 @@ static void report(struct worker *ws, int total, double run_s)
         ADD(bytes); ADD(pings); ADD(connect_ok); ADD(connect_fail); ADD(connect_retries);
         ADD(closed_by_server); ADD(read_errors); ADD(protocol_errors);
         ADD(compressed_frames); ADD(inflated_bytes);
+        ADD(sent); ADD(send_failed); ADD(replies); ADD(published); ADD(errors); ADD(rate_limited);
 #undef ADD
         if (w->first_data_us && (!sum.first_data_us || w->first_data_us < sum.first_data_us))
             sum.first_data_us = w->first_data_us;
@@ -1177,6 +1251,10 @@ static void report(struct worker *ws, int total, double run_s)
         printf("\"expect_rate\":%.1f,", g_opt.expect_rate);
     printf("\"tls\":%d,\"deflate\":%d,\"compressed_frames\":%" PRIu64 ",\"inflated_bytes\":%" PRIu64 ",",
            g_opt.tls, g_opt.deflate, sum.compressed_frames, sum.inflated_bytes);
+    if (g_opt.send_rate > 0)
+        printf("\"uplink\":{\"sent\":%" PRIu64 ",\"send_failed\":%" PRIu64 ",\"replies\":%" PRIu64
+               ",\"published\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"rate_limited\":%" PRIu64 "},",
+               sum.sent, sum.send_failed, sum.replies, sum.published, sum.errors, sum.rate_limited);
     uint64_t n = sum.lat_count;
     printf("\"lat_us\":{\"count\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
            ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "},",

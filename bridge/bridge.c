@@ -19,6 +19,7 @@
 #include "room.h"
 #include "session.h"
 #include "subscribe.h"
+#include "uplink_runtime.h"
 #include "writer.h"
 
 #define HISTORY_SWEEP_MS 5000
@@ -97,7 +98,7 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
     br->started_wall_ms = tb_wall_ms();
     if (!(br->rooms = room_registry_new()) || !(br->fan = fanout_new(br->rooms, &br->st)) ||
         !(br->writer = writer_new()) || !(br->pmd = pmd_new()) || !(br->subs = subscriptions_new(br->fan, cfg, epoch)) ||
-        !(br->sessions = session_registry_new())) {
+        !(br->sessions = session_registry_new()) || !(br->uplink = uplink_runtime_new(br->fan, NULL))) {
         bridge_free(br);
         return NULL;
     }
@@ -105,13 +106,14 @@ struct bridge *bridge_new(struct tb_config *cfg, uint64_t epoch)
     reset_route_counters(br, cfg);
     fanout_set_authorizer(br->fan, may_join, br);
     br->env = (struct conn_env){&br->st, br->rooms, writer_want, br->writer, &br->conn_log, br->pmd};
-    br->proto = (struct protocol){cfg, br->fan, br->subs, br->sessions, NULL};
+    br->proto = (struct protocol){cfg, br->fan, br->subs, br->sessions, NULL, br->uplink};
     return br;
 }
 
 void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt)
 {
     br->mqtt = mqtt;
+    uplink_runtime_set_mqtt(br->uplink, mqtt);
     br->alerts = alert_runtime_new(br->cfg, br->fan, mqtt);
     br->proto.alerts = br->alerts;
 }
@@ -133,6 +135,7 @@ void bridge_free(struct bridge *br)
         bridge_close(br, lws_container_of(br->conns.head, struct conn, in_bridge));
     free_backlog(br);
     alert_runtime_free(br->alerts);
+    uplink_runtime_free(br->uplink);
     session_registry_free(br->sessions);
     subscriptions_free(br->subs);
     writer_free(br->writer);
@@ -394,7 +397,8 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
                      ev->topic, (size_t)ev->payload_len, br->cfg->server.max_payload_bytes);
         return;
     }
-    if (session_on_mqtt(br->sessions, &br->cfg->sessions, br->mqtt, ev))
+    if (session_on_mqtt(br->sessions, &br->cfg->sessions, br->mqtt, ev) ||
+        uplink_runtime_on_mqtt(br->uplink, br->cfg, ev))
         return;
     struct inbound in;
     inbound_init(&in, ev->topic, ev->payload, ev->payload_len);
@@ -495,6 +499,7 @@ void bridge_tick(struct bridge *br, uint64_t now_ms)
     sweep_history(br, now_ms);
     check_auth(br, now_ms);
     alert_runtime_tick(br->alerts, now_ms);
+    uplink_runtime_tick(br->uplink, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;
     if (every && !br->stopping) {
         if (!br->next_heartbeat_ms)

@@ -37,6 +37,7 @@ struct mqtt_event;
 struct room_registry;
 struct session_registry;
 struct subscriptions;
+struct uplink_runtime;
 struct writer;
 
 /* Ingest latency: the payload's ts_ms (publisher's clock, ms since the epoch) to the
@@ -60,6 +61,7 @@ struct bridge {
     struct subscriptions *subs;
     struct session_registry *sessions;
     struct alert_runtime *alerts;   /* NULL until bridge_start_alerts (or out of memory) */
+    struct uplink_runtime *uplink;  /* client publishes and their replies */
     struct protocol proto;          /* the request handlers' view of the above */
     struct mqtt_client *mqtt;       /* NULL until bridge_start_alerts; not owned */
     struct lws_dll2_owner conns;    /* struct conn, linked by in_bridge */

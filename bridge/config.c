@@ -406,6 +406,156 @@ static const yaml_node_t *seq_item(struct loader *l, const yaml_node_t *n, size_
     return yaml_document_get_node(&l->doc, n->data.sequence.items.start[i]);
 }
 
+/* ---- publish rules (uplink) ------------------------------------------------------------ */
+
+/* Request types the bridge handles itself (protocol.c, and issue 13's auth frames): a
+ * publish rule cannot take them over. */
+static const char *const reserved_types[] = {
+    "ping", "subscribe", "unsubscribe", "join_session", "leave_session", "ack_alert",
+    "auth", "refresh", "reply", "error", NULL,
+};
+
+struct publish_in {
+    struct cfg_publish p;
+    const yaml_node_t *topic, *rate, *reply;
+};
+
+#define P(f) offsetof(struct publish_in, f)
+static const struct cfg_field publish_fields[] = {
+    { .name = "type", .type = CT_STR, .off = P(p.type), .required = true },
+    { .name = "topic", .type = CT_NODE, .off = P(topic), .required = true },
+    { .name = "qos", .type = CT_INT, .off = P(p.qos), .min = 0, .max = 1, .def = "1" },
+    { .name = "retain", .type = CT_BOOL, .off = P(p.retain), .def = "false" },
+    { .name = "max_bytes", .type = CT_SIZE, .off = P(p.max_bytes), .min = 2, .max = 1048576, .def = "4096" },
+    { .name = "fields", .type = CT_STRLIST, .off = P(p.fields), .off_n = P(p.n_fields) },
+    { .name = "required", .type = CT_STRLIST, .off = P(p.required), .off_n = P(p.n_required) },
+    { .name = "allow_topics", .type = CT_STRLIST, .off = P(p.allow_topics), .off_n = P(p.n_allow_topics) },
+    { .name = "rate", .type = CT_NODE, .off = P(rate) },
+    { .name = "reply", .type = CT_NODE, .off = P(reply) },
+};
+#undef P
+static const struct cfg_schema publish_schema = { "publish rule", publish_fields, COUNT(publish_fields) };
+
+#define PR(f) offsetof(struct cfg_publish, f)
+static const struct cfg_field rate_fields[] = {
+    { .name = "per_second", .type = CT_COUNT, .off = PR(rate_per_second), .min = 1, .max = 100000, .required = true },
+    { .name = "burst", .type = CT_COUNT, .off = PR(rate_burst), .min = 0, .max = 100000, .def = "0" },
+};
+static const struct cfg_schema rate_schema = { "rate", rate_fields, COUNT(rate_fields) };
+static const struct cfg_field reply_fields[] = {
+    { .name = "timeout", .type = CT_DUR, .off = PR(reply_timeout_ms), .min = 100, .max = 600000, .def = "5s" },
+};
+static const struct cfg_schema reply_schema = { "reply", reply_fields, COUNT(reply_fields) };
+#undef PR
+
+/* Every {name} of a publish topic is a capture of the endpoint path or a field of the
+ * client's "data" ({data.command}); the literal text has no MQTT wildcard and the topic is
+ * not in the bridge's own telebridge/ namespace (replies could be forged there). */
+static int check_publish_topic(struct loader *l, const yaml_node_t *n, const char *src,
+                               const struct topic_pattern *pat)
+{
+    if (!src[0])
+        return cfg_error(l, n, 0, "publish topic must not be empty");
+    if (!strncmp(src, "telebridge/", 11) || src[0] == '$')
+        return cfg_error(l, n, 0, "publish topic '%s' is reserved (telebridge/ and $ topics belong to "
+                         "the bridge and the broker)", src);
+    for (const char *p = src; *p; p++) {
+        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+            p++;
+            continue;
+        }
+        if (*p == '+' || *p == '#')
+            return cfg_error(l, n, text_offset(n, (int)(p - src) + 1),
+                             "publish topic '%s' must not contain the MQTT wildcard '%c'", src, *p);
+        if (*p != '{')
+            continue;
+        const char *end = strpbrk(p + 1, "|}");
+        if (!end)
+            return -1;   /* tmpl_compile reports it */
+        size_t len = (size_t)(end - p - 1);
+        bool field = len > 5 && !strncmp(p + 1, "data.", 5);
+        if (!field && topic_pattern_capture_index(pat, p + 1, len) < 0)
+            return cfg_error(l, n, text_offset(n, (int)(p - src) + 1),
+                             "publish topic names {%.*s}: not a capture of the endpoint path '%s' "
+                             "and not a field of the message (write {data.%.*s})",
+                             (int)len, p + 1, topic_pattern_source(pat), (int)len, p + 1);
+        p = strchr(end, '}');
+        if (!p)
+            return -1;
+    }
+    return 0;
+}
+
+static int publish_one(struct loader *l, const yaml_node_t *item, const struct topic_pattern *pat,
+                       struct publish_in *in)
+{
+    struct cfg_publish *r = &in->p;
+    r->line = cfg_line(item);
+    r->col = (int)item->start_mark.column + 1;
+    int rc = cfg_apply(l, item, &publish_schema, in);
+    if (in->topic) {
+        const char *src = scalar_or_error(l, in->topic, "publish topic");
+        if (!src || check_publish_topic(l, in->topic, src, pat))
+            rc = -1;
+        else if (!(r->topic = compile_tmpl(l, in->topic, NULL, pat, TMPL_BARE_FIELDS | TMPL_PLAIN_FIELDS,
+                                           "publish topic")))
+            rc = -1;
+    }
+    if (in->rate && cfg_apply(l, in->rate, &rate_schema, r))
+        rc = -1;
+    if (!r->rate_burst)
+        r->rate_burst = r->rate_per_second;
+    if (in->reply && cfg_apply(l, in->reply, &reply_schema, r))
+        rc = -1;
+    for (size_t i = 0; r->type && reserved_types[i]; i++) {
+        if (!strcmp(r->type, reserved_types[i]))
+            rc = cfg_error(l, item, 0, "publish type '%s' is a request the bridge handles itself", r->type);
+    }
+    return rc;
+}
+
+static void free_publish(struct cfg_publish *r)
+{
+    free(r->type);
+    tmpl_free(r->topic);
+    char **lists[] = { r->fields, r->required, r->allow_topics };
+    size_t counts[] = { r->n_fields, r->n_required, r->n_allow_topics };
+    for (size_t k = 0; k < COUNT(lists); k++) {
+        for (size_t i = 0; i < counts[k]; i++)
+            free(lists[k][i]);
+        free(lists[k]);
+    }
+}
+
+/* 'publish: [...]' of one endpoint. */
+static int endpoint_publish(struct loader *l, const yaml_node_t *n, struct cfg_endpoint *e)
+{
+    if (n->type != YAML_SEQUENCE_NODE)
+        return cfg_error(l, n, 0, "publish: expected a sequence of rules ({type, topic, ...})");
+    if (!(e->publish = calloc(seq_len(n) + 1, sizeof(*e->publish))))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < seq_len(n); i++) {
+        const yaml_node_t *item = seq_item(l, n, i);
+        struct publish_in in = { 0 };
+        if (item->type != YAML_MAPPING_NODE) {
+            rc = cfg_error(l, item, 0, "publish rule: expected a mapping");
+            continue;
+        }
+        if (publish_one(l, item, e->pattern, &in))
+            rc = -1;
+        for (size_t j = 0; in.p.type && j < e->n_publish; j++) {
+            if (!strcmp(e->publish[j].type, in.p.type))
+                rc = cfg_error(l, item, 0, "duplicate publish type '%s' (already at line %d)",
+                               in.p.type, e->publish[j].line);
+        }
+        e->publish[e->n_publish++] = in.p;
+        if (in.p.reply_timeout_ms)
+            l->cfg->replies = true;
+    }
+    return rc;
+}
+
 /* ---- endpoints ---------------------------------------------------------------------- */
 
 static const char *const ack_modes[] = { "members", "none", NULL };
@@ -413,7 +563,7 @@ static const char *const auth_modes[] = { "none", "optional", "required", NULL }
 
 struct endpoint_in {
     struct cfg_endpoint e;
-    const yaml_node_t *rooms, *same_as, *identity, *require;
+    const yaml_node_t *rooms, *same_as, *identity, *require, *publish;
 };
 
 #define E(f) offsetof(struct endpoint_in, f)
@@ -431,6 +581,7 @@ static const struct cfg_field endpoint_fields[] = {
     { .name = "auth_message", .type = CT_BOOL, .off = E(e.auth_message), .def = "false" },
     { .name = "require", .type = CT_NODE, .off = E(require) },
     { .name = "roles", .type = CT_STRLIST, .off = E(e.roles), .off_n = E(e.n_roles) },
+    { .name = "publish", .type = CT_NODE, .off = E(publish) },
 };
 #undef E
 static const struct cfg_schema endpoint_schema = { "endpoint", endpoint_fields, COUNT(endpoint_fields) };
@@ -472,6 +623,8 @@ static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_
     if (e->client_burst == 0)
         rc = cfg_error(l, k, 0, "endpoint '%s': client_burst must be at least 1", path);
     if (in->require && cfg_auth_endpoint_require(l, in->require, e))
+        rc = -1;
+    if (in->publish && !cfg_is_null(l, in->publish) && endpoint_publish(l, in->publish, e))
         rc = -1;
     struct tb_config *c = l->cfg;
     for (size_t i = 0; i < c->n_endpoints; i++) {
@@ -967,6 +1120,12 @@ static int collect_filters(struct tb_config *c)
     }
     if (c->sessions.enabled && add_filter_str(c, c->sessions.request_topic))
         return -1;
+    if (c->replies) {
+        char f[512];
+        snprintf(f, sizeof f, "telebridge/%s/reply/#", c->mqtt.client_id);
+        if (add_filter_str(c, f))
+            return -1;
+    }
     return 0;
 }
 
@@ -989,6 +1148,9 @@ static void free_endpoint(struct cfg_endpoint *e)
         free(e->allow_subscribe[i]);
     free(e->allow_subscribe);
     cfg_auth_endpoint_free(e);
+    for (size_t i = 0; i < e->n_publish; i++)
+        free_publish(&e->publish[i]);
+    free(e->publish);
 }
 
 static void free_route(struct cfg_route *r)

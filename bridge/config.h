@@ -94,6 +94,27 @@ struct cfg_server {
     struct cfg_deflate deflate;
 };
 
+/* One publish rule of an endpoint (docs/uplink.md): a client frame {"type":type,"data":{..}}
+ * is published to the rendered 'topic' when every check passes. */
+struct cfg_publish {
+    char *type;                      /* the client message type it accepts */
+    struct tmpl *topic;              /* MQTT topic; captures of the endpoint path and {data.x}
+                                        fields of the client's message (plain values only) */
+    int qos;                         /* 0 or 1, default 1 */
+    bool retain;                     /* the client may ask "retain": true; default false */
+    size_t max_bytes;                /* the client's "data" as JSON text, default 4096 */
+    char **fields;                   /* allowed keys of "data"; empty = any */
+    size_t n_fields;
+    char **required;                 /* keys "data" must have */
+    size_t n_required;
+    char **allow_topics;             /* globs ('*' = any run) the topic must match; empty = any */
+    size_t n_allow_topics;
+    size_t rate_per_second;          /* per connection and rule; 0 = unlimited */
+    size_t rate_burst;               /* default: rate_per_second */
+    uint64_t reply_timeout_ms;       /* > 0: a command that waits for a reply ('reply: {timeout}') */
+    int line, col;
+};
+
 struct cfg_endpoint {
     char *path;                      /* as written, e.g. "/ws/telemetry/{vehicle_id}" */
     struct topic_pattern *pattern;   /* compiled path pattern */
@@ -117,6 +138,9 @@ struct cfg_endpoint {
     size_t n_require;
     char **roles;                    /* 'roles': one of them needed (empty = none needed) */
     size_t n_roles;
+    struct cfg_publish *publish;     /* what its clients may publish to MQTT (not inherited
+                                        by same_as aliases) */
+    size_t n_publish;
     int line, col;
 };
 
@@ -255,6 +279,8 @@ struct tb_config {
     struct cfg_sessions sessions;
     struct cfg_alert_state alert_state;
     struct cfg_auth *auth;           /* NULL without an 'auth' section */
+    bool replies;                    /* some publish rule waits for replies: the bridge
+                                        subscribes telebridge/<client_id>/reply/# */
     char **filters;                  /* distinct MQTT subscription filters the routes and alerts need */
     size_t n_filters;
     int refcount;                    /* atomic; use config_ref / config_unref */

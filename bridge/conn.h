@@ -68,6 +68,7 @@ struct log_budget;      /* log.h */
 struct conn_patterns;   /* subscribe.c: the client's room patterns */
 struct conn_rate;       /* fanout.c: the max_rate timer */
 struct tb_identity;     /* access.h: who the connection authenticated as */
+struct conn_uplink;     /* uplink_runtime.c: publish rate buckets and pending requests */
 
 struct conn {
     struct lws *wsi;              /* NULL in unit tests */
@@ -101,6 +102,7 @@ struct conn {
     bool expiry_warned;               /* auth_expiring sent for the current token */
     bool flush_before_close;          /* the queue (an auth refusal's error frame) is written
                                          before the close frame (writer.c) */
+    struct conn_uplink *uplink;       /* allocated on a first publish */
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,

@@ -16,6 +16,7 @@
 #include "reload.h"
 #include "room.h"
 #include "throttle.h"
+#include "uplink_runtime.h"
 #include "writer.h"
 
 static cJSON *connections_json(const struct bridge *br)
@@ -112,6 +113,16 @@ static cJSON *health_json(const struct http_api_src *src)
         cJSON_AddNumberToObject(lt, "addresses", (double)addr_table_size(src->addrs));
         cJSON_AddNumberToObject(lt, "addresses_reused", (double)addr_table_evicted(src->addrs));
     }
+    struct uplink_stats us;
+    uplink_runtime_stats(br->uplink, &us);
+    cJSON *ul = cJSON_AddObjectToObject(h, "uplink");
+    cJSON_AddNumberToObject(ul, "published", (double)us.published);
+    cJSON_AddNumberToObject(ul, "refused", (double)us.refused);
+    cJSON_AddNumberToObject(ul, "rate_limited", (double)us.rate_limited);
+    cJSON_AddNumberToObject(ul, "replies", (double)us.replies);
+    cJSON_AddNumberToObject(ul, "timeouts", (double)us.timeouts);
+    cJSON_AddNumberToObject(ul, "stray_replies", (double)us.stray_replies);
+    cJSON_AddNumberToObject(ul, "pending", (double)us.pending);
     cJSON *cfg = cJSON_AddObjectToObject(h, "config");
     cJSON_AddStringToObject(cfg, "path", br->cfg->path);
     char ver[24];
@@ -247,6 +258,15 @@ static void render_alerts(const struct bridge *br, struct sbuf *out)
     metric(out, "telebridge_alerts_raised_total", "counter", "Alerts raised", (double)as.raised);
     metric(out, "telebridge_alerts_cleared_total", "counter", "Alerts cleared", (double)as.cleared);
     metric(out, "telebridge_alerts_acknowledged_total", "counter", "Alerts acknowledged by clients", (double)as.acknowledged);
+}
+
+/* Client publishes to MQTT (endpoint 'publish' rules, uplink_runtime.c). */
+static void render_uplink(const struct bridge *br, struct sbuf *out)
+{
+    struct uplink_stats us;
+    uplink_runtime_stats(br->uplink, &us);
+    metric(out, "telebridge_uplink_published_total", "counter", "Client messages published to MQTT", (double)us.published);
+    metric(out, "telebridge_uplink_refused_total", "counter", "Client messages refused", (double)us.refused);
 }
 
 /* Two labels; values escaped. */
@@ -415,6 +435,7 @@ static void render_metrics(const struct http_api_src *src, struct sbuf *out)
     render_latency(src->br, out);
     render_refused(src->br, out);
     render_auth(src->br, out);
+    render_uplink(src->br, out);
     render_reload(src, out);
     render_build(src, out);
     render_process(out);

@@ -686,6 +686,28 @@ int mqtt_client_publish_response(struct mqtt_client *m, const char *topic, const
     return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
 }
 
+int mqtt_client_publish_uplink(struct mqtt_client *m, const char *topic, const void *payload, size_t len,
+                               int qos, bool retain, const struct mqtt_uplink_props *up)
+{
+    mosquitto_property *props = NULL;
+    if (m->protocol == 5) {
+        if (up->sender)
+            mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "sender", up->sender);
+        if (up->response_topic) {
+            mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, up->response_topic);
+            mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, up->correlation,
+                                          (uint16_t)strlen(up->correlation));
+        }
+    }
+    int rc = mosquitto_publish_v5(m->mosq, NULL, topic, (int)len, payload, qos, retain, props);
+    mosquitto_property_free_all(&props);
+    if (rc == MOSQ_ERR_SUCCESS)
+        net_wake(m);
+    else if (rc != MOSQ_ERR_NO_CONN)
+        LOG_WARN("mqtt", "publish %s: %s", topic, mosquitto_strerror(rc));
+    return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
+}
+
 bool mqtt_client_connected(const struct mqtt_client *m) { return __atomic_load_n(&m->connected, __ATOMIC_ACQUIRE); }
 size_t mqtt_client_queued_bytes(struct mqtt_client *m)
 {

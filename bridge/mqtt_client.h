@@ -67,6 +67,16 @@ int mqtt_client_publish(struct mqtt_client *m, const char *topic, const void *pa
                         int qos, bool retain);
 int mqtt_client_publish_response(struct mqtt_client *m, const char *topic, const void *payload,
                                  size_t len, const void *correlation, size_t correlation_len);
+/* A client's publish (uplink_runtime.c). With MQTT 5: "sender" as a user property and,
+ * for a request, the response topic with the correlation (as data); with 3.1.1 only the
+ * payload carries them (the caller puts them there). Thread-safe. */
+struct mqtt_uplink_props {
+    const char *sender;            /* NULL = anonymous: no user property */
+    const char *response_topic;    /* NULL = no reply wanted */
+    const char *correlation;       /* with response_topic */
+};
+int mqtt_client_publish_uplink(struct mqtt_client *m, const char *topic, const void *payload, size_t len,
+                               int qos, bool retain, const struct mqtt_uplink_props *up);
 
 /* Service thread, a few times a second: retries the first connection when the broker was
  * unreachable at start-up (the network thread starts, and reconnects by itself, only once

@@ -3,7 +3,8 @@
  * The handler table is the one place a new request type is added. A handler gets the
  * parsed object and the request id (or NULL) and answers through reply.h.
  * Subscriptions live in subscribe.c, race sessions in session.c, alert acks in
- * alert_runtime.c; docs/protocol.md describes every message, and
+ * alert_runtime.c; client publishes (any other type an endpoint's publish rules name) in
+ * uplink_runtime.c; docs/protocol.md describes every message, and
  * docs/protocol.schema.json validates them. */
 #include "protocol.h"
 
@@ -23,6 +24,7 @@
 #include "sbuf.h"
 #include "session.h"
 #include "subscribe.h"
+#include "uplink_runtime.h"
 
 typedef void (*handler_fn)(const struct protocol *p, struct conn *c, const cJSON *req, const cJSON *id);
 
@@ -147,6 +149,7 @@ void protocol_on_open(const struct protocol *p, struct conn *c)
 
 void protocol_on_close(const struct protocol *p, struct conn *c)
 {
+    uplink_runtime_conn_close(p->uplink, c);
     subscribe_conn_close(p->subs, c);
 }
 
@@ -197,7 +200,8 @@ void protocol_handle_frame(const struct protocol *p, struct conn *c, const char 
             goto done;
         }
     }
-    reply_error(p->f, c, id, TB_ERR_UNKNOWN_TYPE, "unknown request type");
+    if (!uplink_runtime_handle(p->uplink, p->cfg, c, type->valuestring, req, id))
+        reply_error(p->f, c, id, TB_ERR_UNKNOWN_TYPE, "unknown request type");
 done:
     cJSON_Delete(req);
 }

@@ -4,7 +4,8 @@
  * echoes. Handlers live in a table (type -> function); anything that is not a JSON
  * object with a known type gets an "error" frame (reply.h), and a connection that keeps
  * sending invalid frames is closed with TB_CLOSE_POLICY. Nothing a client sends reaches
- * other clients except through a handler. Race session requests (join_session,
+ * other clients except through a handler. A type that is not the bridge's own goes to the
+ * endpoint's publish rules (uplink_runtime.h). Race session requests (join_session,
  * leave_session) are handled here on top of subscribe and session.
  * Service thread only. */
 #ifndef TB_PROTOCOL_H
@@ -19,6 +20,7 @@ struct fanout;
 struct session_registry;
 struct subscriptions;
 struct tb_config;
+struct uplink_runtime;
 
 /* What the request handlers work with; the bridge owns it and keeps cfg current. */
 struct protocol {
@@ -27,6 +29,7 @@ struct protocol {
     struct subscriptions *subs;
     struct session_registry *sessions;
     struct alert_runtime *alerts;       /* NULL without the alert runtime */
+    struct uplink_runtime *uplink;      /* client publishes (endpoint 'publish' rules) */
 };
 
 /* After the welcome frame: tells a dashboard on a session endpoint whose session nobody

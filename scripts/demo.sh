@@ -162,7 +162,7 @@ start telebridge env TB_MQTT_PORT="$MQTT_PORT" TB_LISTEN="127.0.0.1:$WEB_PORT" \
 wait_port "$WEB_PORT" 15 || die "telebridge did not start: $(tail -20 "$LOGDIR/telebridge.log")"
 
 start telesim-fleet "$TELESIM" --port "$MQTT_PORT" --vehicles "$VEHICLES" --mode mixed \
-    --fleet-groups 2 --rate 1 --anomaly-rate 0.003 --id-prefix demo-
+    --fleet-groups 2 --rate 1 --anomaly-rate 0.003 --id-prefix demo- --commands
 start telesim-overheat "$TELESIM" --port "$MQTT_PORT" --vehicles 1 --rate 1 \
     --anomaly overheat --anomaly-rate 0.01 --id-prefix hot-
 start telesim-session "$TELESIM" --port "$MQTT_PORT" --session --protocol 5 --id-prefix race-
@@ -187,6 +187,9 @@ Telebridge demo is running (broker 127.0.0.1:$MQTT_PORT, logs in $LOGDIR)
   alerts           ws://$WEB/ws/alerts/demo-user   (hot-00001 overheats within ~30 s)
   race session     ws://$WEB/ws/session/${SID:-<see telesim-session.log>}
   general          ws://$WEB/ws/connect
+  command a car    ws://$WEB/ws/control/demo-00001/operator
+                   send {"type":"command","id":1,"data":{"command":"request_diagnostics"}}
+  chat             ws://$WEB/ws/chat/<user>   send {"type":"chat","data":{"to":"<user>","text":"hi"}}
   status           http://$WEB/ws/status  http://$WEB/ws/connections
 
   watch MQTT:      mosquitto_sub -p $MQTT_PORT -t '#' -v

@@ -10,6 +10,8 @@
 #include <cjson/cJSON.h>
 #include <mqtt_protocol.h>
 
+#include "command.h"
+
 #define KEEPALIVE_S 30
 
 static void sleep_ms(long ms)
@@ -54,12 +56,36 @@ static void on_publish(struct mosquitto *m, void *ud, int mid, int reason,
     atomic_fetch_add(&c->published, 1);
 }
 
+/* A vehicle command: queued for the main thread, which owns the vehicles. */
+static void queue_command(struct conn *c, const struct mosquitto_message *msg,
+                          const mosquitto_property *props)
+{
+    char *rt = NULL;
+    void *cd = NULL;
+    uint16_t cdlen = 0;
+    mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &rt, false);
+    mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &cd, &cdlen, false);
+    struct sim_command *cmd = command_parse(msg->topic, msg->payload, (size_t)msg->payloadlen, rt, cd, cdlen);
+    free(rt);
+    free(cd);
+    if (!cmd)
+        return;
+    pthread_mutex_lock(&c->lock);
+    *(c->cmds_tail ? &c->cmds_tail->next : &c->cmds) = cmd;
+    c->cmds_tail = cmd;
+    pthread_mutex_unlock(&c->lock);
+}
+
 /* A session reply is JSON {"session_id": "...", "correlation": "..."} or the bare id;
  * the correlation (JSON field or MQTT 5 correlation data) must match when present. */
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
                        const mosquitto_property *props)
 {
     struct conn *c = ud;
+    if (strstr(msg->topic, "/cmd/")) {
+        queue_command(c, msg, props);
+        return;
+    }
     char sid[128] = "", corr[64] = "";
     void *cd = NULL;
     uint16_t cdlen = 0;
@@ -138,6 +164,11 @@ void conn_free(struct conn *c)
             mosquitto_loop_stop(c->mosq, false);
         }
         mosquitto_destroy(c->mosq);
+    }
+    while (c->cmds) {
+        struct sim_command *next = c->cmds->next;
+        command_free(c->cmds);
+        c->cmds = next;
     }
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -224,4 +255,33 @@ bool conn_take_reply(struct conn *c, char *out, size_t outlen)
         snprintf(out, outlen, "%s", c->reply);
     pthread_mutex_unlock(&c->lock);
     return got;
+}
+
+int conn_subscribe_commands(struct conn *c, const char *vehicle_id)
+{
+    char topic[128];
+    snprintf(topic, sizeof topic, "vehicle/%s/cmd/+", vehicle_id);
+    return mosquitto_subscribe(c->mosq, NULL, topic, 1);
+}
+
+struct sim_command *conn_take_commands(struct conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    struct sim_command *list = c->cmds;
+    c->cmds = c->cmds_tail = NULL;
+    pthread_mutex_unlock(&c->lock);
+    return list;
+}
+
+int conn_publish_reply(struct conn *c, const char *topic, const char *payload, const char *correlation)
+{
+    mosquitto_property *props = NULL;
+    if (c->params->protocol == 5 && correlation[0])
+        mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, correlation,
+                                      (uint16_t)strlen(correlation));
+    int rc = mosquitto_publish_v5(c->mosq, NULL, topic, (int)strlen(payload), payload, 1, false, props);
+    mosquitto_property_free_all(&props);
+    if (rc == MOSQ_ERR_SUCCESS)
+        atomic_fetch_add(&c->handed, 1);
+    return rc;
 }

@@ -21,6 +21,8 @@
 
 #include <mosquitto.h>
 
+struct sim_command;
+
 struct conn_params {
     const char *host;
     int port;
@@ -48,6 +50,8 @@ struct conn {
     char reply_topic[128];
     char reply[256];          /* session id from the reply, "" until one arrives */
     char correlation[40];
+    /* commands for its vehicles (--commands), oldest first, under 'lock' (command.h) */
+    struct sim_command *cmds, *cmds_tail;
 };
 
 /* Creates the client (not yet connected) with a retained "offline" will on will_topic.
@@ -76,5 +80,13 @@ bool conn_flush(struct conn *c, int timeout_ms);
 int conn_expect_reply(struct conn *c, const char *topic, const char *correlation);
 /* Copies the reply's session id into out (size outlen) once one arrived; returns true then. */
 bool conn_take_reply(struct conn *c, char *out, size_t outlen);
+
+/* Subscribes to vehicle/<id>/cmd/+ (after every connect: sessions are clean). */
+int conn_subscribe_commands(struct conn *c, const char *vehicle_id);
+/* Takes the queued commands (a list, oldest first; the caller frees each). */
+struct sim_command *conn_take_commands(struct conn *c);
+/* Publishes a command reply (QoS 1); with MQTT 5 the correlation travels as correlation
+ * data, with 3.1.1 it is already in the payload. */
+int conn_publish_reply(struct conn *c, const char *topic, const char *payload, const char *correlation);
 
 #endif

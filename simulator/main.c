@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "command.h"
 #include "conn.h"
 #include "session.h"
 #include "sim_options.h"
@@ -48,6 +49,9 @@ struct run {
     struct conn **conns;
     long k;
     bool per_vehicle_will; /* every connection carries exactly one vehicle */
+    uint32_t *every;       /* per vehicle: publish every n-th tick (set_rate command) */
+    uint32_t *ticks;       /* per vehicle: ticks since its last publish */
+    uint64_t commands;     /* commands answered */
     char session_id[65];
     uint64_t sent, errors, extra_sent;
     int64_t start_ns, end_ns, max_lag_ns, next_fleet_ns, next_progress_ns;
@@ -127,6 +131,13 @@ static void announce(struct run *r, long ci)
                 publish_extra(r, c, topic, buf, (size_t)len, 1, true);
         }
         publish_status(r, c, v->id, "online");
+        if (r->o.commands && conn_subscribe_commands(c, v->id) != MOSQ_ERR_SUCCESS)
+            r->errors++;
+    }
+    if (r->o.commands && !r->o.quiet)
+    {
+        printf("telesim: answering commands on vehicle/<id>/cmd/+ (%s)\n", c->client_id);
+        fflush(stdout);
     }
 }
 
@@ -177,12 +188,35 @@ static long conns_up(const struct run *r)
     return up;
 }
 
-/* Between slots: announcements after (re)connects, fleet summaries, progress. */
+/* Answers the commands queued on connection ci (command.h). */
+static void answer_commands(struct run *r, long ci)
+{
+    struct conn *c = r->conns[ci];
+    for (struct sim_command *cmd = conn_take_commands(c), *next; cmd; cmd = next) {
+        next = cmd->next;
+        for (long i = ci; i < r->n && cmd->reply_to[0]; i += r->k) {
+            if (strcmp(r->veh[i].id, cmd->vehicle))
+                continue;
+            char *reply = command_answer(cmd, &r->veh[i], r->o.rate, wall_ms(), &r->every[i]);
+            if (reply && conn_publish_reply(c, cmd->reply_to, reply, cmd->correlation) == MOSQ_ERR_SUCCESS)
+                r->commands++;
+            else
+                r->errors++;
+            free(reply);
+            break;
+        }
+        command_free(cmd);
+    }
+}
+
+/* Between slots: announcements after (re)connects, commands, fleet summaries, progress. */
 static void housekeeping(struct run *r, int64_t now)
 {
     for (long ci = 0; ci < r->k; ci++)
         if (atomic_exchange(&r->conns[ci]->announce, 0))
             announce(r, ci);
+    for (long ci = 0; ci < r->k && r->o.commands; ci++)
+        answer_commands(r, ci);
     if (now >= r->next_fleet_ns) {
         publish_fleet_summaries(r);
         r->next_fleet_ns += NS_PER_S;
@@ -205,6 +239,9 @@ static void publish_vehicle(struct run *r, long i, double dt)
     char topic[128];
     struct vehicle *v = &r->veh[i];
     vehicle_step(v, dt);
+    if (++r->ticks[i] < r->every[i])
+        return;
+    r->ticks[i] = 0;
     int len = vehicle_telemetry_json(v, wall_ms(), r->o.session ? r->session_id : NULL, buf,
                                      sizeof buf);
     if (r->o.session)
@@ -282,8 +319,12 @@ static int make_vehicles(struct run *r)
 {
     r->n = r->o.vehicles;
     r->veh = calloc((size_t)r->n, sizeof *r->veh);
-    if (!r->veh)
+    r->every = calloc((size_t)r->n, sizeof *r->every);
+    r->ticks = calloc((size_t)r->n, sizeof *r->ticks);
+    if (!r->veh || !r->every || !r->ticks)
         return -1;
+    for (long i = 0; i < r->n; i++)
+        r->every[i] = 1;
     r->cfg.anomaly_rate = r->o.anomaly_rate;
     r->cfg.anomaly_mask = r->o.anomaly_mask;
     long fleet_count = 0;
@@ -365,6 +406,8 @@ static void print_summary(const struct run *r)
            ", reconnects %u, max lag %.1f ms\n",
            r->sent, r->n, r->n == 1 ? "" : "s", el, rate, target, target > 0 ? 100.0 * (rate - target) / target : 0.0,
            r->errors, r->extra_sent, reconnects, (double)r->max_lag_ns / 1e6);
+    if (r->o.commands)
+        printf("telesim: answered %" PRIu64 " commands\n", r->commands);
     fflush(stdout);
 }
 
@@ -464,6 +507,8 @@ done:
         conn_free(r->conns[ci]);
     free(r->conns);
     free(r->veh);
+    free(r->every);
+    free(r->ticks);
     mosquitto_lib_cleanup();
     return exit_code;
 }

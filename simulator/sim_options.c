@@ -44,6 +44,7 @@ static const struct row rows[] = {
     {"connections", K_LONG, F(connections), 0, 1, SIM_MAX_CONNECTIONS, "K", "spread vehicles over K MQTT connections (default 1)"},
     {"session", K_FLAG, F(session), 0, 0, 0, NULL, "race-session monitor: one car, session/<sid>/... at 2 Hz"},
     {"fleet-groups", K_LONG, F(fleet_groups), 0, 1, 1000, "G", "fleet vehicles are spread over G groups (default 1)"},
+    {"commands", K_FLAG, F(commands), 0, 0, 0, NULL, "answer ping, horn, set_rate, request_diagnostics on vehicle/<id>/cmd/+"},
     {"quiet", K_FLAG, F(quiet), 0, 0, 0, NULL, "no progress or info lines (the summary still prints)"},
     {"help", K_FLAG, F(help), 0, 0, 0, NULL, "this text"},
     {"version", K_FLAG, F(version), 0, 0, 0, NULL, "print the version and exit"},

@@ -34,6 +34,7 @@ struct sim_options {
     bool anomaly_forced;    /* --anomaly given: each vehicle starts the first one at once */
     long connections;
     bool session;
+    bool commands;          /* answer commands on vehicle/<id>/cmd/+ (command.h) */
     long fleet_groups;
     bool quiet;
     bool help;

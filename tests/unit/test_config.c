@@ -508,10 +508,16 @@ static void test_example_config(void **state)
     assert_string_equal(c->server.listen_host, "127.0.0.1");
     assert_int_equal(c->server.port, 8080);
     assert_non_null(strstr(c->server.static_dir, "dashboard"));
-    assert_int_equal(c->n_endpoints, 7);
-    assert_int_equal(c->n_routes, 6);
+    assert_int_equal(c->n_endpoints, 10);
+    assert_int_equal(c->n_routes, 8);
     assert_int_equal(c->n_alerts, 6);
-    assert_int_equal(c->n_filters, 7); /* 6 route and alert filters + sessions.request_topic */
+    /* 8 route and alert filters + sessions.request_topic + the uplink reply topic */
+    assert_int_equal(c->n_filters, 10);
+    assert_true(c->replies);
+    const struct cfg_endpoint *ctl = config_endpoint_by_path(c, "/ws/control/{vehicle_id}/{user_id}");
+    assert_non_null(ctl);
+    assert_int_equal(ctl->n_publish, 1);
+    assert_int_equal(ctl->publish[0].reply_timeout_ms, 5000);
 
     struct topic_match m;
     const struct cfg_endpoint *e = config_find_endpoint(c, "/ws", &m);
