@@ -516,3 +516,96 @@ def test_pending_commands_are_bounded_per_connection(broker, bridges, clients, s
     assert br.health()["uplink"]["pending"] == 17
     ws.close()
     harness.wait_for(lambda: br.health()["uplink"]["pending"] == 1, timeout=5, what="pending freed")
+
+
+# ---- with access control (issue 13): the sender is the token's subject ----------------------
+
+AUTH_SECRET = "uplink-test-secret-0123456789abcdef0123"
+
+AUTH_UPLINK_CONFIG = """\
+mqtt:
+  host: 127.0.0.1
+  port: @MQTT_PORT@
+  client_id: "tb-uplink-auth-@UID@"
+  protocol: 5
+  qos: 1
+  keepalive: 10
+  reconnect_min: 200ms
+  reconnect_max: 1s
+server:
+  listen: "@LISTEN@"
+auth:
+  issuers:
+    - {issuer: test-hs, audience: telebridge, hs256_secret: "${TB_TEST_UPLINK_SECRET}"}
+  rooms:
+    - {room: "vehicle:{id}", claim: vehicles}
+endpoints:
+  /ws/control/{vehicle_id}/{user_id}:
+    rooms: ["vehicle:{vehicle_id}"]
+    identity: user_id
+    auth: required
+    require: {vehicle_id: vehicles, user_id: sub}
+    publish:
+      - {type: command, topic: "vehicle/{vehicle_id}/cmd/{data.command}", fields: [command, args]}
+  /ws/cmd/{vehicle_id}:
+    rooms: ["vehicle:{vehicle_id}"]
+    auth: required
+    require: {vehicle_id: vehicles}
+    publish:
+      - {type: command, topic: "vehicle/{vehicle_id}/cmd/{data.command}", fields: [command, args]}
+heartbeat: {interval: 0, ws_ping: 0, idle_timeout: 0}
+"""
+
+
+def hs_token(sub, vehicles):
+    jwt = pytest.importorskip("jwt")
+    body = {"sub": sub, "vehicles": vehicles, "iss": "test-hs", "aud": "telebridge",
+            "exp": int(time.time()) + 600}
+    return jwt.encode(body, AUTH_SECRET, algorithm="HS256")
+
+
+def refused_close(url):
+    """The first frame and the close code of a connection the bridge refuses; it tries to
+    publish a command first (which must not reach MQTT). recv_frame: no automatic close
+    reply (the bridge may have dropped the socket already)."""
+    raw = harness._ws_module().create_connection(url, timeout=10)
+    try:
+        try:
+            raw.send(json.dumps({"type": "command", "id": 9, "data": {"command": "unlock"}}))
+        except OSError:
+            pass    # already closed by the bridge
+        first = json.loads(raw.recv_frame().data)
+        while True:
+            f = raw.recv_frame()
+            if f.opcode == 0x8:
+                return first, int.from_bytes(f.data[:2], "big") if len(f.data) >= 2 else None
+    finally:
+        raw.shutdown()
+
+
+def test_with_access_control_the_sender_is_the_token_subject(broker, bridges, clients, sniffer):
+    br = bridges(broker.port, config=AUTH_UPLINK_CONFIG, env={"TB_TEST_UPLINK_SECRET": AUTH_SECRET},
+                 wait_broker=False)
+    # with an auth section, anonymous /health is the status only
+    harness.wait_for(lambda: br.health().get("status") == "ok", timeout=15, what="broker")
+    mq = sniffer("vehicle/+/cmd/#")
+    carol = hs_token("carol", ["v1"])
+    ws = clients(br.url("/ws/cmd/v1") + "?token=" + carol)
+    ws.send_json({"type": "command", "id": 1, "data": {"command": "horn"}})
+    topic, payload, user, retain, rt, cd = mq.next()
+    assert topic == "vehicle/v1/cmd/horn"
+    assert json.loads(payload)["sender"] == "carol" and user == {"sender": "carol"}
+    # the path capture cannot name someone else: require binds it to the token's subject
+    first, code = refused_close(br.url("/ws/control/v1/mallory") + "?token=" + carol)
+    assert first["type"] == "error" and first["code"] == "forbidden" and code == 4403
+    # nor a vehicle the token does not hold
+    first, code = refused_close(br.url("/ws/cmd/v2") + "?token=" + carol)
+    assert first["code"] == "forbidden" and code == 4403
+    # no token: unauthorized, and nothing reached MQTT from any of them
+    first, code = refused_close(br.url("/ws/cmd/v1"))
+    assert first["code"] == "unauthorized" and code == 4401
+    ok = clients(br.url("/ws/control/v1/carol") + "?token=" + carol)
+    ok.send_json({"type": "command", "id": 2, "data": {"command": "ping"}})
+    topic, payload, *_ = mq.next()
+    # the next message on MQTT is this one: none of the refused connections published
+    assert topic == "vehicle/v1/cmd/ping" and json.loads(payload)["sender"] == "carol"
