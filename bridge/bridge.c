@@ -261,9 +261,14 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
      * asks for it, and is never counted as unrouted or non-JSON telemetry. */
     if (!alert_runtime_owns_topic(br->alerts, ev->topic) || router_matches(br->cfg, ev->topic)) {
         router_route(br->cfg, &in, &br->routed, &br->st);
+        char keybuf[512];
+        const char *key = NULL;
         for (size_t i = 0; i < br->routed.n; i++) {
             const struct route_delivery *d = &br->routed.v[i];
-            fanout_deliver(br->fan, d->room, d->route, in.topic, in.data, in.data_len);
+            /* deliveries of one route are adjacent: its key is made once */
+            if (i == 0 || d->route != br->routed.v[i - 1].route)
+                key = router_keep_key(d->route, &in, keybuf, sizeof keybuf);
+            fanout_deliver_keyed(br->fan, d->room, d->route, key, in.topic, in.data, in.data_len);
         }
     }
     alert_runtime_on_message(br->alerts, &in, ev->retain);
@@ -316,7 +321,8 @@ struct sweep_ctx {
 static void sweep_room(struct room *room, void *ud)
 {
     struct sweep_ctx *x = ud;
-    if (room_history_expire(room, x->now_ms) && !room_has_members(room) && !room_has_state(room) &&
+    size_t dropped = room_history_expire(room, x->now_ms) + room_keyed_expire(room, x->now_ms);
+    if (dropped && !room_has_members(room) && !room_has_state(room) &&
         x->n_idle < sizeof x->idle / sizeof x->idle[0])
         x->idle[x->n_idle++] = room;
 }

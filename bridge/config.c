@@ -471,7 +471,7 @@ static const char *const nonjson_policies[] = { "string", "drop", NULL };
 
 struct route_in {
     struct cfg_route r;
-    const yaml_node_t *match, *rooms, *when;
+    const yaml_node_t *match, *rooms, *when, *keep_last;
 };
 
 #define R(f) offsetof(struct route_in, f)
@@ -480,7 +480,9 @@ static const struct cfg_field route_fields[] = {
     { .name = "rooms", .type = CT_NODE, .off = R(rooms), .required = true },
     { .name = "when", .type = CT_NODE, .off = R(when) },
     { .name = "type", .type = CT_STR, .off = R(r.type), .def = "message" },
-    { .name = "keep_last", .type = CT_BOOL, .off = R(r.keep_last), .def = "false" },
+    { .name = "keep_last", .type = CT_NODE, .off = R(keep_last) },
+    { .name = "keep_last_max", .type = CT_COUNT, .off = R(r.keep_last_max), .min = 1, .max = 10000000, .def = "10000" },
+    { .name = "keep_last_ttl", .type = CT_DUR, .off = R(r.keep_last_ttl_ms), .min_on = 1000, .max = 365 * DAY_MS, .def = "0" },
     { .name = "history", .type = CT_COUNT, .off = R(r.history), .min = 0, .max = 1000000, .def = "0" },
     { .name = "history_ttl", .type = CT_DUR, .off = R(r.history_ttl_ms), .min_on = 10, .max = 365 * DAY_MS, .def = "0" },
     { .name = "slow_client", .type = CT_ENUM, .off = R(r.slow_client), .def = "conflate", .choices = slow_policies },
@@ -496,6 +498,42 @@ static bool route_reads_payload(const struct cfg_route *r)
         if (tmpl_uses_payload(r->rooms[i]))
             return true;
     return false;
+}
+
+/* keep_last: true | false | per_topic | {by: payload.<field>} */
+static int keep_last_parse(struct loader *l, const yaml_node_t *n, struct cfg_route *r)
+{
+    static const char usage[] = "keep_last: expected true, false, per_topic or {by: payload.<field>}";
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *s = cfg_text(l, n);
+        if (!s)
+            return -1;
+        if (!strcmp(s, "per_topic")) {
+            r->keep_last = true;
+            r->keep_by = CFG_KEEP_TOPIC;
+            return 0;
+        }
+        return cfg_parse_bool(s, &r->keep_last) ? cfg_error(l, n, 0, "%s, not '%s'", usage, s) : 0;
+    }
+    if (n->type != YAML_MAPPING_NODE || n->data.mapping.pairs.top - n->data.mapping.pairs.start != 1)
+        return cfg_error(l, n, 0, "%s", usage);
+    yaml_node_pair_t *p = n->data.mapping.pairs.start;
+    const yaml_node_t *k = yaml_document_get_node(&l->doc, p->key);
+    const yaml_node_t *v = yaml_document_get_node(&l->doc, p->value);
+    const char *ks = k && k->type == YAML_SCALAR_NODE ? cfg_text(l, k) : NULL;
+    const char *vs = v && v->type == YAML_SCALAR_NODE ? cfg_text(l, v) : NULL;
+    if (!ks || strcmp(ks, "by") != 0)
+        return cfg_error(l, k ? k : n, 0, "%s", usage);
+    if (!vs || strncmp(vs, "payload.", 8) != 0 || !vs[8] || vs[8] == '.' || strstr(vs, "..") ||
+        vs[strlen(vs) - 1] == '.' ||
+        strspn(vs + 8, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") != strlen(vs + 8))
+        return cfg_error(l, v ? v : n, 0, "keep_last.by: expected a payload field such as "
+                         "payload.vehicle_id, not '%s'", vs ? vs : "");
+    if (!(r->keep_by_field = strdup(vs + 8)))
+        return -1;
+    r->keep_last = true;
+    r->keep_by = CFG_KEEP_FIELD;
+    return 0;
 }
 
 static int route_one(struct loader *l, const yaml_node_t *n, struct route_in *in)
@@ -515,6 +553,8 @@ static int route_one(struct loader *l, const yaml_node_t *n, struct route_in *in
     if (in->rooms && compile_rooms(l, in->rooms, r->match, &r->rooms, &r->n_rooms))
         rc = -1;
     if (in->when && !(r->when = compile_expr(l, in->when, "when")))
+        rc = -1;
+    if (in->keep_last && keep_last_parse(l, in->keep_last, r))
         rc = -1;
     if (!r->n_rooms_allowed && route_reads_payload(r))
         rc = cfg_error(l, in->rooms, 0, "a room of this route is chosen by the payload: list the "
@@ -829,6 +869,7 @@ static void free_route(struct cfg_route *r)
     free_rooms(r->rooms, r->n_rooms);
     expr_free(r->when);
     free(r->type);
+    free(r->keep_by_field);
     for (size_t i = 0; i < r->n_rooms_allowed; i++)
         free(r->rooms_allowed[i]);
     free(r->rooms_allowed);

@@ -83,6 +83,10 @@ struct cfg_endpoint {
     int line, col;
 };
 
+/* keep_last: true keeps one value per message type; per_topic and {by: payload.x} keep
+ * one per key (topic, or payload field value) in the room's keyed store (room.h). */
+enum cfg_keep_by { CFG_KEEP_TYPE, CFG_KEEP_TOPIC, CFG_KEEP_FIELD };
+
 struct cfg_route {
     char *match_src;
     struct topic_pattern *match;
@@ -90,7 +94,11 @@ struct cfg_route {
     size_t n_rooms;
     struct expr *when;               /* NULL = always */
     char *type;                      /* outgoing message type, default "message" */
-    bool keep_last;
+    bool keep_last;                  /* keep the newest message: per type, or per keep_by */
+    enum cfg_keep_by keep_by;        /* what a kept value is the newest of (default type) */
+    char *keep_by_field;             /* CFG_KEEP_FIELD: payload path, e.g. "vehicle_id" */
+    size_t keep_last_max;            /* keyed values kept per room, oldest out, default 10000 */
+    uint64_t keep_last_ttl_ms;       /* keyed values not updated for this long go; 0 = never */
     size_t history;                  /* messages kept per room for resume, 0 = none */
     uint64_t history_ttl_ms;         /* 0 = no age limit */
     enum cfg_slow_policy slow_client;     /* default conflate */

@@ -326,6 +326,30 @@ void conn_admit_pending(struct conn *c)
         queue_push(c, m);
         msg_unref(m);
     }
+    conn_pump_snapshots(c);
+}
+
+static bool snapshot_may_queue(const struct conn *c)
+{
+    return c->q_len == 0 || (c->q_len < c->max_frames / 2 && c->q_bytes < c->max_bytes / 2);
+}
+
+void conn_pump_snapshots(struct conn *c)
+{
+    if (!c->n_snapping || c->closing)
+        return;
+    uint32_t active = 0;
+    for (struct sub *s = c->subs; s; s = s->conn_next) {
+        while (room_snapshot_active(s) && snapshot_may_queue(c)) {
+            struct tb_msg *out = shape_project(s->shape, room_snapshot_take(s));
+            if (out) {
+                conn_enqueue(c, out, s, true);
+                msg_unref(out);
+            }
+        }
+        active += room_snapshot_active(s);
+    }
+    c->n_snapping = active;
 }
 
 

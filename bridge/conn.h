@@ -79,6 +79,7 @@ struct conn {
     unsigned bad_frames;
     struct conn_patterns *patterns;   /* allocated on a first pattern subscription */
     struct conn_rate *rate;           /* allocated on a first rate-limited delivery */
+    uint32_t n_snapping;              /* subscriptions with a keyed snapshot under way (at most) */
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,
@@ -115,10 +116,19 @@ static inline struct tb_msg *conn_queue_pop(struct conn *c)
 }
 /* Moves waiting (conflated) messages into the queue while there is room. */
 void conn_admit_pending(struct conn *c);
-/* Anything left to write (queued or waiting)? */
+/* Moves the next entries of keyed snapshots (room_snapshot_start; the caller counts the
+ * subscription in n_snapping) into the queue while it is less than half full, in frames
+ * and bytes: a snapshot of any size enters step by step as the client reads, never trips
+ * the slow-client policy, and leaves half the queue to live frames. conn_admit_pending
+ * calls it. */
+void conn_pump_snapshots(struct conn *c);
 /* Conflated messages waiting for queue space. */
 uint32_t conn_pending_count(const struct conn *c);
-static inline bool conn_has_backlog(const struct conn *c) { return c->q_len || conn_pending_count(c); }
+/* Anything left to write (queued, waiting or snapshot)? */
+static inline bool conn_has_backlog(const struct conn *c)
+{
+    return c->q_len || conn_pending_count(c) || c->n_snapping;
+}
 /* Counts frames written (the connection's and the shared counters). */
 void conn_count_sent(struct conn *c, uint64_t frames);
 

@@ -240,8 +240,17 @@ static void deliver_shaped(struct fanout *f, struct sub *s, struct tb_msg *m, bo
 void fanout_deliver(struct fanout *f, const char *room_name, const struct cfg_route *route,
                     const char *topic, const char *data, size_t data_len)
 {
-    struct room_keep keep = {route->keep_last, route->history, route->history_ttl_ms};
-    bool remember = keep.last || keep.history;
+    fanout_deliver_keyed(f, room_name, route, NULL, topic, data, data_len);
+}
+
+void fanout_deliver_keyed(struct fanout *f, const char *room_name, const struct cfg_route *route,
+                          const char *key, const char *topic, const char *data, size_t data_len)
+{
+    bool keyed = route->keep_last && route->keep_by != CFG_KEEP_TYPE;
+    struct room_keep keep = {.last = route->keep_last && !keyed, .keyed = keyed,
+                             .keyed_max = route->keep_last_max, .keyed_ttl_ms = route->keep_last_ttl_ms,
+                             .history = route->history, .history_ttl_ms = route->history_ttl_ms};
+    bool remember = keep.last || keep.history || (keyed && key);
     struct room *room = room_find(f->rooms, room_name);
     if (!room) {
         if (!remember && !(f->watching && f->watching(f->watching_ud)))
@@ -263,7 +272,7 @@ void fanout_deliver(struct fanout *f, const char *room_name, const struct cfg_ro
         return;
     }
     uint64_t now = tb_now_ms();
-    room_remember(room, &keep, route->type, m, seq, now);
+    bool in_store = room_remember(room, &keep, route->type, key, m, seq, now);
     f->st->routed++;
     bool conflate = route->slow_client == CFG_SLOW_CONFLATE;
     /* Shaped subscriptions share one projection per field list (shape_cache). */
@@ -271,6 +280,8 @@ void fanout_deliver(struct fanout *f, const char *room_name, const struct cfg_ro
     shape_cache_init(&sc, m);
     for (struct sub *s = room_first_member(room), *next; s; s = next) {
         next = room_next_member(s); /* a disconnect policy may not unlink, but stay safe */
+        if (in_store && room_snapshot_active(s))
+            continue;   /* its snapshot cursor sends it, in seq order */
         if (s->shape)
             deliver_shaped(f, s, m, conflate, &sc, now);
         else
@@ -294,6 +305,10 @@ void fanout_send_room_state(struct fanout *f, struct conn *c, struct sub *s)
         conn_enqueue(c, r->last, s, true);
     if (r->n_lasts && s->shape && s->shape->interval_ms)
         s->next_ms = tb_now_ms() + s->shape->interval_ms;
+    if (room_snapshot_start(s)) {
+        c->n_snapping++;
+        conn_pump_snapshots(c);
+    }
     if (f->join_state)
         f->join_state(f->join_state_ud, c, s);
 }

@@ -72,8 +72,14 @@ struct sub *fanout_join(struct fanout *f, struct conn *c, const char *room);
  * (the payload, or a JSON string for non-JSON payloads). */
 void fanout_deliver(struct fanout *f, const char *room, const struct cfg_route *route,
                     const char *topic, const char *data, size_t data_len);
+/* The same for a keep_last per_topic / {by: ...} route: 'key' (router_keep_key) names the
+ * value the room keeps; NULL keeps none. Members still receiving the room's snapshot get
+ * a kept message from the snapshot cursor, not directly (no duplicate, seqs in order). */
+void fanout_deliver_keyed(struct fanout *f, const char *room, const struct cfg_route *route,
+                          const char *key, const char *topic, const char *data, size_t data_len);
 /* What a joiner gets: the room's keep_last values (one per type, oldest first, shaped),
- * then the registered join state. */
+ * its keyed values (a snapshot the queue takes in paced steps, conn_pump_snapshots; the
+ * join state may come before its end), then the registered join state. */
 void fanout_send_room_state(struct fanout *f, struct conn *c, struct sub *s);
 /* Queues the history entries of 'span' (room_history_since) to s, shaped; the caller made
  * sure they fit (they are never conflated: a gap would be silent). */

@@ -880,6 +880,58 @@ static void test_hardening_keys(void **state)
     config_unref(c);
 }
 
+/* keep_last: true | false | per_topic | {by: payload.<field>}, keep_last_max, keep_last_ttl
+ * (issue 15, point 1). */
+static void test_keep_last_forms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml, *want;
+    } bad[] = {
+        { "routes:\n  - {match: a, rooms: [a], keep_last: per_room}\n",
+          "inline.yaml:2:39: keep_last: expected true, false, per_topic or {by: payload.<field>}, not 'per_room'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: vehicle_id}}\n",
+          "keep_last.by: expected a payload field such as payload.vehicle_id, not 'vehicle_id'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: payload.}}\n", "not 'payload.'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: payload.a..b}}\n", "not 'payload.a..b'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: \"payload.a b\"}}\n", "not 'payload.a b'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {key: payload.a}}\n", "keep_last: expected true" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: payload.a, x: 1}}\n", "keep_last: expected true" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: [a]}\n", "keep_last: expected true" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: per_topic, keep_last_max: 0}\n",
+          "keep_last_max must be between 1 and 10000000" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: per_topic, keep_last_ttl: 10ms}\n", "keep_last_ttl" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct config_diag d = { 0 };
+        assert_null(load_str(bad[i].yaml, &d));
+        bool ok = d.n >= 1 && strstr(d.msgs[0], bad[i].want);
+        if (!ok)
+            print_error("case %zu: got '%s', want '%s'\n", i, d.n ? d.msgs[0] : "(none)", bad[i].want);
+        config_diag_free(&d);
+        assert_true(ok);
+    }
+    struct config_diag d = { 0 };
+    struct tb_config *c = load_str(
+        "routes:\n"
+        "  - {match: a, rooms: [a], keep_last: true}\n"
+        "  - {match: b, rooms: [a], keep_last: per_topic, keep_last_max: 50, keep_last_ttl: 1h}\n"
+        "  - {match: c, rooms: [a], keep_last: {by: payload.vehicle.id}}\n"
+        "  - {match: d, rooms: [a], keep_last: false}\n", &d);
+    assert_non_null(c);
+    assert_true(c->routes[0].keep_last);
+    assert_int_equal(c->routes[0].keep_by, CFG_KEEP_TYPE);
+    assert_int_equal(c->routes[0].keep_last_max, 10000);
+    assert_int_equal(c->routes[0].keep_last_ttl_ms, 0);
+    assert_int_equal(c->routes[1].keep_by, CFG_KEEP_TOPIC);
+    assert_int_equal(c->routes[1].keep_last_max, 50);
+    assert_int_equal(c->routes[1].keep_last_ttl_ms, 3600000);
+    assert_int_equal(c->routes[2].keep_by, CFG_KEEP_FIELD);
+    assert_string_equal(c->routes[2].keep_by_field, "vehicle.id");
+    assert_false(c->routes[3].keep_last);
+    config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -898,6 +950,7 @@ int main(void)
         cmocka_unit_test(test_env_missing),
         cmocka_unit_test(test_several_errors),
         cmocka_unit_test(test_inline_errors),
+        cmocka_unit_test(test_keep_last_forms),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_writer_threads),
         cmocka_unit_test(test_full),
