@@ -65,6 +65,7 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(h, "client_rooms_refused", (double)br->st.client_rooms_refused);
     cJSON_AddNumberToObject(h, "stored_bytes", (double)room_registry_stored_bytes(br->rooms));
     cJSON_AddNumberToObject(h, "history_trimmed", (double)room_registry_trimmed(br->rooms));
+    cJSON_AddNumberToObject(h, "keep_last_dropped", (double)room_registry_keyed_dropped(br->rooms));
     cJSON_AddNumberToObject(m, "payloads_refused", (double)br->st.payloads_refused);
     cJSON *pw = cJSON_AddObjectToObject(h, "patterns");
     cJSON_AddNumberToObject(pw, "rooms_walked", (double)br->st.pattern_rooms_walked);

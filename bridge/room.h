@@ -6,8 +6,10 @@
  * room and sits on two lists: the room's members and the connection's subscriptions.
  *
  * The room owns its data: room_remember() stores a routed message (keep_last per type,
- * history ring), room_history_since() plans a resume against the ring, room_has_state()
- * says whether anything is kept. No other module does arithmetic on the ring.
+ * keep_last per key in the keyed store, history ring), room_history_since() plans a
+ * resume against the ring, room_snapshot_*() walk the keyed store for a joiner,
+ * room_has_state() says whether anything is kept. No other module does arithmetic on
+ * the ring or the store.
  *
  * The registry tells one listener when a room is created (room_registry_on_create), so
  * client patterns can join new rooms without the registry knowing about patterns.
