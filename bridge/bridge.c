@@ -27,11 +27,12 @@
 
 /* ---- life cycle ------------------------------------------------------------------------ */
 
-/* The room and byte bounds of a config (at start and on every reload). */
+/* The room and byte bounds and the delivery mode of a config (at start and on every reload). */
 static void apply_limits(struct bridge *br, const struct tb_config *cfg)
 {
     fanout_set_max_rooms(br->fan, cfg->server.max_rooms);
     fanout_set_max_client_rooms(br->fan, cfg->server.max_client_rooms);
+    fanout_set_delivery_once(br->fan, cfg->server.delivery == CFG_DELIVERY_ONCE);
     room_registry_set_byte_limits(br->rooms, cfg->server.max_room_bytes, cfg->server.max_stored_bytes);
 }
 
@@ -224,6 +225,24 @@ void bridge_begin_shutdown(struct bridge *br)
 
 /* ---- MQTT ------------------------------------------------------------------------------ */
 
+/* Hands one message's deliveries to fanout, one route at a time (a route's deliveries are
+ * adjacent): its keep_last key is made once, and its rooms are named together. */
+static void deliver_routed(struct bridge *br, struct inbound *in)
+{
+    const struct router_out *out = &br->routed;
+    const char *rooms[CFG_MAX_ROOMS];
+    char keybuf[512];
+    fanout_message_begin(br->fan, out->n);
+    for (size_t i = 0; i < out->n;) {
+        const struct cfg_route *route = out->v[i].route;
+        size_t n = 0;
+        for (; i < out->n && out->v[i].route == route && n < CFG_MAX_ROOMS; i++)
+            rooms[n++] = out->v[i].room;
+        const char *key = router_keep_key(route, in, keybuf, sizeof keybuf);
+        fanout_deliver_rooms(br->fan, route, key, rooms, n, in->topic, in->data, in->data_len);
+    }
+}
+
 static void on_broker_state(struct bridge *br, bool up, int rc)
 {
     if (br->broker_connected == up)
@@ -261,15 +280,7 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
      * asks for it, and is never counted as unrouted or non-JSON telemetry. */
     if (!alert_runtime_owns_topic(br->alerts, ev->topic) || router_matches(br->cfg, ev->topic)) {
         router_route(br->cfg, &in, &br->routed, &br->st);
-        char keybuf[512];
-        const char *key = NULL;
-        for (size_t i = 0; i < br->routed.n; i++) {
-            const struct route_delivery *d = &br->routed.v[i];
-            /* deliveries of one route are adjacent: its key is made once */
-            if (i == 0 || d->route != br->routed.v[i - 1].route)
-                key = router_keep_key(d->route, &in, keybuf, sizeof keybuf);
-            fanout_deliver_keyed(br->fan, d->room, d->route, key, in.topic, in.data, in.data_len);
-        }
+        deliver_routed(br, &in);
     }
     alert_runtime_on_message(br->alerts, &in, ev->retain);
     inbound_free(&in);

@@ -126,6 +126,8 @@ static const struct cfg_field mqtt_fields[] = {
 #undef MR
 static const struct cfg_schema mqtt_schema = { "mqtt", mqtt_fields, COUNT(mqtt_fields) };
 
+static const char *const deliveries[] = { "once", "per_room", NULL };
+
 #define S(f) offsetof(struct cfg_server, f)
 #define SR(k) .name = k, .restart = "server." k
 static const struct cfg_field server_fields[] = {
@@ -142,6 +144,7 @@ static const struct cfg_field server_fields[] = {
     { .name = "max_payload_bytes", .type = CT_SIZE, .off = S(max_payload_bytes), .min = 64, .max = 256LL << 20, .def = "4MiB" },
     { .name = "max_room_bytes", .type = CT_SIZE, .off = S(max_room_bytes), .min = 1024, .max = 1LL << 40, .def = "16MiB" },
     { .name = "max_stored_bytes", .type = CT_SIZE, .off = S(max_stored_bytes), .min = 1024, .max = 1LL << 40, .def = "256MiB" },
+    { .name = "delivery", .type = CT_ENUM, .off = S(delivery), .def = "once", .choices = deliveries },
     { SR("writer_threads"), .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads, .keep = keep_writer_threads },
 };
 #undef S

@@ -58,12 +58,17 @@ struct cfg_server {
     size_t max_rooms_per_connection; /* client subscriptions (rooms + patterns), default 100 */
     size_t max_rooms;                /* rooms in memory; beyond it no new room is created, default 200000 */
     size_t max_client_rooms;         /* of those, created for clients and not routed to, default 20000 */
+    int delivery;                    /* enum cfg_delivery, default CFG_DELIVERY_ONCE */
     size_t max_payload_bytes;        /* larger MQTT payloads are refused, default 4 MiB */
     size_t max_room_bytes;           /* payload bytes one room stores (history + last values), default 16 MiB */
     size_t max_stored_bytes;         /* the same across all rooms, default 256 MiB */
     int writer_threads;              /* threads sharing the end-of-batch send()s, or
                                       * CFG_WRITER_THREADS_AUTO (default: CPUs - 1) */
 };
+
+/* server.delivery: a message routed to several rooms of one connection reaches it once
+ * (naming the rooms) or once per room (the behaviour before issue 15). */
+enum cfg_delivery { CFG_DELIVERY_ONCE, CFG_DELIVERY_PER_ROOM };
 
 struct cfg_endpoint {
     char *path;                      /* as written, e.g. "/ws/telemetry/{vehicle_id}" */

@@ -80,6 +80,9 @@ struct conn {
     struct conn_patterns *patterns;   /* allocated on a first pattern subscription */
     struct conn_rate *rate;           /* allocated on a first rate-limited delivery */
     uint32_t n_snapping;              /* subscriptions with a keyed snapshot under way (at most) */
+    uint64_t got_msg;                 /* fanout: the MQTT message last delivered (delivery: once) */
+    uint64_t got_types[4];            /* fanout: hashes of its types delivered so far */
+    uint32_t n_got_types;
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,

@@ -77,6 +77,19 @@ void fanout_deliver(struct fanout *f, const char *room, const struct cfg_route *
  * a kept message from the snapshot cursor, not directly (no duplicate, seqs in order). */
 void fanout_deliver_keyed(struct fanout *f, const char *room, const struct cfg_route *route,
                           const char *key, const char *topic, const char *data, size_t data_len);
+/* server.delivery: with 'once' (the default) a connection gets one frame per MQTT message
+ * and type however many of its rooms the message reaches; the frame names the route's
+ * rooms ("rooms"). Without, one frame per room (as before issue 15). */
+void fanout_set_delivery_once(struct fanout *f, bool once);
+/* A new MQTT message, to be delivered to 'n_deliveries' (route, room) pairs: from here
+ * on until the next call, a connection gets it once per type (fanout_set_delivery_once).
+ * fanout_deliver and fanout_deliver_keyed call it themselves. */
+void fanout_message_begin(struct fanout *f, size_t n_deliveries);
+/* One route's deliveries of the current message: rooms[0..n) (n >= 1). With 'once' and
+ * n > 1 every room's envelope names them all in "rooms". */
+void fanout_deliver_rooms(struct fanout *f, const struct cfg_route *route, const char *key,
+                          const char *const *rooms, size_t n, const char *topic,
+                          const char *data, size_t data_len);
 /* What a joiner gets: the room's keep_last values (one per type, oldest first, shaped),
  * its keyed values (a snapshot the queue takes in paced steps, conn_pump_snapshots; the
  * join state may come before its end), then the registered join state. */

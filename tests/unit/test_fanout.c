@@ -588,6 +588,51 @@ static void test_authorizer(void **state)
     bridge_close(br, c);
 }
 
+/* ---- delivery: once (issue 15, point 2) ------------------------------------------------- */
+
+static void deliver_pair(struct bridge *br, const char *match)
+{
+    static const char *const rooms[] = {"pair:a", "pair:b"};
+    fanout_message_begin(br->fan, 2);
+    fanout_deliver_rooms(br->fan, fixture_route(br, match), NULL, rooms, 2, "vehicle/1/telemetry", "{}", 2);
+}
+
+static void test_delivery_once(void **state)
+{
+    struct bridge *br = *state;
+    struct conn *both = open_conn(br, "/ws/pair"), *c = open_conn(br, "/ws/connect");
+    send_json(br, c, "{\"type\":\"subscribe\",\"rooms\":[\"pair:b\"]}");
+    assert_int_equal(both->q_len, 1);
+    assert_int_equal(c->q_len, 2);
+    deliver_pair(br, TELE);
+    assert_int_equal(both->q_len, 2);            /* once, through its first room */
+    cJSON *j = parse(both, 1);
+    char *rooms = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "rooms"));
+    assert_string_equal(rooms, "[\"pair:a\",\"pair:b\"]");
+    free(rooms);
+    cJSON_Delete(j);
+    assert_int_equal(c->q_len, 3);               /* the member of one room gets its room's frame */
+    expect_frame(c, 2, "telemetry_update", "pair:b", 1);
+    /* another message is another delivery; another type of the same message too */
+    deliver_pair(br, TELE);
+    assert_int_equal(both->q_len, 3);
+    static const char *const a[] = {"pair:a"}, *const b[] = {"pair:b"};
+    fanout_message_begin(br->fan, 2);
+    fanout_deliver_rooms(br->fan, fixture_route(br, TELE), NULL, a, 1, "t", "{}", 2);
+    fanout_deliver_rooms(br->fan, fixture_route(br, STATE), NULL, b, 1, "t", "{}", 2);
+    assert_int_equal(both->q_len, 5);
+    assert_null(strstr(text_of(both, 3), "\"rooms\""));   /* a route of one room names none */
+    /* delivery: per_room, the old behaviour */
+    fanout_set_delivery_once(br->fan, false);
+    deliver_pair(br, TELE);
+    assert_int_equal(both->q_len, 7);
+    expect_frame(both, 5, "telemetry_update", "pair:a", -1);
+    expect_frame(both, 6, "telemetry_update", "pair:b", -1);
+    assert_null(strstr(text_of(both, 5), "\"rooms\""));
+    bridge_close(br, both);
+    bridge_close(br, c);
+}
+
 /* ---- keyed snapshots (issue 15, point 1) ----------------------------------------------- */
 
 static const char POOL_CONFIG[] =
@@ -720,6 +765,7 @@ int main(void)
         cmocka_unit_test(test_max_rooms),
         cmocka_unit_test_setup_teardown(test_join_state_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorizer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_once, setup, teardown),
         cmocka_unit_test(test_keyed_snapshot_paced),
         cmocka_unit_test(test_keyed_snapshot_leave),
     };
