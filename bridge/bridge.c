@@ -147,6 +147,30 @@ static size_t endpoint_rooms(struct bridge *br, const struct conn *c, const stru
 
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
 {
+    return bridge_open_query(br, wsi, path, NULL);
+}
+
+/* The endpoint rooms' catch-up after welcome: their state, or the resume the URL asks for. */
+static void endpoint_catch_up(struct bridge *br, struct conn *c, struct sub *const *subs, size_t n,
+                              const char *query)
+{
+    char *scratch, err[200];
+    const char *epoch;
+    cJSON *since = subscribe_url_since(query, subs, n, &scratch, &epoch, err, sizeof err);
+    if (err[0]) {
+        cJSON *top = cJSON_CreateObject();
+        cJSON_AddStringToObject(top, "code", TB_ERR_BAD_FIELD);
+        cJSON_AddStringToObject(top, "message", err);
+        fanout_send_frame(br->fan, c, "error", top, NULL);
+        cJSON_Delete(top);
+    }
+    subscribe_catch_up(br->subs, c, subs, n, since, epoch);
+    cJSON_Delete(since);
+    free(scratch);
+}
+
+struct conn *bridge_open_query(struct bridge *br, struct lws *wsi, const char *path, const char *query)
+{
     struct topic_match m;
     const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
     if (!ep)
@@ -175,13 +199,22 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
     for (size_t i = 0; i < n; i++)
         if (refused[i])
             send_room_refused(br, c, names[i]);
-    /* Room state after the welcome frame, in the order of the endpoint's rooms. */
+    /* Room state (or resume) after the welcome frame, in the order of the endpoint's rooms. */
     struct sub *order[CFG_MAX_ROOMS];
     n = 0;
     for (struct sub *s = c->subs; s && n < CFG_MAX_ROOMS; s = s->conn_next)
         order[n++] = s;
-    while (n--)
-        fanout_send_room_state(br->fan, c, order[n]);
+    for (size_t i = 0; i < n / 2; i++) {
+        struct sub *t = order[i];
+        order[i] = order[n - 1 - i];
+        order[n - 1 - i] = t;
+    }
+    if (query && *query) {
+        endpoint_catch_up(br, c, order, n, query);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            fanout_send_room_state(br->fan, c, order[i]);
+    }
     protocol_on_open(&br->proto, c);
     LOG_DEBUG("ws", "connection %llu opened on %s (%s)", (unsigned long long)c->id, c->path, ep->path);
     return c;

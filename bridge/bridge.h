@@ -79,6 +79,11 @@ void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt);
  * the welcome frame and the rooms' state. NULL when the path matches no endpoint any
  * more (reloaded meanwhile) or when out of memory: the caller closes the socket. */
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path);
+/* The same with the URL's arguments ("a=b&c=d", decoded; NULL = none): epoch=<e> with
+ * since=<seq> or since=<room>:<seq> resumes the endpoint's rooms instead of sending their
+ * state (docs/protocol.md, "Resume after reconnect"). A malformed since gets an error
+ * frame (bad_field) after welcome; its room gets its state. */
+struct conn *bridge_open_query(struct bridge *br, struct lws *wsi, const char *path, const char *query);
 /* The connection is gone: frees it and everything it held. */
 void bridge_close(struct bridge *br, struct conn *c);
 void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data, size_t len, bool binary);

@@ -258,11 +258,34 @@ static int on_peer_close(struct lws *wsi, struct pss *pss, const unsigned char *
     return -1;
 }
 
+/* The URL's arguments (lws keeps them decoded, one fragment each) joined with '&' for
+ * the resume (since/epoch); arguments that do not fit whole are left out. */
+static void url_args(struct lws *wsi, char *buf, size_t len)
+{
+    size_t used = 0;
+    char frag[256];
+    buf[0] = '\0';
+    for (int i = 0; i < 128; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, (int)sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            break;
+        if (used + (size_t)n + 2 > len)
+            continue;
+        if (used)
+            buf[used++] = '&';
+        memcpy(buf + used, frag, (size_t)n);
+        used += (size_t)n;
+        buf[used] = '\0';
+    }
+}
+
 static int on_established(struct bridge *br, struct lws *wsi, struct pss *pss)
 {
     char path[PATH_MAX_LEN];
     uri_path(wsi, path, sizeof path);
-    struct conn *c = bridge_open(br, wsi, path);
+    char args[1024];
+    url_args(wsi, args, sizeof args);
+    struct conn *c = bridge_open_query(br, wsi, path, args);
     if (!c)
         return -1;
     pss->conn = c;

@@ -130,7 +130,7 @@ export class TelebridgeClient {
     this.setState(this.stats.reconnects || this.attempt ? 'reconnecting' : 'connecting');
     let ws;
     try {
-      ws = new this.WebSocket(this.url);
+      ws = new this.WebSocket(this.resumeUrl());
     } catch (e) {
       this.onSocketGone(null, 1006, String(e && e.message || e));
       return this;
@@ -263,6 +263,18 @@ export class TelebridgeClient {
     this.emit('welcome', f);
     this.emit('open', { welcome: w, reconnected });
     this.resubscribe(w);
+  }
+
+  /** The URL, plus since/epoch for the rooms the endpoint itself joined (its welcome
+   *  "rooms") that we have seqs of: fixed endpoints resume on the URL (docs/protocol.md). */
+  resumeUrl() {
+    const own = (this.welcome && this.welcome.rooms) || [];
+    if (!this.opts.resume || this.epoch == null) return this.url;
+    const args = own.filter((r) => this.seqs.has(r) && !this.subscriptions.has(r))
+      .map((r) => `since=${encodeURIComponent(r)}:${this.seqs.get(r)}`);
+    if (!args.length) return this.url;
+    args.push(`epoch=${encodeURIComponent(this.epoch)}`);
+    return this.url + (this.url.includes('?') ? '&' : '?') + args.join('&');
   }
 
   /** After (re)connecting: subscribe again to our rooms, asking for what we missed. */
