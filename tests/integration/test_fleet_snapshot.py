@@ -24,7 +24,7 @@ endpoints:
   /ws/strict:       {rooms: [strict]}
 routes:
   - match: vehicle/{id}/telemetry
-    rooms: ["{payload.simulation_mode|personal}"]
+    rooms: ["{payload.simulation_mode|payload.mode|personal}"]
     rooms_allowed: [personal, fleet]
     type: telemetry_update
     keep_last: per_topic
@@ -138,6 +138,17 @@ def test_stuck_joiner_does_not_hold_back_others(bridge, clients, publisher):
         assert len(seen) == 5000
     finally:
         stuck.close()
+
+
+def test_fallback_chain_routes_on_mode_too(bridge, clients, publisher):
+    # seed 000 sends "mode" where its text says "simulation_mode" (issue 15, point 4)
+    fleet = clients(bridge.url("/ws/fleet"))
+    publisher.publish_many([("vehicle/1/telemetry", {"mode": "fleet", "v": 1, "round": 0}),
+                            ("vehicle/2/telemetry", {"simulation_mode": "fleet", "mode": "personal", "v": 2, "round": 0}),
+                            ("vehicle/3/telemetry", {"mode": "alerts", "v": 3, "round": 0})])
+    assert sorted(m["data"]["v"] for m in routed(fleet, 2)) == [1, 2]
+    fleet.expect_silence(0.3)
+    assert bridge.counter("rooms_not_allowed") == 1   # "alerts" is no pool
 
 
 def test_keep_last_by_payload_field(bridge, clients, publisher):

@@ -901,6 +901,10 @@ static void test_keep_last_forms(void **state)
         { "routes:\n  - {match: a, rooms: [a], keep_last: per_topic, keep_last_max: 0}\n",
           "keep_last_max must be between 1 and 10000000" },
         { "routes:\n  - {match: a, rooms: [a], keep_last: per_topic, keep_last_ttl: 10ms}\n", "keep_last_ttl" },
+        /* a fallback chain that reads the payload still needs rooms_allowed (issue 15, point 4) */
+        { "routes:\n  - {match: \"v/{id}\", rooms: [\"{id|payload.mode|p}\"]}\n", "list the rooms it may select in 'rooms_allowed'" },
+        { "routes:\n  - {match: \"v/{id}\", rooms: [\"{payload.a|fleet|p}\"], rooms_allowed: [p]}\n",
+          "template names {fleet} but the pattern has no capture fleet" },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct config_diag d = { 0 };
