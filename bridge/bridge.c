@@ -258,6 +258,23 @@ void bridge_begin_shutdown(struct bridge *br)
 
 /* ---- MQTT ------------------------------------------------------------------------------ */
 
+/* sessions.validate: a session room gets routed data only for an id this bridge issued
+ * (session_issued); other deliveries are counted and logged, rate-limited per topic. */
+static bool session_room_ok(struct bridge *br, const char *room, const char *topic)
+{
+    const struct cfg_sessions *cs = &br->cfg->sessions;
+    if (!cs->enabled || !cs->validate)
+        return true;
+    const char *sid = session_of_room(cs, room);
+    if (!sid || session_issued(br->sessions, sid))
+        return true;
+    br->st.sessions_unknown++;
+    if (log_ratelimit_allow_capped("session-unknown", topic, 60000, 20))
+        LOG_WARN("session", "%s: session '%.64s' was not issued by this bridge; not routed "
+                 "(sessions.validate)", topic, sid);
+    return false;
+}
+
 /* Hands one message's deliveries to fanout, one route at a time (a route's deliveries are
  * adjacent): its keep_last key is made once, and its rooms are named together. */
 static void deliver_routed(struct bridge *br, struct inbound *in)
@@ -270,7 +287,10 @@ static void deliver_routed(struct bridge *br, struct inbound *in)
         const struct cfg_route *route = out->v[i].route;
         size_t n = 0;
         for (; i < out->n && out->v[i].route == route && n < CFG_MAX_ROOMS; i++)
-            rooms[n++] = out->v[i].room;
+            if (session_room_ok(br, out->v[i].room, in->topic))
+                rooms[n++] = out->v[i].room;
+        if (!n)
+            continue;
         const char *key = router_keep_key(route, in, keybuf, sizeof keybuf);
         fanout_deliver_rooms(br->fan, route, key, rooms, n, in->topic, in->data, in->data_len);
     }

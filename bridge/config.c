@@ -750,6 +750,7 @@ static const struct cfg_field sessions_fields[] = {
     { .name = "request_topic", .type = CT_STR, .off = SS(request_topic), .def = "session/request" },
     { .name = "room_prefix", .type = CT_STR, .off = SS(room_prefix), .def = "session:" },
     { .name = "max_sessions", .type = CT_COUNT, .off = SS(max_sessions), .min = 1, .max = 10000000, .def = "10000" },
+    { .name = "validate", .type = CT_BOOL, .off = SS(validate), .def = "false" },
 };
 #undef SS
 static const struct cfg_schema sessions_schema = { "sessions", sessions_fields, COUNT(sessions_fields) };

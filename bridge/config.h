@@ -144,6 +144,7 @@ struct cfg_sessions {
     char *request_topic;             /* default "session/request" */
     char *room_prefix;               /* room of session <sid> is <room_prefix><sid>, default "session:" */
     size_t max_sessions;             /* ids remembered, oldest forgotten first, default 10000 */
+    bool validate;                   /* route session traffic only for issued ids, default false */
 };
 
 /* Retained alert states (alert_runtime.c): what the bridge stamps on the states it

@@ -57,6 +57,7 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(m, "unrouted", (double)br->st.unrouted);
     cJSON_AddNumberToObject(m, "room_errors", (double)br->st.room_errors);
     cJSON_AddNumberToObject(m, "rooms_not_allowed", (double)br->st.rooms_not_allowed);
+    cJSON_AddNumberToObject(m, "sessions_unknown", (double)br->st.sessions_unknown);
     double up = (double)(tb_now_ms() - br->started_ms) / 1000.0;
     cJSON_AddNumberToObject(m, "received_per_s_avg", up > 0 ? (double)br->st.received / up : 0);
     cJSON_AddNumberToObject(h, "rooms", (double)room_registry_count(br->rooms));

@@ -23,6 +23,7 @@ struct tb_stats {
     uint64_t payloads_refused;     /* MQTT payloads over server.max_payload_bytes */
     uint64_t pattern_rooms_walked; /* rooms matched against newly subscribed patterns */
     uint64_t patterns_busy;        /* patterns refused "busy" (SUB_WALK_BUDGET) */
+    uint64_t sessions_unknown;     /* session-room deliveries refused by sessions.validate */
 };
 
 #endif
