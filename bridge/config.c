@@ -298,6 +298,8 @@ static const yaml_node_t *seq_item(struct loader *l, const yaml_node_t *n, size_
 
 static const char *const ack_modes[] = { "members", "none", NULL };
 
+static const char *const request_aliases[] = { "none", "data.subscription_type", NULL };
+
 struct endpoint_in {
     struct cfg_endpoint e;
     const yaml_node_t *rooms, *same_as, *identity;
@@ -312,6 +314,7 @@ static const struct cfg_field endpoint_fields[] = {
     { .name = "allow_subscribe", .type = CT_STRLIST, .off = E(e.allow_subscribe), .off_n = E(e.n_allow_subscribe) },
     { .name = "ack", .type = CT_ENUM, .off = E(e.ack), .def = "members", .choices = ack_modes },
     { .name = "identity", .type = CT_NODE, .off = E(identity) },
+    { .name = "request_alias", .type = CT_ENUM, .off = E(e.request_alias), .def = "none", .choices = request_aliases },
 };
 #undef E
 static const struct cfg_schema endpoint_schema = { "endpoint", endpoint_fields, COUNT(endpoint_fields) };
@@ -420,6 +423,7 @@ static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_no
     }
     e->client_subscriptions |= t->client_subscriptions;
     e->ack = t->ack;
+    e->request_alias = t->request_alias;
     if (t->identity_capture >= 0) {
         const char *who = topic_pattern_capture_name(t->pattern, (size_t)t->identity_capture);
         e->identity_capture = topic_pattern_capture_index(e->pattern, who, strlen(who));

@@ -70,6 +70,12 @@ struct cfg_server {
  * (naming the rooms) or once per room (the behaviour before issue 15). */
 enum cfg_delivery { CFG_DELIVERY_ONCE, CFG_DELIVERY_PER_ROOM };
 
+/* request_alias: other request shapes an endpoint reads as its own. */
+enum cfg_request_alias {
+    CFG_ALIAS_NONE,
+    CFG_ALIAS_SUBSCRIPTION_TYPE,     /* subscribe / unsubscribe with data.subscription_type(s) */
+};
+
 struct cfg_endpoint {
     char *path;                      /* as written, e.g. "/ws/telemetry/{vehicle_id}" */
     struct topic_pattern *pattern;   /* compiled path pattern */
@@ -82,6 +88,7 @@ struct cfg_endpoint {
     size_t n_allow_subscribe;
     int max_connections;             /* 0 = only the server-wide limit */
     enum cfg_ack ack;                /* who may send ack_alert: members (default) or none */
+    int request_alias;               /* enum cfg_request_alias, default none */
     int identity_capture;            /* 'identity': index of the path capture naming the
                                         client (acknowledged_by), -1 = anonymous; default:
                                         the path's capture when it has exactly one */

@@ -101,5 +101,19 @@ def test_seed003_subscriptions_and_endpoints(seed, clients, publisher):
     mapper.expect_silence(0.3)                                  # once, though in both rooms
     assert routed(ws)["data"]["tracking_number"] == "PKG123456789"
     ws.expect_silence(0.2)
+    # seed 003's own request shape (request_alias), and hostile variants of it
+    alias = clients(br.url("/ws/connect"))
+    alias.send_json({"type": "subscribe", "data": {"subscription_type": "package_updates"}, "id": 1})
+    rep = alias.recv_type("subscribed")
+    assert rep["id"] == 1 and rep["rooms"] == ["package_updates"]
+    routed(alias)                                                # p1's newest, kept by package_id
+    alias.send_json({"type": "subscribe", "data": {"subscription_types": ["anomalies", "secrets"]}})
+    rep = alias.recv_type("subscribed")
+    assert rep["rooms"] == ["anomalies"] and rep["rejected"] == [{"room": "secrets", "code": "not_allowed"}]
+    for bad in ({"subscription_type": 5}, {"subscription_types": "x"}, {"subscription_types": [1]}, "x"):
+        alias.send_json({"type": "subscribe", "data": bad})
+        assert alias.recv_type("error")["code"] == "bad_field"
+    alias.send_json({"type": "unsubscribe", "data": {"subscription_type": "anomalies"}})
+    assert alias.recv_type("unsubscribed")["rooms"] == ["anomalies"]
     for path in ("/ws/packages", "/ws/agents"):
         assert clients(br.url(path)).welcome["type"] == "welcome"
