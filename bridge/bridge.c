@@ -150,6 +150,15 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
     return bridge_open_query(br, wsi, path, NULL);
 }
 
+/* The endpoint's envelope profile, copied into the connection (conn_enqueue applies it). */
+static void set_envelope(struct conn *c, const struct cfg_endpoint *ep)
+{
+    const struct cfg_envelope *v = &ep->envelope;
+    bool as_built = !v->set || (!strcmp(v->ts_field, "ts") && v->timestamp == CFG_TS_MS);
+    snprintf(c->ts_field, sizeof c->ts_field, "%s", as_built ? "" : v->ts_field);
+    c->ts_iso = v->timestamp == CFG_TS_ISO8601;
+}
+
 /* The endpoint rooms' catch-up after welcome: their state, or the resume the URL asks for. */
 static void endpoint_catch_up(struct bridge *br, struct conn *c, struct sub *const *subs, size_t n,
                               const char *query)
@@ -184,6 +193,7 @@ struct conn *bridge_open_query(struct bridge *br, struct lws *wsi, const char *p
     /* Captures point into 'path': re-match against the connection's own copy. */
     config_find_endpoint(br->cfg, c->path, &m);
     c->endpoint = (int)(ep - br->cfg->endpoints);
+    set_envelope(c, ep);
     lws_dll2_add_head(&c->in_bridge, &br->conns);
     char names[CFG_MAX_ROOMS][256];
     size_t n = endpoint_rooms(br, c, ep, &m, names);
@@ -433,6 +443,7 @@ static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *ol
         return;
     }
     c->endpoint = (int)(ep - br->cfg->endpoints);
+    set_envelope(c, ep);
     char names[CFG_MAX_ROOMS][256];
     size_t n = endpoint_rooms(br, c, ep, &m, names);
     /* Leave endpoint rooms that are no longer listed (client subscriptions stay). */

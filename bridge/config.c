@@ -302,8 +302,34 @@ static const char *const request_aliases[] = { "none", "data.subscription_type",
 
 struct endpoint_in {
     struct cfg_endpoint e;
-    const yaml_node_t *rooms, *same_as, *identity;
+    const yaml_node_t *rooms, *same_as, *identity, *envelope;
 };
+
+static const char *const ts_formats[] = { "ms", "iso8601", NULL };
+#define V(f) offsetof(struct cfg_envelope, f)
+static const struct cfg_field envelope_fields[] = {
+    { .name = "ts_field", .type = CT_STR, .off = V(ts_field), .def = "ts" },
+    { .name = "timestamp", .type = CT_ENUM, .off = V(timestamp), .def = "ms", .choices = ts_formats },
+};
+#undef V
+static const struct cfg_schema envelope_schema = { "envelope", envelope_fields, COUNT(envelope_fields) };
+
+/* envelope: {ts_field: timestamp, timestamp: iso8601}: the name must be a plain key that
+ * no other envelope field uses. */
+static int endpoint_envelope(struct loader *l, const yaml_node_t *n, struct cfg_envelope *v)
+{
+    static const char *const taken[] = { "type", "room", "rooms", "topic", "seq", "data", "id" };
+    if (cfg_apply(l, n, &envelope_schema, v))
+        return -1;
+    v->set = true;
+    const char *f = v->ts_field;
+    if (!f || strlen(f) > CFG_TS_FIELD_MAX || strspn(f, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(f))
+        return cfg_error(l, n, 0, "envelope.ts_field: expected 1 to %d of [A-Za-z0-9_]", CFG_TS_FIELD_MAX);
+    for (size_t i = 0; i < COUNT(taken); i++)
+        if (!strcmp(f, taken[i]))
+            return cfg_error(l, n, 0, "envelope.ts_field '%s' would replace the envelope's own '%s'", f, f);
+    return 0;
+}
 
 #define E(f) offsetof(struct endpoint_in, f)
 static const struct cfg_field endpoint_fields[] = {
@@ -314,6 +340,7 @@ static const struct cfg_field endpoint_fields[] = {
     { .name = "allow_subscribe", .type = CT_STRLIST, .off = E(e.allow_subscribe), .off_n = E(e.n_allow_subscribe) },
     { .name = "ack", .type = CT_ENUM, .off = E(e.ack), .def = "members", .choices = ack_modes },
     { .name = "identity", .type = CT_NODE, .off = E(identity) },
+    { .name = "envelope", .type = CT_NODE, .off = E(envelope) },
     { .name = "request_alias", .type = CT_ENUM, .off = E(e.request_alias), .def = "none", .choices = request_aliases },
 };
 #undef E
@@ -349,6 +376,8 @@ static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_
     int rc = cfg_apply(l, v, &endpoint_schema, in);
     if (!(e->pattern = compile_pattern(l, k, "endpoint path")))
         return -1;
+    if (in->envelope && endpoint_envelope(l, in->envelope, &e->envelope))
+        rc = -1;
     if (in->identity && endpoint_identity(l, in->identity, e))
         rc = -1;
     else if (!in->identity && topic_pattern_ncaptures(e->pattern) == 1)
@@ -424,6 +453,11 @@ static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_no
     e->client_subscriptions |= t->client_subscriptions;
     e->ack = t->ack;
     e->request_alias = t->request_alias;
+    if (t->envelope.set && !e->envelope.set) {
+        e->envelope = t->envelope;
+        if (!(e->envelope.ts_field = strdup(t->envelope.ts_field)))
+            return -1;
+    }
     if (t->identity_capture >= 0) {
         const char *who = topic_pattern_capture_name(t->pattern, (size_t)t->identity_capture);
         e->identity_capture = topic_pattern_capture_index(e->pattern, who, strlen(who));
@@ -865,6 +899,7 @@ static void free_endpoint(struct cfg_endpoint *e)
     topic_pattern_free(e->pattern);
     free_rooms(e->rooms, e->n_rooms);
     free(e->same_as);
+    free(e->envelope.ts_field);
     for (size_t i = 0; i < e->n_allow_subscribe; i++)
         free(e->allow_subscribe[i]);
     free(e->allow_subscribe);

@@ -76,6 +76,15 @@ enum cfg_request_alias {
     CFG_ALIAS_SUBSCRIPTION_TYPE,     /* subscribe / unsubscribe with data.subscription_type(s) */
 };
 
+/* envelope: how an endpoint's frames name and write their time field (seed clients). */
+enum cfg_ts_format { CFG_TS_MS, CFG_TS_ISO8601 };
+#define CFG_TS_FIELD_MAX 23
+struct cfg_envelope {
+    bool set;                        /* the endpoint has an 'envelope' mapping */
+    char *ts_field;                  /* name of the time field, default "ts" */
+    int timestamp;                   /* enum cfg_ts_format, default ms */
+};
+
 struct cfg_endpoint {
     char *path;                      /* as written, e.g. "/ws/telemetry/{vehicle_id}" */
     struct topic_pattern *pattern;   /* compiled path pattern */
@@ -89,6 +98,7 @@ struct cfg_endpoint {
     int max_connections;             /* 0 = only the server-wide limit */
     enum cfg_ack ack;                /* who may send ack_alert: members (default) or none */
     int request_alias;               /* enum cfg_request_alias, default none */
+    struct cfg_envelope envelope;    /* time field of its frames (default: "ts", ms) */
     int identity_capture;            /* 'identity': index of the path capture naming the
                                         client (acknowledged_by), -1 = anonymous; default:
                                         the path's capture when it has exactly one */

@@ -254,7 +254,21 @@ static bool queue_push(struct conn *c, struct tb_msg *m)
     return true;
 }
 
+static enum conn_enqueue_result enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate);
+
 enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate)
+{
+    if (!c->ts_field[0])
+        return enqueue(c, m, s, conflate);
+    struct tb_msg *own = msg_retime(m, c->ts_field, c->ts_iso);
+    if (!own)
+        return enqueue(c, m, s, conflate);   /* out of memory: as built rather than lost */
+    enum conn_enqueue_result r = enqueue(c, own, s, conflate);
+    msg_unref(own);
+    return r;
+}
+
+static enum conn_enqueue_result enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate)
 {
     if (c->closing)
         return CONN_DROPPED;

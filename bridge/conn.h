@@ -83,6 +83,8 @@ struct conn {
     uint64_t got_msg;                 /* fanout: the MQTT message last delivered (delivery: once) */
     uint64_t got_types[4];            /* fanout: hashes of its types delivered so far */
     uint32_t n_got_types;
+    char ts_field[24];                /* endpoint envelope: its time field, "" = as built ("ts", ms) */
+    bool ts_iso;                      /* ... written as ISO 8601 */
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,
@@ -92,7 +94,10 @@ struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, 
 void conn_free(struct conn *c);
 
 /* Queues a reference to m. 's' is the subscription it is for (NULL for control frames
- * such as welcome, pong, errors and heartbeats: those are dropped when the queue is full). */
+ * such as welcome, pong, errors and heartbeats: those are dropped when the queue is full).
+ * A connection with an envelope profile (ts_field set) queues its own copy of m with the
+ * time field renamed / reformatted (msg_retime): one allocation per frame, for those
+ * connections only. */
 enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate);
 /* Queues a copy of a control frame built from text. */
 enum conn_enqueue_result conn_send_text(struct conn *c, const char *text, size_t len);

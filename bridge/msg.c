@@ -1,8 +1,10 @@
 /* msg: refcounted, pre-framed WebSocket text frames. Service thread only. */
 #include "msg.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hash.h"
 
@@ -60,4 +62,43 @@ struct tb_msg *msg_new_control(unsigned opcode, const void *data, size_t len)
     if (m)
         msg_frame(m)[0] = (unsigned char)(0x80 | opcode);
     return m;
+}
+
+struct tb_msg *msg_retime(struct tb_msg *m, const char *field, int iso)
+{
+    const char *p = (const char *)msg_payload(m);
+    const char *at = strstr(p, ",\"ts\":");
+    if (!at)
+        return msg_ref(m);
+    const char *num = at + 6, *end = num;
+    while (*end >= '0' && *end <= '9')
+        end++;
+    char value[40];
+    unsigned long long ms = strtoull(num, NULL, 10);
+    if (iso) {
+        time_t secs = (time_t)(ms / 1000);
+        struct tm tm;
+        char day[24];
+        if (!gmtime_r(&secs, &tm) || !strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm))
+            return msg_ref(m);
+        snprintf(value, sizeof value, "\"%s.%03lluZ\"", day, ms % 1000);
+    } else {
+        snprintf(value, sizeof value, "%llu", ms);
+    }
+    size_t head = (size_t)(at - p), tail = m->len - (size_t)(end - p);
+    size_t flen = strlen(field), vlen = strlen(value);
+    char *text = malloc(head + flen + vlen + tail + 8);
+    if (!text)
+        return NULL;
+    size_t n = 0;
+    memcpy(text, p, head);
+    n = head;
+    n += (size_t)sprintf(text + n, ",\"%s\":%s", field, value);
+    memcpy(text + n, end, tail);
+    n += tail;
+    struct tb_msg *out = msg_new(text, n);
+    free(text);
+    if (out)
+        out->key = m->key;
+    return out;
 }

@@ -6,6 +6,7 @@ alerts, 003 subscription types and the specialized endpoints. (Seed field names 
 Real Mosquitto, real telebridge, real clients."""
 import json
 import os
+import re
 
 import pytest
 
@@ -98,6 +99,9 @@ def test_seed003_subscriptions_and_endpoints(seed, clients, publisher):
                       {"package_id": "p1", "tracking_number": "PKG123456789", "status": "in_transit"}, wait=True)
     m = routed(mapper)
     assert m["type"] == "package_update" and m["rooms"] == ["package_updates", "map_updates"]
+    # the envelope as seed 003's clients read it: "timestamp", ISO 8601, no "ts"
+    assert "ts" not in m and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", m["timestamp"])
+    assert "ts" not in mapper.welcome and "timestamp" in mapper.welcome
     mapper.expect_silence(0.3)                                  # once, though in both rooms
     assert routed(ws)["data"]["tracking_number"] == "PKG123456789"
     ws.expect_silence(0.2)

@@ -901,6 +901,13 @@ static void test_keep_last_forms(void **state)
         { "routes:\n  - {match: a, rooms: [a], keep_last: per_topic, keep_last_max: 0}\n",
           "keep_last_max must be between 1 and 10000000" },
         { "routes:\n  - {match: a, rooms: [a], keep_last: per_topic, keep_last_ttl: 10ms}\n", "keep_last_ttl" },
+        /* envelope profiles (issue 15, point 6) */
+        { "endpoints: {/a: {rooms: [a], envelope: {ts_field: seq}}}\n", "envelope.ts_field 'seq' would replace the envelope's own 'seq'" },
+        { "endpoints: {/a: {rooms: [a], envelope: {ts_field: \"a b\"}}}\n", "envelope.ts_field: expected 1 to 23 of [A-Za-z0-9_]" },
+        { "endpoints: {/a: {rooms: [a], envelope: {timestamp: rfc822}}}\n", "timestamp must be one of ms, iso8601" },
+        { "endpoints: {/a: {rooms: [a], envelope: {tz: utc}}}\n", "unknown key 'tz' in envelope" },
+        { "endpoints: {/a: {rooms: [a], envelope: iso}}\n", "envelope: expected a mapping" },
+        { "endpoints: {/a: {rooms: [a], request_alias: data.type}}\n", "request_alias must be one of none, data.subscription_type" },
         /* a fallback chain that reads the payload still needs rooms_allowed (issue 15, point 4) */
         { "routes:\n  - {match: \"v/{id}\", rooms: [\"{id|payload.mode|p}\"]}\n", "list the rooms it may select in 'rooms_allowed'" },
         { "routes:\n  - {match: \"v/{id}\", rooms: [\"{payload.a|fleet|p}\"], rooms_allowed: [p]}\n",
@@ -933,6 +940,14 @@ static void test_keep_last_forms(void **state)
     assert_int_equal(c->routes[2].keep_by, CFG_KEEP_FIELD);
     assert_string_equal(c->routes[2].keep_by_field, "vehicle.id");
     assert_false(c->routes[3].keep_last);
+    config_unref(c);
+    c = load_str("endpoints:\n  /a: {rooms: [a], envelope: {ts_field: timestamp, timestamp: iso8601}}\n"
+                 "  /b: {same_as: /a}\n  /c: {rooms: [c]}\n", &d);
+    assert_non_null(c);
+    assert_true(c->endpoints[0].envelope.set);
+    assert_string_equal(c->endpoints[1].envelope.ts_field, "timestamp");
+    assert_int_equal(c->endpoints[1].envelope.timestamp, CFG_TS_ISO8601);
+    assert_false(c->endpoints[2].envelope.set);
     config_unref(c);
 }
 

@@ -594,10 +594,59 @@ static void test_count_sent(void **state)
     conn_free(b);
 }
 
+/* Envelope profiles (issue 15, point 6): the time field renamed and reformatted, the key
+ * kept, payload text that looks like a time field left alone. */
+static void expect_retime(const char *in, const char *field, int iso, const char *want)
+{
+    struct tb_msg *m = msg_new(in, strlen(in));
+    m->key = 42;
+    struct tb_msg *out = msg_retime(m, field, iso);
+    assert_non_null(out);
+    assert_string_equal((const char *)msg_payload(out), want);
+    assert_int_equal(out->len, strlen(want));
+    assert_int_equal(out->key, 42);
+    msg_unref(out);
+    msg_unref(m);
+}
+
+static void test_msg_retime(void **state)
+{
+    (void)state;
+    expect_retime("{\"type\":\"t\",\"room\":\"r\",\"seq\":3,\"ts\":1705314600123,\"data\":{\"ts\":1}}", "timestamp", 1,
+                  "{\"type\":\"t\",\"room\":\"r\",\"seq\":3,\"timestamp\":\"2024-01-15T10:30:00.123Z\",\"data\":{\"ts\":1}}");
+    expect_retime("{\"type\":\"welcome\",\"ts\":5,\"data\":{}}", "time", 0, "{\"type\":\"welcome\",\"time\":5,\"data\":{}}");
+    expect_retime("{\"type\":\"pong\",\"ts\":0}", "timestamp", 1, "{\"type\":\"pong\",\"timestamp\":\"1970-01-01T00:00:00.000Z\"}");
+    /* a name that only looks like the field, inside a string, is not it */
+    expect_retime("{\"type\":\"a,\\\"ts\\\":1\",\"ts\":2}", "t", 0, "{\"type\":\"a,\\\"ts\\\":1\",\"t\":2}");
+    expect_retime("{\"type\":\"none\"}", "t", 1, "{\"type\":\"none\"}");   /* no field: the same */
+}
+
+/* A connection with a profile queues its own copy; others share the frame. */
+static void test_enqueue_with_profile(void **state)
+{
+    struct fix *f = *state;
+    struct conn *plain = conn_new(&f->env, NULL, 1, 8, 65536), *seed = conn_new(&f->env, NULL, 2, 8, 65536);
+    snprintf(seed->ts_field, sizeof seed->ts_field, "timestamp");
+    seed->ts_iso = true;
+    const char *text = "{\"type\":\"x\",\"ts\":1000}";
+    struct tb_msg *m = msg_new(text, strlen(text));
+    conn_enqueue(plain, m, NULL, false);
+    conn_enqueue(seed, m, NULL, false);
+    assert_ptr_equal(conn_queue_frame(plain, 0), m);
+    assert_string_equal((const char *)msg_payload(conn_queue_frame(seed, 0)),
+                        "{\"type\":\"x\",\"timestamp\":\"1970-01-01T00:00:01.000Z\"}");
+    assert_int_equal(m->refs, 2);
+    msg_unref(m);
+    conn_free(plain);
+    conn_free(seed);
+}
+
 int main(void)
 {
     log_set_level(TB_LOG_ERROR);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_msg_retime),
+        cmocka_unit_test_setup_teardown(test_enqueue_with_profile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_under_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflation_keeps_room_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflation_is_per_subscription, setup, teardown),
