@@ -1,10 +1,13 @@
 /* fanout: delivery of messages to rooms and of frames to connections.
  *
  * Everything that puts a frame into a connection's queue goes through here:
- *   - routed messages: the envelope {"type","room","topic","seq","ts","data"} is
- *     serialized once per room, remembered by the room (keep_last, history) and queued
- *     by reference for every member; shaped members (fields, max_rate) get one
- *     projection per distinct field list (shape_cache) and their rate slots;
+ *   - routed messages: the envelope {"type","room"[,"rooms"],"topic","seq","ts","data"}
+ *     is serialized once per room, remembered by the room (keep_last per type or per key,
+ *     history) and queued by reference for every member; shaped members (fields,
+ *     max_rate) get one projection per distinct field list (shape_cache) and their rate
+ *     slots; with delivery: once a member already served this message and type through
+ *     another room is skipped (a stamp on the connection), and a member still walking the
+ *     room's keyed snapshot gets a kept message from its cursor;
  *   - control frames {"type","ts",...,"data"} built once, for one connection or many;
  *   - what a connection gets on joining a room: its last values (shaped), then what the
  *     features registered with fanout_on_join_state add (the active alerts);
