@@ -154,9 +154,12 @@ struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
 static void set_envelope(struct conn *c, const struct cfg_endpoint *ep)
 {
     const struct cfg_envelope *v = &ep->envelope;
-    bool as_built = !v->set || (!strcmp(v->ts_field, "ts") && v->timestamp == CFG_TS_MS);
-    snprintf(c->ts_field, sizeof c->ts_field, "%s", as_built ? "" : v->ts_field);
+    c->profiled = v->set && (strcmp(v->ts_field, "ts") != 0 || v->timestamp != CFG_TS_MS ||
+                             v->alert_time_field || v->status_ok);
+    snprintf(c->ts_field, sizeof c->ts_field, "%s", v->set ? v->ts_field : "ts");
     c->ts_iso = v->timestamp == CFG_TS_ISO8601;
+    snprintf(c->alert_time_field, sizeof c->alert_time_field, "%s", v->alert_time_field ? v->alert_time_field : "");
+    snprintf(c->status_ok, sizeof c->status_ok, "%s", v->status_ok ? v->status_ok : "");
 }
 
 /* The endpoint rooms' catch-up after welcome: their state, or the resume the URL asks for. */

@@ -310,6 +310,8 @@ static const char *const ts_formats[] = { "ms", "iso8601", NULL };
 static const struct cfg_field envelope_fields[] = {
     { .name = "ts_field", .type = CT_STR, .off = V(ts_field), .def = "ts" },
     { .name = "timestamp", .type = CT_ENUM, .off = V(timestamp), .def = "ms", .choices = ts_formats },
+    { .name = "alert_time_field", .type = CT_OPTSTR, .off = V(alert_time_field) },
+    { .name = "status_ok", .type = CT_OPTSTR, .off = V(status_ok) },
 };
 #undef V
 static const struct cfg_schema envelope_schema = { "envelope", envelope_fields, COUNT(envelope_fields) };
@@ -328,6 +330,11 @@ static int endpoint_envelope(struct loader *l, const yaml_node_t *n, struct cfg_
     for (size_t i = 0; i < COUNT(taken); i++)
         if (!strcmp(f, taken[i]))
             return cfg_error(l, n, 0, "envelope.ts_field '%s' would replace the envelope's own '%s'", f, f);
+    const char *a = v->alert_time_field, *ok = v->status_ok;
+    if (a && (strlen(a) > CFG_TS_FIELD_MAX || strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(a)))
+        return cfg_error(l, n, 0, "envelope.alert_time_field: expected 1 to %d of [A-Za-z0-9_]", CFG_TS_FIELD_MAX);
+    if (ok && (strlen(ok) > 15 || strspn(ok, "abcdefghijklmnopqrstuvwxyz_") != strlen(ok)))
+        return cfg_error(l, n, 0, "envelope.status_ok: expected 1 to 15 of [a-z_]");
     return 0;
 }
 
@@ -455,7 +462,11 @@ static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_no
     e->request_alias = t->request_alias;
     if (t->envelope.set && !e->envelope.set) {
         e->envelope = t->envelope;
-        if (!(e->envelope.ts_field = strdup(t->envelope.ts_field)))
+        e->envelope.alert_time_field = t->envelope.alert_time_field ? strdup(t->envelope.alert_time_field) : NULL;
+        e->envelope.status_ok = t->envelope.status_ok ? strdup(t->envelope.status_ok) : NULL;
+        if (!(e->envelope.ts_field = strdup(t->envelope.ts_field)) ||
+            (t->envelope.alert_time_field && !e->envelope.alert_time_field) ||
+            (t->envelope.status_ok && !e->envelope.status_ok))
             return -1;
     }
     if (t->identity_capture >= 0) {
@@ -900,6 +911,8 @@ static void free_endpoint(struct cfg_endpoint *e)
     free_rooms(e->rooms, e->n_rooms);
     free(e->same_as);
     free(e->envelope.ts_field);
+    free(e->envelope.alert_time_field);
+    free(e->envelope.status_ok);
     for (size_t i = 0; i < e->n_allow_subscribe; i++)
         free(e->allow_subscribe[i]);
     free(e->allow_subscribe);

@@ -83,6 +83,8 @@ struct cfg_envelope {
     bool set;                        /* the endpoint has an 'envelope' mapping */
     char *ts_field;                  /* name of the time field, default "ts" */
     int timestamp;                   /* enum cfg_ts_format, default ms */
+    char *alert_time_field;          /* alerts' raised_at renamed (seed 002: timestamp), or NULL */
+    char *status_ok;                 /* heartbeat server_status instead of "ok", or NULL */
 };
 
 struct cfg_endpoint {

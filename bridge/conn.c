@@ -256,11 +256,48 @@ static bool queue_push(struct conn *c, struct tb_msg *m)
 
 static enum conn_enqueue_result enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate);
 
+/* One step of a profile: 'next' replaces *cur (NULL: out of memory, all is dropped). */
+static bool step(struct tb_msg **cur, struct tb_msg *next)
+{
+    msg_unref(*cur);
+    *cur = next;
+    return next != NULL;
+}
+
+static bool frame_type_is(struct tb_msg *m, const char *type)
+{
+    const char *p = (const char *)msg_payload(m);
+    size_t n = strlen(type);
+    return !strncmp(p, "{\"type\":\"", 9) && !strncmp(p + 9, type, n) && p[9 + n] == '"';
+}
+
+/* The connection's own copy of m under its endpoint's envelope profile: the time field
+ * renamed / reformatted; in alert frames raised_at (the alert's own: the last one, after
+ * any payload value) renamed; in heartbeats the ok status and the timestamp. */
+static struct tb_msg *profiled(const struct conn *c, struct tb_msg *m)
+{
+    struct tb_msg *cur = msg_retime(m, c->ts_field, c->ts_iso);
+    bool alert = frame_type_is(m, "alert") || frame_type_is(m, "alert_cleared") ||
+                 frame_type_is(m, "alert_acknowledged");
+    if (cur && alert && c->alert_time_field[0] &&
+        !step(&cur, msg_rewrite_time(cur, "raised_at", true, c->alert_time_field, c->ts_iso)))
+        return NULL;
+    if (cur && frame_type_is(m, "heartbeat")) {
+        char ok[48];
+        snprintf(ok, sizeof ok, "\"server_status\":\"%s\"", c->status_ok);
+        if (c->ts_iso && !step(&cur, msg_rewrite_time(cur, "timestamp", true, "timestamp", 1)))
+            return NULL;
+        if (c->status_ok[0] && !step(&cur, msg_replace_first(cur, "\"server_status\":\"ok\"", ok)))
+            return NULL;
+    }
+    return cur;
+}
+
 enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate)
 {
-    if (!c->ts_field[0])
+    if (!c->profiled)
         return enqueue(c, m, s, conflate);
-    struct tb_msg *own = msg_retime(m, c->ts_field, c->ts_iso);
+    struct tb_msg *own = profiled(c, m);
     if (!own)
         return enqueue(c, m, s, conflate);   /* out of memory: as built rather than lost */
     enum conn_enqueue_result r = enqueue(c, own, s, conflate);

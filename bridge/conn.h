@@ -83,8 +83,11 @@ struct conn {
     uint64_t got_msg;                 /* fanout: the MQTT message last delivered (delivery: once) */
     uint64_t got_types[4];            /* fanout: hashes of its types delivered so far */
     uint32_t n_got_types;
-    char ts_field[24];                /* endpoint envelope: its time field, "" = as built ("ts", ms) */
-    bool ts_iso;                      /* ... written as ISO 8601 */
+    bool profiled;                    /* the endpoint has an envelope profile (below) */
+    char ts_field[24];                /* envelope: the time field's name ("ts") */
+    bool ts_iso;                      /* ... times written as ISO 8601 */
+    char alert_time_field[24];        /* alerts' raised_at renamed, "" = as built */
+    char status_ok[16];               /* heartbeat server_status instead of "ok", "" = as built */
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,

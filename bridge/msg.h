@@ -10,6 +10,7 @@
 #ifndef TB_MSG_H
 #define TB_MSG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,11 @@ void msg_unref(struct tb_msg *m);   /* NULL is harmless */
  * UTC string ("2024-01-15T10:30:00.123Z"); same key. A new reference to m itself when
  * it has no such field; NULL when out of memory. */
 struct tb_msg *msg_retime(struct tb_msg *m, const char *field, int iso);
+/* The same for the first (or, with last, the last) member "key":<ms> of the payload. */
+struct tb_msg *msg_rewrite_time(struct tb_msg *m, const char *key, bool last, const char *new_key, int iso);
+/* m with the first occurrence of 'from' replaced by 'to' (a new reference to m itself
+ * when there is none); NULL when out of memory. */
+struct tb_msg *msg_replace_first(struct tb_msg *m, const char *from, const char *to);
 
 /* Conflation key of a topic: messages of one topic in one room replace each other. */
 uint64_t msg_topic_key(const char *topic);

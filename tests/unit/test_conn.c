@@ -628,6 +628,7 @@ static void test_enqueue_with_profile(void **state)
     struct conn *plain = conn_new(&f->env, NULL, 1, 8, 65536), *seed = conn_new(&f->env, NULL, 2, 8, 65536);
     snprintf(seed->ts_field, sizeof seed->ts_field, "timestamp");
     seed->ts_iso = true;
+    seed->profiled = true;
     const char *text = "{\"type\":\"x\",\"ts\":1000}";
     struct tb_msg *m = msg_new(text, strlen(text));
     conn_enqueue(plain, m, NULL, false);
@@ -637,6 +638,28 @@ static void test_enqueue_with_profile(void **state)
                         "{\"type\":\"x\",\"timestamp\":\"1970-01-01T00:00:01.000Z\"}");
     assert_int_equal(m->refs, 2);
     msg_unref(m);
+    /* seed 002's alerts and heartbeats: raised_at -> timestamp (the alert's own, not the
+     * payload value's), server_status ok -> healthy, heartbeat timestamp in ISO 8601 */
+    snprintf(seed->alert_time_field, sizeof seed->alert_time_field, "timestamp");
+    snprintf(seed->status_ok, sizeof seed->status_ok, "healthy");
+    const char *alert = "{\"type\":\"alert\",\"ts\":0,\"data\":{\"value\":{\"raised_at\":1},\"raised_at\":2000,\"state\":\"active\"}}";
+    const char *beat = "{\"type\":\"heartbeat\",\"ts\":0,\"data\":{\"timestamp\":3000,\"server_status\":\"ok\"}}";
+    const char *routed = "{\"type\":\"telemetry\",\"ts\":0,\"data\":{\"raised_at\":1,\"server_status\":\"ok\"}}";
+    const char *text_in[] = {alert, beat, routed};
+    for (int i = 0; i < 3; i++) {
+        m = msg_new(text_in[i], strlen(text_in[i]));
+        conn_enqueue(seed, m, NULL, false);
+        msg_unref(m);
+    }
+    assert_string_equal((const char *)msg_payload(conn_queue_frame(seed, 1)),
+                        "{\"type\":\"alert\",\"timestamp\":\"1970-01-01T00:00:00.000Z\",\"data\":{\"value\":{\"raised_at\":1},"
+                        "\"timestamp\":\"1970-01-01T00:00:02.000Z\",\"state\":\"active\"}}");
+    assert_string_equal((const char *)msg_payload(conn_queue_frame(seed, 2)),
+                        "{\"type\":\"heartbeat\",\"timestamp\":\"1970-01-01T00:00:00.000Z\",\"data\":{\"timestamp\":"
+                        "\"1970-01-01T00:00:03.000Z\",\"server_status\":\"healthy\"}}");
+    assert_string_equal((const char *)msg_payload(conn_queue_frame(seed, 3)),   /* payload untouched */
+                        "{\"type\":\"telemetry\",\"timestamp\":\"1970-01-01T00:00:00.000Z\",\"data\":{\"raised_at\":1,"
+                        "\"server_status\":\"ok\"}}");
     conn_free(plain);
     conn_free(seed);
 }
