@@ -32,11 +32,12 @@
 
 /* ---- life cycle ------------------------------------------------------------------------ */
 
-/* The room and byte bounds of a config (at start and on every reload). */
+/* The room and byte bounds and the delivery mode of a config (at start and on every reload). */
 static void apply_limits(struct bridge *br, const struct tb_config *cfg)
 {
     fanout_set_max_rooms(br->fan, cfg->server.max_rooms);
     fanout_set_max_client_rooms(br->fan, cfg->server.max_client_rooms);
+    fanout_set_delivery_once(br->fan, cfg->server.delivery == CFG_DELIVERY_ONCE);
     room_registry_set_byte_limits(br->rooms, cfg->server.max_room_bytes, cfg->server.max_stored_bytes);
     if (pmd_configure(br->pmd, cfg->server.deflate.min_bytes, cfg->server.deflate.level))
         LOG_WARN("bridge", "permessage-deflate: cannot set up zlib; frames go uncompressed");
@@ -205,9 +206,42 @@ static size_t endpoint_rooms(struct bridge *br, const struct conn *c, const stru
     return n;
 }
 
-/* Joins the endpoint's rooms and queues the welcome frame and the rooms' state: the
- * connection is admitted (gate.c). m's captures point into c->path. */
-static void admit(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep, const struct topic_match *m)
+/* The endpoint's envelope profile, copied into the connection (conn_enqueue applies it). */
+static void set_envelope(struct conn *c, const struct cfg_endpoint *ep)
+{
+    const struct cfg_envelope *v = &ep->envelope;
+    c->profiled = v->set && (strcmp(v->ts_field, "ts") != 0 || v->timestamp != CFG_TS_MS ||
+                             v->alert_time_field || v->status_ok);
+    snprintf(c->ts_field, sizeof c->ts_field, "%s", v->set ? v->ts_field : "ts");
+    c->ts_iso = v->timestamp == CFG_TS_ISO8601;
+    snprintf(c->alert_time_field, sizeof c->alert_time_field, "%s", v->alert_time_field ? v->alert_time_field : "");
+    snprintf(c->status_ok, sizeof c->status_ok, "%s", v->status_ok ? v->status_ok : "");
+}
+
+/* The endpoint rooms' catch-up after welcome: their state, or the resume the URL asks for. */
+static void endpoint_catch_up(struct bridge *br, struct conn *c, struct sub *const *subs, size_t n,
+                              const char *query)
+{
+    char *scratch, err[200];
+    const char *epoch;
+    cJSON *since = subscribe_url_since(query, subs, n, &scratch, &epoch, err, sizeof err);
+    if (err[0]) {
+        cJSON *top = cJSON_CreateObject();
+        cJSON_AddStringToObject(top, "code", TB_ERR_BAD_FIELD);
+        cJSON_AddStringToObject(top, "message", err);
+        fanout_send_frame(br->fan, c, "error", top, NULL);
+        cJSON_Delete(top);
+    }
+    subscribe_catch_up(br->subs, c, subs, n, since, epoch);
+    cJSON_Delete(since);
+    free(scratch);
+}
+
+/* Joins the endpoint's rooms and queues the welcome frame and the rooms' state (or the
+ * resume 'query' asks for; NULL = none): the connection is admitted (gate.c). m's
+ * captures point into c->path. */
+static void admit(struct bridge *br, struct conn *c, const struct cfg_endpoint *ep, const struct topic_match *m,
+                  const char *query)
 {
     char names[CFG_MAX_ROOMS][256];
     size_t n = endpoint_rooms(br, c, ep, m, names);
@@ -223,25 +257,33 @@ static void admit(struct bridge *br, struct conn *c, const struct cfg_endpoint *
     for (size_t i = 0; i < n; i++)
         if (refused[i])
             send_room_refused(br, c, names[i]);
-    /* Room state after the welcome frame, in the order of the endpoint's rooms. */
+    /* Room state (or resume) after the welcome frame, in the order of the endpoint's rooms. */
     struct sub *order[CFG_MAX_ROOMS];
     n = 0;
     for (struct sub *s = c->subs; s && n < CFG_MAX_ROOMS; s = s->conn_next)
         order[n++] = s;
-    while (n--)
-        fanout_send_room_state(br->fan, c, order[n]);
+    for (size_t i = 0; i < n / 2; i++) {
+        struct sub *t = order[i];
+        order[i] = order[n - 1 - i];
+        order[n - 1 - i] = t;
+    }
+    if (query && *query) {
+        endpoint_catch_up(br, c, order, n, query);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            fanout_send_room_state(br->fan, c, order[i]);
+    }
     protocol_on_open(&br->proto, c);
 }
 
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path)
 {
-    static const struct gate_cred none = {NULL, 0, false};
-    return bridge_open_auth(br, wsi, path, &none, NULL);
+    return bridge_open_with(br, wsi, path, NULL);
 }
 
-struct conn *bridge_open_auth(struct bridge *br, struct lws *wsi, const char *path, const struct gate_cred *cred,
-                              const char *remote)
+struct conn *bridge_open_with(struct bridge *br, struct lws *wsi, const char *path, const struct bridge_open_args *a)
 {
+    static const struct gate_cred none = {NULL, 0, false};
     struct topic_match m;
     const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, path, &m);
     if (!ep)
@@ -252,18 +294,21 @@ struct conn *bridge_open_auth(struct bridge *br, struct lws *wsi, const char *pa
         conn_free(c);
         return NULL;
     }
-    if (remote && *remote)
-        snprintf(c->remote, sizeof c->remote, "%s", remote);
+    if (a && a->remote && *a->remote)
+        snprintf(c->remote, sizeof c->remote, "%s", a->remote);
     /* Captures point into 'path': re-match against the connection's own copy. */
     config_find_endpoint(br->cfg, c->path, &m);
     c->endpoint = (int)(ep - br->cfg->endpoints);
+    set_envelope(c, ep);
     lws_dll2_add_head(&c->in_bridge, &br->conns);
     if (conn_log_allowed(c))
         LOG_INFO("ws", "connection %llu opened: endpoint=%s path=%s remote=%s", (unsigned long long)c->id,
                  ep->path, c->path, c->remote);
-    /* Nothing is joined or sent before the gate admits the connection. */
-    if (gate_open(br->cfg, br->fan, c, ep, &m, cred, tb_now_ms()) == GATE_ADMIT)
-        admit(br, c, ep, &m);
+    /* Nothing is joined or sent before the gate admits the connection. A connection that
+     * waits for its 'auth' frame is admitted without the URL's resume (it may send a
+     * subscribe with since once admitted). */
+    if (gate_open(br->cfg, br->fan, c, ep, &m, a && a->cred ? a->cred : &none, tb_now_ms()) == GATE_ADMIT)
+        admit(br, c, ep, &m, a ? a->query : NULL);
     return c;
 }
 
@@ -336,7 +381,7 @@ void bridge_on_client_frame(struct bridge *br, struct conn *c, const char *data,
         struct topic_match m;
         const struct cfg_endpoint *ep = config_find_endpoint(br->cfg, c->path, &m);
         if (gate_auth_frame(br->cfg, br->fan, c, binary ? "" : data, binary ? 0 : len, c->last_rx_ms) == GATE_ADMIT && ep)
-            admit(br, c, ep, &m);
+            admit(br, c, ep, &m, NULL);
         return;
     }
     if (c->closing && c->flush_before_close)
@@ -367,6 +412,47 @@ void bridge_begin_shutdown(struct bridge *br)
 }
 
 /* ---- MQTT ------------------------------------------------------------------------------ */
+
+/* sessions.validate: a session room gets routed data only for an id this bridge issued
+ * (session_issued); other deliveries are counted and logged, rate-limited per topic. */
+static bool session_room_ok(struct bridge *br, const char *room, const char *topic)
+{
+    const struct cfg_sessions *cs = &br->cfg->sessions;
+    if (!cs->enabled || !cs->validate)
+        return true;
+    const char *sid = session_of_room(cs, room);
+    if (!sid || session_issued(br->sessions, sid))
+        return true;
+    br->st.sessions_unknown++;
+    if (log_ratelimit_allow_capped("session-unknown", topic, 60000, 20))
+        LOG_WARN("session", "%s: session '%.64s' was not issued by this bridge; not routed "
+                 "(sessions.validate)", topic, sid);
+    return false;
+}
+
+/* Hands one message's deliveries to fanout, one route at a time (a route's deliveries are
+ * adjacent): its keep_last key is made once, and its rooms are named together. */
+static void deliver_routed(struct bridge *br, struct inbound *in)
+{
+    const struct router_out *out = &br->routed;
+    const char *rooms[CFG_MAX_ROOMS];
+    char keybuf[512];
+    fanout_message_begin(br->fan, out->n);
+    for (size_t i = 0; i < out->n;) {
+        const struct cfg_route *route = out->v[i].route;
+        size_t n = 0;
+        for (; i < out->n && out->v[i].route == route && n < CFG_MAX_ROOMS; i++)
+            if (session_room_ok(br, out->v[i].room, in->topic)) {
+                rooms[n++] = out->v[i].room;
+                if (out->v[i].route_index < br->n_route_deliveries)
+                    br->route_deliveries[out->v[i].route_index]++;   /* /metrics, per route */
+            }
+        if (!n)
+            continue;
+        const char *key = router_keep_key(route, in, keybuf, sizeof keybuf);
+        fanout_deliver_rooms(br->fan, route, key, rooms, n, in->topic, in->data, in->data_len);
+    }
+}
 
 static void on_broker_state(struct bridge *br, bool up, int rc)
 {
@@ -407,12 +493,7 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
      * asks for it, and is never counted as unrouted or non-JSON telemetry. */
     if (!alert_runtime_owns_topic(br->alerts, ev->topic) || router_matches(br->cfg, ev->topic)) {
         router_route(br->cfg, &in, &br->routed, &br->st);
-        for (size_t i = 0; i < br->routed.n; i++) {
-            const struct route_delivery *d = &br->routed.v[i];
-            fanout_deliver(br->fan, d->room, d->route, in.topic, in.data, in.data_len);
-            if (d->route_index < br->n_route_deliveries)
-                br->route_deliveries[d->route_index]++;
-        }
+        deliver_routed(br, &in);
     }
     alert_runtime_on_message(br->alerts, &in, ev->retain);
     inbound_free(&in);
@@ -464,7 +545,8 @@ struct sweep_ctx {
 static void sweep_room(struct room *room, void *ud)
 {
     struct sweep_ctx *x = ud;
-    if (room_history_expire(room, x->now_ms) && !room_has_members(room) && !room_has_state(room) &&
+    size_t dropped = room_history_expire(room, x->now_ms) + room_keyed_expire(room, x->now_ms);
+    if (dropped && !room_has_members(room) && !room_has_state(room) &&
         x->n_idle < sizeof x->idle / sizeof x->idle[0])
         x->idle[x->n_idle++] = room;
 }
@@ -549,6 +631,7 @@ static void rejoin(struct bridge *br, struct conn *c, const struct tb_config *ol
         return;
     }
     c->endpoint = (int)(ep - br->cfg->endpoints);
+    set_envelope(c, ep);
     char names[CFG_MAX_ROOMS][256];
     size_t n = endpoint_rooms(br, c, ep, &m, names);
     /* Leave endpoint rooms that are no longer listed (client subscriptions stay). */

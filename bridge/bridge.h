@@ -102,12 +102,19 @@ void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt);
  * the welcome frame and the rooms' state. NULL when the path matches no endpoint any
  * more (reloaded meanwhile) or when out of memory: the caller closes the socket. */
 struct conn *bridge_open(struct bridge *br, struct lws *wsi, const char *path);
-/* bridge_open with the credential found at the upgrade (gate.h) and the client's address
- * ('remote', for the log; NULL = unknown): a refused connection gets one error frame and
- * a close, and joins nothing; one waiting for its 'auth' frame joins its rooms when that
- * frame is accepted. */
-struct conn *bridge_open_auth(struct bridge *br, struct lws *wsi, const char *path, const struct gate_cred *cred,
-                              const char *remote);
+/* bridge_open with what the upgrade carried; any field may be NULL. */
+struct bridge_open_args {
+    const struct gate_cred *cred;   /* the credential (gate.h): a refused connection gets one
+                                       error frame and a close, and joins nothing; one waiting
+                                       for its 'auth' frame joins its rooms when it is accepted */
+    const char *remote;             /* the client's address, for the log */
+    const char *query;              /* the URL's arguments ("a=b&c=d", decoded): epoch=<e> with
+                                       since=<seq> or since=<room>:<seq> resumes the endpoint's
+                                       rooms instead of sending their state (docs/protocol.md,
+                                       "Resume after reconnect"); a malformed since gets an
+                                       error frame (bad_field) after welcome, its room its state */
+};
+struct conn *bridge_open_with(struct bridge *br, struct lws *wsi, const char *path, const struct bridge_open_args *a);
 /* The connection is gone: frees it and everything it held. */
 void bridge_close(struct bridge *br, struct conn *c);
 /* Frames and bytes waiting in all connections' send queues, and the longest queue. */

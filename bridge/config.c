@@ -179,6 +179,8 @@ static int section_deflate(struct loader *l, const yaml_node_t *n, void *base)
     return cfg_apply(l, n, &deflate_schema, &((struct cfg_server *)base)->deflate);
 }
 
+static const char *const deliveries[] = { "once", "per_room", NULL };
+
 #define S(f) offsetof(struct cfg_server, f)
 #define SR(k) .name = k, .restart = "server." k
 static const struct cfg_field server_fields[] = {
@@ -198,6 +200,7 @@ static const struct cfg_field server_fields[] = {
     { .name = "trusted_proxies", .type = CT_STRLIST, .off = S(trusted_proxies), .off_n = S(n_trusted_proxies),
       .scalar = check_trusted_proxy },
     { SR("admin_listen"), .type = CT_CUSTOM, .off = 0, .scalar = set_admin_listen, .keep = keep_admin_listen },
+    { .name = "delivery", .type = CT_ENUM, .off = S(delivery), .def = "once", .choices = deliveries },
     { SR("writer_threads"), .type = CT_CUSTOM, .off = 0, .def = "auto", .scalar = set_writer_threads, .keep = keep_writer_threads },
     { .name = "tls_cert", .type = CT_PATH, .off = S(tls_cert) },
     { .name = "tls_key", .type = CT_PATH, .off = S(tls_key) },
@@ -561,10 +564,45 @@ static int endpoint_publish(struct loader *l, const yaml_node_t *n, struct cfg_e
 static const char *const ack_modes[] = { "members", "none", NULL };
 static const char *const auth_modes[] = { "none", "optional", "required", NULL };
 
+static const char *const request_aliases[] = { "none", "data.subscription_type", NULL };
+
 struct endpoint_in {
     struct cfg_endpoint e;
-    const yaml_node_t *rooms, *same_as, *identity, *require, *publish;
+    const yaml_node_t *rooms, *same_as, *identity, *require, *publish, *envelope;
 };
+
+static const char *const ts_formats[] = { "ms", "iso8601", NULL };
+#define V(f) offsetof(struct cfg_envelope, f)
+static const struct cfg_field envelope_fields[] = {
+    { .name = "ts_field", .type = CT_STR, .off = V(ts_field), .def = "ts" },
+    { .name = "timestamp", .type = CT_ENUM, .off = V(timestamp), .def = "ms", .choices = ts_formats },
+    { .name = "alert_time_field", .type = CT_OPTSTR, .off = V(alert_time_field) },
+    { .name = "status_ok", .type = CT_OPTSTR, .off = V(status_ok) },
+};
+#undef V
+static const struct cfg_schema envelope_schema = { "envelope", envelope_fields, COUNT(envelope_fields) };
+
+/* envelope: {ts_field: timestamp, timestamp: iso8601}: the name must be a plain key that
+ * no other envelope field uses. */
+static int endpoint_envelope(struct loader *l, const yaml_node_t *n, struct cfg_envelope *v)
+{
+    static const char *const taken[] = { "type", "room", "rooms", "topic", "seq", "data", "id" };
+    if (cfg_apply(l, n, &envelope_schema, v))
+        return -1;
+    v->set = true;
+    const char *f = v->ts_field;
+    if (!f || strlen(f) > CFG_TS_FIELD_MAX || strspn(f, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(f))
+        return cfg_error(l, n, 0, "envelope.ts_field: expected 1 to %d of [A-Za-z0-9_]", CFG_TS_FIELD_MAX);
+    for (size_t i = 0; i < COUNT(taken); i++)
+        if (!strcmp(f, taken[i]))
+            return cfg_error(l, n, 0, "envelope.ts_field '%s' would replace the envelope's own '%s'", f, f);
+    const char *a = v->alert_time_field, *ok = v->status_ok;
+    if (a && (strlen(a) > CFG_TS_FIELD_MAX || strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(a)))
+        return cfg_error(l, n, 0, "envelope.alert_time_field: expected 1 to %d of [A-Za-z0-9_]", CFG_TS_FIELD_MAX);
+    if (ok && (strlen(ok) > 15 || strspn(ok, "abcdefghijklmnopqrstuvwxyz_") != strlen(ok)))
+        return cfg_error(l, n, 0, "envelope.status_ok: expected 1 to 15 of [a-z_]");
+    return 0;
+}
 
 #define E(f) offsetof(struct endpoint_in, f)
 static const struct cfg_field endpoint_fields[] = {
@@ -582,6 +620,8 @@ static const struct cfg_field endpoint_fields[] = {
     { .name = "require", .type = CT_NODE, .off = E(require) },
     { .name = "roles", .type = CT_STRLIST, .off = E(e.roles), .off_n = E(e.n_roles) },
     { .name = "publish", .type = CT_NODE, .off = E(publish) },
+    { .name = "envelope", .type = CT_NODE, .off = E(envelope) },
+    { .name = "request_alias", .type = CT_ENUM, .off = E(e.request_alias), .def = "none", .choices = request_aliases },
 };
 #undef E
 static const struct cfg_schema endpoint_schema = { "endpoint", endpoint_fields, COUNT(endpoint_fields) };
@@ -616,6 +656,8 @@ static int endpoint_one(struct loader *l, const yaml_node_t *k, const yaml_node_
     int rc = cfg_apply(l, v, &endpoint_schema, in);
     if (!(e->pattern = compile_pattern(l, k, "endpoint path")))
         return -1;
+    if (in->envelope && endpoint_envelope(l, in->envelope, &e->envelope))
+        rc = -1;
     if (in->identity && endpoint_identity(l, in->identity, e))
         rc = -1;
     else if (!in->identity && topic_pattern_ncaptures(e->pattern) == 1)
@@ -700,6 +742,16 @@ static int resolve_alias(struct loader *l, struct cfg_endpoint *e, const yaml_no
         e->client_rate = t->client_rate;
     if (e->client_burst < 0)
         e->client_burst = t->client_burst;
+    e->request_alias = t->request_alias;
+    if (t->envelope.set && !e->envelope.set) {
+        e->envelope = t->envelope;
+        e->envelope.alert_time_field = t->envelope.alert_time_field ? strdup(t->envelope.alert_time_field) : NULL;
+        e->envelope.status_ok = t->envelope.status_ok ? strdup(t->envelope.status_ok) : NULL;
+        if (!(e->envelope.ts_field = strdup(t->envelope.ts_field)) ||
+            (t->envelope.alert_time_field && !e->envelope.alert_time_field) ||
+            (t->envelope.status_ok && !e->envelope.status_ok))
+            return -1;
+    }
     if (t->identity_capture >= 0) {
         const char *who = topic_pattern_capture_name(t->pattern, (size_t)t->identity_capture);
         e->identity_capture = topic_pattern_capture_index(e->pattern, who, strlen(who));
@@ -754,7 +806,7 @@ static const char *const nonjson_policies[] = { "string", "drop", "text", NULL }
 
 struct route_in {
     struct cfg_route r;
-    const yaml_node_t *match, *rooms, *when;
+    const yaml_node_t *match, *rooms, *when, *keep_last;
 };
 
 #define R(f) offsetof(struct route_in, f)
@@ -763,7 +815,9 @@ static const struct cfg_field route_fields[] = {
     { .name = "rooms", .type = CT_NODE, .off = R(rooms), .required = true },
     { .name = "when", .type = CT_NODE, .off = R(when) },
     { .name = "type", .type = CT_STR, .off = R(r.type), .def = "message" },
-    { .name = "keep_last", .type = CT_BOOL, .off = R(r.keep_last), .def = "false" },
+    { .name = "keep_last", .type = CT_NODE, .off = R(keep_last) },
+    { .name = "keep_last_max", .type = CT_COUNT, .off = R(r.keep_last_max), .min = 1, .max = 10000000, .def = "10000" },
+    { .name = "keep_last_ttl", .type = CT_DUR, .off = R(r.keep_last_ttl_ms), .min_on = 1000, .max = 365 * DAY_MS, .def = "0" },
     { .name = "history", .type = CT_COUNT, .off = R(r.history), .min = 0, .max = 1000000, .def = "0" },
     { .name = "history_ttl", .type = CT_DUR, .off = R(r.history_ttl_ms), .min_on = 10, .max = 365 * DAY_MS, .def = "0" },
     { .name = "slow_client", .type = CT_ENUM, .off = R(r.slow_client), .def = "conflate", .choices = slow_policies },
@@ -779,6 +833,42 @@ static bool route_reads_payload(const struct cfg_route *r)
         if (tmpl_uses_payload(r->rooms[i]))
             return true;
     return false;
+}
+
+/* keep_last: true | false | per_topic | {by: payload.<field>} */
+static int keep_last_parse(struct loader *l, const yaml_node_t *n, struct cfg_route *r)
+{
+    static const char usage[] = "keep_last: expected true, false, per_topic or {by: payload.<field>}";
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *s = cfg_text(l, n);
+        if (!s)
+            return -1;
+        if (!strcmp(s, "per_topic")) {
+            r->keep_last = true;
+            r->keep_by = CFG_KEEP_TOPIC;
+            return 0;
+        }
+        return cfg_parse_bool(s, &r->keep_last) ? cfg_error(l, n, 0, "%s, not '%s'", usage, s) : 0;
+    }
+    if (n->type != YAML_MAPPING_NODE || n->data.mapping.pairs.top - n->data.mapping.pairs.start != 1)
+        return cfg_error(l, n, 0, "%s", usage);
+    yaml_node_pair_t *p = n->data.mapping.pairs.start;
+    const yaml_node_t *k = yaml_document_get_node(&l->doc, p->key);
+    const yaml_node_t *v = yaml_document_get_node(&l->doc, p->value);
+    const char *ks = k && k->type == YAML_SCALAR_NODE ? cfg_text(l, k) : NULL;
+    const char *vs = v && v->type == YAML_SCALAR_NODE ? cfg_text(l, v) : NULL;
+    if (!ks || strcmp(ks, "by") != 0)
+        return cfg_error(l, k ? k : n, 0, "%s", usage);
+    if (!vs || strncmp(vs, "payload.", 8) != 0 || !vs[8] || vs[8] == '.' || strstr(vs, "..") ||
+        vs[strlen(vs) - 1] == '.' ||
+        strspn(vs + 8, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") != strlen(vs + 8))
+        return cfg_error(l, v ? v : n, 0, "keep_last.by: expected a payload field such as "
+                         "payload.vehicle_id, not '%s'", vs ? vs : "");
+    if (!(r->keep_by_field = strdup(vs + 8)))
+        return -1;
+    r->keep_last = true;
+    r->keep_by = CFG_KEEP_FIELD;
+    return 0;
 }
 
 static int route_one(struct loader *l, const yaml_node_t *n, struct route_in *in)
@@ -798,6 +888,8 @@ static int route_one(struct loader *l, const yaml_node_t *n, struct route_in *in
     if (in->rooms && compile_rooms(l, in->rooms, r->match, &r->rooms, &r->n_rooms))
         rc = -1;
     if (in->when && !(r->when = compile_expr(l, in->when, "when")))
+        rc = -1;
+    if (in->keep_last && keep_last_parse(l, in->keep_last, r))
         rc = -1;
     if (!r->n_rooms_allowed && route_reads_payload(r))
         rc = cfg_error(l, in->rooms, 0, "a room of this route is chosen by the payload: list the "
@@ -990,6 +1082,7 @@ static const struct cfg_field sessions_fields[] = {
     { .name = "request_topic", .type = CT_STR, .off = SS(request_topic), .def = "session/request" },
     { .name = "room_prefix", .type = CT_STR, .off = SS(room_prefix), .def = "session:" },
     { .name = "max_sessions", .type = CT_COUNT, .off = SS(max_sessions), .min = 1, .max = 10000000, .def = "10000" },
+    { .name = "validate", .type = CT_BOOL, .off = SS(validate), .def = "false" },
 };
 #undef SS
 static const struct cfg_schema sessions_schema = { "sessions", sessions_fields, COUNT(sessions_fields) };
@@ -1144,6 +1237,9 @@ static void free_endpoint(struct cfg_endpoint *e)
     topic_pattern_free(e->pattern);
     free_rooms(e->rooms, e->n_rooms);
     free(e->same_as);
+    free(e->envelope.ts_field);
+    free(e->envelope.alert_time_field);
+    free(e->envelope.status_ok);
     for (size_t i = 0; i < e->n_allow_subscribe; i++)
         free(e->allow_subscribe[i]);
     free(e->allow_subscribe);
@@ -1160,6 +1256,7 @@ static void free_route(struct cfg_route *r)
     free_rooms(r->rooms, r->n_rooms);
     expr_free(r->when);
     free(r->type);
+    free(r->keep_by_field);
     for (size_t i = 0; i < r->n_rooms_allowed; i++)
         free(r->rooms_allowed[i]);
     free(r->rooms_allowed);

@@ -77,6 +77,7 @@ struct cfg_server {
     size_t max_rooms_per_connection; /* client subscriptions (rooms + patterns), default 100 */
     size_t max_rooms;                /* rooms in memory; beyond it no new room is created, default 200000 */
     size_t max_client_rooms;         /* of those, created for clients and not routed to, default 20000 */
+    int delivery;                    /* enum cfg_delivery, default CFG_DELIVERY_ONCE */
     size_t max_payload_bytes;        /* larger MQTT payloads are refused, default 4 MiB */
     size_t max_room_bytes;           /* payload bytes one room stores (history + last values), default 16 MiB */
     size_t max_stored_bytes;         /* the same across all rooms, default 256 MiB */
@@ -115,6 +116,27 @@ struct cfg_publish {
     int line, col;
 };
 
+/* server.delivery: a message routed to several rooms of one connection reaches it once
+ * (naming the rooms) or once per room (the behaviour before issue 15). */
+enum cfg_delivery { CFG_DELIVERY_ONCE, CFG_DELIVERY_PER_ROOM };
+
+/* request_alias: other request shapes an endpoint reads as its own. */
+enum cfg_request_alias {
+    CFG_ALIAS_NONE,
+    CFG_ALIAS_SUBSCRIPTION_TYPE,     /* subscribe / unsubscribe with data.subscription_type(s) */
+};
+
+/* envelope: how an endpoint's frames name and write their time field (seed clients). */
+enum cfg_ts_format { CFG_TS_MS, CFG_TS_ISO8601 };
+#define CFG_TS_FIELD_MAX 23
+struct cfg_envelope {
+    bool set;                        /* the endpoint has an 'envelope' mapping */
+    char *ts_field;                  /* name of the time field, default "ts" */
+    int timestamp;                   /* enum cfg_ts_format, default ms */
+    char *alert_time_field;          /* alerts' raised_at renamed (seed 002: timestamp), or NULL */
+    char *status_ok;                 /* heartbeat server_status instead of "ok", or NULL */
+};
+
 struct cfg_endpoint {
     char *path;                      /* as written, e.g. "/ws/telemetry/{vehicle_id}" */
     struct topic_pattern *pattern;   /* compiled path pattern */
@@ -127,6 +149,8 @@ struct cfg_endpoint {
     size_t n_allow_subscribe;
     int max_connections;             /* 0 = only the server-wide limit */
     enum cfg_ack ack;                /* who may send ack_alert: members (default) or none */
+    int request_alias;               /* enum cfg_request_alias, default none */
+    struct cfg_envelope envelope;    /* time field of its frames (default: "ts", ms) */
     int identity_capture;            /* 'identity': index of the path capture naming the
                                         client (acknowledged_by), -1 = anonymous; default:
                                         the path's capture when it has exactly one */
@@ -144,6 +168,10 @@ struct cfg_endpoint {
     int line, col;
 };
 
+/* keep_last: true keeps one value per message type; per_topic and {by: payload.x} keep
+ * one per key (topic, or payload field value) in the room's keyed store (room.h). */
+enum cfg_keep_by { CFG_KEEP_TYPE, CFG_KEEP_TOPIC, CFG_KEEP_FIELD };
+
 struct cfg_route {
     char *match_src;
     struct topic_pattern *match;
@@ -151,7 +179,11 @@ struct cfg_route {
     size_t n_rooms;
     struct expr *when;               /* NULL = always */
     char *type;                      /* outgoing message type, default "message" */
-    bool keep_last;
+    bool keep_last;                  /* keep the newest message: per type, or per keep_by */
+    enum cfg_keep_by keep_by;        /* what a kept value is the newest of (default type) */
+    char *keep_by_field;             /* CFG_KEEP_FIELD: payload path, e.g. "vehicle_id" */
+    size_t keep_last_max;            /* keyed values kept per room, oldest out, default 10000 */
+    uint64_t keep_last_ttl_ms;       /* keyed values not updated for this long go; 0 = never */
     size_t history;                  /* messages kept per room for resume, 0 = none */
     uint64_t history_ttl_ms;         /* 0 = no age limit */
     enum cfg_slow_policy slow_client;     /* default conflate */
@@ -211,6 +243,7 @@ struct cfg_sessions {
     char *request_topic;             /* default "session/request" */
     char *room_prefix;               /* room of session <sid> is <room_prefix><sid>, default "session:" */
     size_t max_sessions;             /* ids remembered, oldest forgotten first, default 10000 */
+    bool validate;                   /* route session traffic only for issued ids, default false */
 };
 
 /* Retained alert states (alert_runtime.c): what the bridge stamps on the states it

@@ -261,7 +261,58 @@ static bool queue_push(struct conn *c, struct tb_msg *m)
     return true;
 }
 
+static enum conn_enqueue_result enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate);
+
+/* One step of a profile: 'next' replaces *cur (NULL: out of memory, all is dropped). */
+static bool step(struct tb_msg **cur, struct tb_msg *next)
+{
+    msg_unref(*cur);
+    *cur = next;
+    return next != NULL;
+}
+
+static bool frame_type_is(struct tb_msg *m, const char *type)
+{
+    const char *p = (const char *)msg_payload(m);
+    size_t n = strlen(type);
+    return !strncmp(p, "{\"type\":\"", 9) && !strncmp(p + 9, type, n) && p[9 + n] == '"';
+}
+
+/* The connection's own copy of m under its endpoint's envelope profile: the time field
+ * renamed / reformatted; in alert frames raised_at (the alert's own: the last one, after
+ * any payload value) renamed; in heartbeats the ok status and the timestamp. */
+static struct tb_msg *profiled(const struct conn *c, struct tb_msg *m)
+{
+    struct tb_msg *cur = msg_retime(m, c->ts_field, c->ts_iso);
+    bool alert = frame_type_is(m, "alert") || frame_type_is(m, "alert_cleared") ||
+                 frame_type_is(m, "alert_acknowledged");
+    if (cur && alert && c->alert_time_field[0] &&
+        !step(&cur, msg_rewrite_time(cur, "raised_at", true, c->alert_time_field, c->ts_iso)))
+        return NULL;
+    if (cur && frame_type_is(m, "heartbeat")) {
+        char ok[48];
+        snprintf(ok, sizeof ok, "\"server_status\":\"%s\"", c->status_ok);
+        if (c->ts_iso && !step(&cur, msg_rewrite_time(cur, "timestamp", true, "timestamp", 1)))
+            return NULL;
+        if (c->status_ok[0] && !step(&cur, msg_replace_first(cur, "\"server_status\":\"ok\"", ok)))
+            return NULL;
+    }
+    return cur;
+}
+
 enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate)
+{
+    if (!c->profiled)
+        return enqueue(c, m, s, conflate);
+    struct tb_msg *own = profiled(c, m);
+    if (!own)
+        return enqueue(c, m, s, conflate);   /* out of memory: as built rather than lost */
+    enum conn_enqueue_result r = enqueue(c, own, s, conflate);
+    msg_unref(own);
+    return r;
+}
+
+static enum conn_enqueue_result enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate)
 {
     if (c->closing)
         return CONN_DROPPED;
@@ -361,6 +412,30 @@ void conn_admit_pending(struct conn *c)
         queue_push(c, m);
         msg_unref(m);
     }
+    conn_pump_snapshots(c);
+}
+
+static bool snapshot_may_queue(const struct conn *c)
+{
+    return c->q_len == 0 || (c->q_len < c->max_frames / 2 && c->q_bytes < c->max_bytes / 2);
+}
+
+void conn_pump_snapshots(struct conn *c)
+{
+    if (!c->n_snapping || c->closing)
+        return;
+    uint32_t active = 0;
+    for (struct sub *s = c->subs; s; s = s->conn_next) {
+        while (room_snapshot_active(s) && snapshot_may_queue(c)) {
+            struct tb_msg *out = shape_project(s->shape, room_snapshot_take(s));
+            if (out) {
+                conn_enqueue(c, out, s, true);
+                msg_unref(out);
+            }
+        }
+        active += room_snapshot_active(s);
+    }
+    c->n_snapping = active;
 }
 
 

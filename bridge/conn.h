@@ -103,6 +103,15 @@ struct conn {
     bool flush_before_close;          /* the queue (an auth refusal's error frame) is written
                                          before the close frame (writer.c) */
     struct conn_uplink *uplink;       /* allocated on a first publish */
+    uint32_t n_snapping;              /* subscriptions with a keyed snapshot under way (at most) */
+    uint64_t got_msg;                 /* fanout: the MQTT message last delivered (delivery: once) */
+    uint64_t got_types[4];            /* fanout: hashes of its types delivered so far */
+    uint32_t n_got_types;
+    bool profiled;                    /* the endpoint has an envelope profile (below) */
+    char ts_field[24];                /* envelope: the time field's name ("ts") */
+    bool ts_iso;                      /* ... times written as ISO 8601 */
+    char alert_time_field[24];        /* alerts' raised_at renamed, "" = as built */
+    char status_ok[16];               /* heartbeat server_status instead of "ok", "" = as built */
 };
 
 struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, size_t max_frames,
@@ -112,7 +121,10 @@ struct conn *conn_new(const struct conn_env *env, struct lws *wsi, uint64_t id, 
 void conn_free(struct conn *c);
 
 /* Queues a reference to m. 's' is the subscription it is for (NULL for control frames
- * such as welcome, pong, errors and heartbeats: those are dropped when the queue is full). */
+ * such as welcome, pong, errors and heartbeats: those are dropped when the queue is full).
+ * A connection with an envelope profile (ts_field set) queues its own copy of m with the
+ * time field renamed / reformatted (msg_retime): one allocation per frame, for those
+ * connections only. */
 enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate);
 /* Queues a copy of a control frame built from text. */
 enum conn_enqueue_result conn_send_text(struct conn *c, const char *text, size_t len);
@@ -144,10 +156,19 @@ static inline struct tb_msg *conn_queue_pop(struct conn *c)
 }
 /* Moves waiting (conflated) messages into the queue while there is room. */
 void conn_admit_pending(struct conn *c);
-/* Anything left to write (queued or waiting)? */
+/* Moves the next entries of keyed snapshots (room_snapshot_start; the caller counts the
+ * subscription in n_snapping) into the queue while it is less than half full, in frames
+ * and bytes: a snapshot of any size enters step by step as the client reads, never trips
+ * the slow-client policy, and leaves half the queue to live frames. conn_admit_pending
+ * calls it. */
+void conn_pump_snapshots(struct conn *c);
 /* Conflated messages waiting for queue space. */
 uint32_t conn_pending_count(const struct conn *c);
-static inline bool conn_has_backlog(const struct conn *c) { return c->q_len || conn_pending_count(c); }
+/* Anything left to write (queued, waiting or snapshot)? */
+static inline bool conn_has_backlog(const struct conn *c)
+{
+    return c->q_len || conn_pending_count(c) || c->n_snapping;
+}
 /* Counts frames written (the connection's and the shared counters). */
 void conn_count_sent(struct conn *c, uint64_t frames);
 

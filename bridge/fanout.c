@@ -7,6 +7,7 @@
 
 #include <libwebsockets.h>
 
+#include "hash.h"
 #include "log.h"
 #include "sbuf.h"
 #include "shape.h"
@@ -15,6 +16,11 @@ struct fanout {
     struct room_registry *rooms;
     struct tb_stats *st;
     struct sbuf scratch;            /* envelope and control frame building */
+    struct sbuf rooms_json;         /* the current route's rooms, a JSON array (or empty) */
+    bool once;                      /* server.delivery: once */
+    bool dedup;                     /* the current message may reach a connection twice */
+    uint64_t msg_id;                /* the current MQTT message */
+    uint64_t type_hash;             /* the current route's type */
     size_t max_rooms;
     size_t max_client_rooms;
     struct lws_context *ctx;        /* max_rate timers */
@@ -44,6 +50,8 @@ struct fanout *fanout_new(struct room_registry *rooms, struct tb_stats *st)
     f->max_rooms = SIZE_MAX;
     f->max_client_rooms = SIZE_MAX;
     sbuf_init(&f->scratch);
+    sbuf_init(&f->rooms_json);
+    f->once = true;
     return f;
 }
 
@@ -52,11 +60,13 @@ void fanout_free(struct fanout *f)
     if (!f)
         return;
     sbuf_free(&f->scratch);
+    sbuf_free(&f->rooms_json);
     free(f);
 }
 
 void fanout_set_max_rooms(struct fanout *f, size_t max_rooms) { f->max_rooms = max_rooms; }
 void fanout_set_max_client_rooms(struct fanout *f, size_t n) { f->max_client_rooms = n; }
+void fanout_set_delivery_once(struct fanout *f, bool once) { f->once = once; }
 struct tb_stats *fanout_stats(const struct fanout *f) { return f->st; }
 void fanout_set_timer_context(struct fanout *f, struct lws_context *ctx) { f->ctx = ctx; }
 struct room_registry *fanout_rooms(const struct fanout *f) { return f->rooms; }
@@ -136,7 +146,7 @@ struct sub *fanout_join(struct fanout *f, struct conn *c, const char *name)
 
 /* ---- routed messages ---------------------------------------------------------------- */
 
-/* {"type":T,"room":R,"topic":P,"seq":N,"ts":MS,"data":D} */
+/* {"type":T,"room":R[,"rooms":[..]],"topic":P,"seq":N,"ts":MS,"data":D} */
 static struct tb_msg *build_envelope(struct fanout *f, const char *type, const char *room,
                                      const char *topic, uint64_t seq, const char *data, size_t data_len)
 {
@@ -146,6 +156,10 @@ static struct tb_msg *build_envelope(struct fanout *f, const char *type, const c
     sbuf_json_string(b, type, strlen(type));
     sbuf_puts(b, ",\"room\":");
     sbuf_json_string(b, room, strlen(room));
+    if (f->rooms_json.len) {
+        sbuf_puts(b, ",\"rooms\":");
+        sbuf_append(b, f->rooms_json.data, f->rooms_json.len);
+    }
     sbuf_puts(b, ",\"topic\":");
     sbuf_json_string(b, topic, strlen(topic));
     sbuf_puts(b, ",\"seq\":");
@@ -164,6 +178,8 @@ static struct tb_msg *build_envelope(struct fanout *f, const char *type, const c
 }
 
 static void on_rate_timer(lws_sorted_usec_list_t *sul);
+static void deliver_one(struct fanout *f, const char *room_name, const struct cfg_route *route,
+                        const char *key, const char *topic, const char *data, size_t data_len);
 
 static struct conn_rate *rate_of(struct fanout *f, struct conn *c)
 {
@@ -240,8 +256,68 @@ static void deliver_shaped(struct fanout *f, struct sub *s, struct tb_msg *m, bo
 void fanout_deliver(struct fanout *f, const char *room_name, const struct cfg_route *route,
                     const char *topic, const char *data, size_t data_len)
 {
-    struct room_keep keep = {route->keep_last, route->history, route->history_ttl_ms};
-    bool remember = keep.last || keep.history;
+    fanout_deliver_keyed(f, room_name, route, NULL, topic, data, data_len);
+}
+
+void fanout_deliver_keyed(struct fanout *f, const char *room_name, const struct cfg_route *route,
+                          const char *key, const char *topic, const char *data, size_t data_len)
+{
+    fanout_message_begin(f, 1);
+    fanout_deliver_rooms(f, route, key, &room_name, 1, topic, data, data_len);
+}
+
+void fanout_message_begin(struct fanout *f, size_t n_deliveries)
+{
+    f->msg_id++;
+    f->dedup = f->once && n_deliveries > 1;
+}
+
+/* delivery: once. Has c had the current message under the current type? Marks it as
+ * had: O(1), a stamp on the connection, no per-delivery allocation or lookup. */
+static bool had_already(const struct fanout *f, struct conn *c)
+{
+    if (c->got_msg != f->msg_id) {
+        c->got_msg = f->msg_id;
+        c->n_got_types = 0;
+    }
+    for (uint32_t i = 0; i < c->n_got_types; i++)
+        if (c->got_types[i] == f->type_hash)
+            return true;
+    if (c->n_got_types < sizeof c->got_types / sizeof c->got_types[0])
+        c->got_types[c->n_got_types++] = f->type_hash;
+    return false;
+}
+
+void fanout_deliver_rooms(struct fanout *f, const struct cfg_route *route, const char *key,
+                          const char *const *rooms, size_t n, const char *topic,
+                          const char *data, size_t data_len)
+{
+    sbuf_reset(&f->rooms_json);
+    if (f->dedup) {
+        f->type_hash = tb_hash_str(route->type);
+        if (n > 1) {
+            sbuf_puts(&f->rooms_json, "[");
+            for (size_t i = 0; i < n; i++) {
+                sbuf_puts(&f->rooms_json, i ? "," : "");
+                sbuf_json_string(&f->rooms_json, rooms[i], strlen(rooms[i]));
+            }
+            sbuf_puts(&f->rooms_json, "]");
+            if (sbuf_failed(&f->rooms_json))
+                sbuf_reset(&f->rooms_json);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        deliver_one(f, rooms[i], route, key, topic, data, data_len);
+}
+
+static void deliver_one(struct fanout *f, const char *room_name, const struct cfg_route *route,
+                        const char *key, const char *topic, const char *data, size_t data_len)
+{
+    bool keyed = route->keep_last && route->keep_by != CFG_KEEP_TYPE;
+    struct room_keep keep = {.last = route->keep_last && !keyed, .keyed = keyed,
+                             .keyed_max = route->keep_last_max, .keyed_ttl_ms = route->keep_last_ttl_ms,
+                             .history = route->history, .history_ttl_ms = route->history_ttl_ms};
+    bool remember = keep.last || keep.history || (keyed && key);
     struct room *room = room_find(f->rooms, room_name);
     if (!room) {
         if (!remember && !(f->watching && f->watching(f->watching_ud)))
@@ -263,7 +339,7 @@ void fanout_deliver(struct fanout *f, const char *room_name, const struct cfg_ro
         return;
     }
     uint64_t now = tb_now_ms();
-    room_remember(room, &keep, route->type, m, seq, now);
+    bool in_store = room_remember(room, &keep, route->type, key, m, seq, now);
     f->st->routed++;
     bool conflate = route->slow_client == CFG_SLOW_CONFLATE;
     /* Shaped subscriptions share one projection per field list (shape_cache). */
@@ -271,6 +347,10 @@ void fanout_deliver(struct fanout *f, const char *room_name, const struct cfg_ro
     shape_cache_init(&sc, m);
     for (struct sub *s = room_first_member(room), *next; s; s = next) {
         next = room_next_member(s); /* a disconnect policy may not unlink, but stay safe */
+        if (f->dedup && had_already(f, s->conn))
+            continue;   /* delivery: once; the frame it got names this room too */
+        if (in_store && room_snapshot_active(s))
+            continue;   /* its snapshot cursor sends it, in seq order */
         if (s->shape)
             deliver_shaped(f, s, m, conflate, &sc, now);
         else
@@ -294,6 +374,10 @@ void fanout_send_room_state(struct fanout *f, struct conn *c, struct sub *s)
         conn_enqueue(c, r->last, s, true);
     if (r->n_lasts && s->shape && s->shape->interval_ms)
         s->next_ms = tb_now_ms() + s->shape->interval_ms;
+    if (room_snapshot_start(s)) {
+        c->n_snapping++;
+        conn_pump_snapshots(c);
+    }
     if (f->join_state)
         f->join_state(f->join_state_ud, c, s);
 }

@@ -1,10 +1,13 @@
 /* fanout: delivery of messages to rooms and of frames to connections.
  *
  * Everything that puts a frame into a connection's queue goes through here:
- *   - routed messages: the envelope {"type","room","topic","seq","ts","data"} is
- *     serialized once per room, remembered by the room (keep_last, history) and queued
- *     by reference for every member; shaped members (fields, max_rate) get one
- *     projection per distinct field list (shape_cache) and their rate slots;
+ *   - routed messages: the envelope {"type","room"[,"rooms"],"topic","seq","ts","data"}
+ *     is serialized once per room, remembered by the room (keep_last per type or per key,
+ *     history) and queued by reference for every member; shaped members (fields,
+ *     max_rate) get one projection per distinct field list (shape_cache) and their rate
+ *     slots; with delivery: once a member already served this message and type through
+ *     another room is skipped (a stamp on the connection), and a member still walking the
+ *     room's keyed snapshot gets a kept message from its cursor;
  *   - control frames {"type","ts",...,"data"} built once, for one connection or many;
  *   - what a connection gets on joining a room: its last values (shaped), then what the
  *     features registered with fanout_on_join_state add (the active alerts);
@@ -72,8 +75,27 @@ struct sub *fanout_join(struct fanout *f, struct conn *c, const char *room);
  * (the payload, or a JSON string for non-JSON payloads). */
 void fanout_deliver(struct fanout *f, const char *room, const struct cfg_route *route,
                     const char *topic, const char *data, size_t data_len);
+/* The same for a keep_last per_topic / {by: ...} route: 'key' (router_keep_key) names the
+ * value the room keeps; NULL keeps none. Members still receiving the room's snapshot get
+ * a kept message from the snapshot cursor, not directly (no duplicate, seqs in order). */
+void fanout_deliver_keyed(struct fanout *f, const char *room, const struct cfg_route *route,
+                          const char *key, const char *topic, const char *data, size_t data_len);
+/* server.delivery: with 'once' (the default) a connection gets one frame per MQTT message
+ * and type however many of its rooms the message reaches; the frame names the route's
+ * rooms ("rooms"). Without, one frame per room (as before issue 15). */
+void fanout_set_delivery_once(struct fanout *f, bool once);
+/* A new MQTT message, to be delivered to 'n_deliveries' (route, room) pairs: from here
+ * on until the next call, a connection gets it once per type (fanout_set_delivery_once).
+ * fanout_deliver and fanout_deliver_keyed call it themselves. */
+void fanout_message_begin(struct fanout *f, size_t n_deliveries);
+/* One route's deliveries of the current message: rooms[0..n) (n >= 1). With 'once' and
+ * n > 1 every room's envelope names them all in "rooms". */
+void fanout_deliver_rooms(struct fanout *f, const struct cfg_route *route, const char *key,
+                          const char *const *rooms, size_t n, const char *topic,
+                          const char *data, size_t data_len);
 /* What a joiner gets: the room's keep_last values (one per type, oldest first, shaped),
- * then the registered join state. */
+ * its keyed values (a snapshot the queue takes in paced steps, conn_pump_snapshots; the
+ * join state may come before its end), then the registered join state. */
 void fanout_send_room_state(struct fanout *f, struct conn *c, struct sub *s);
 /* Queues the history entries of 'span' (room_history_since) to s, shaped; the caller made
  * sure they fit (they are never conflated: a gap would be silent). */

@@ -80,6 +80,7 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(m, "unrouted", (double)br->st.unrouted);
     cJSON_AddNumberToObject(m, "room_errors", (double)br->st.room_errors);
     cJSON_AddNumberToObject(m, "rooms_not_allowed", (double)br->st.rooms_not_allowed);
+    cJSON_AddNumberToObject(m, "sessions_unknown", (double)br->st.sessions_unknown);
     double up = (double)(tb_now_ms() - br->started_ms) / 1000.0;
     cJSON_AddNumberToObject(m, "received_per_s_avg", up > 0 ? (double)br->st.received / up : 0);
     cJSON_AddNumberToObject(h, "rooms", (double)room_registry_count(br->rooms));
@@ -88,6 +89,7 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(h, "client_rooms_refused", (double)br->st.client_rooms_refused);
     cJSON_AddNumberToObject(h, "stored_bytes", (double)room_registry_stored_bytes(br->rooms));
     cJSON_AddNumberToObject(h, "history_trimmed", (double)room_registry_trimmed(br->rooms));
+    cJSON_AddNumberToObject(h, "keep_last_dropped", (double)room_registry_keyed_dropped(br->rooms));
     cJSON_AddNumberToObject(m, "payloads_refused", (double)br->st.payloads_refused);
     cJSON *au = cJSON_AddObjectToObject(h, "auth");
     cJSON_AddNumberToObject(au, "unauthorized", (double)br->st.auth_unauthorized);

@@ -94,7 +94,9 @@ static void explain_room(size_t route, const char *room, void *ud)
     struct explain_ud *e = ud;
     const struct cfg_route *r = &e->cfg->routes[route];
     printf("  route %zu (line %d, match %s): type %s -> room %s%s%s\n", route + 1, r->line,
-           r->match_src, r->type, room, r->keep_last ? " [keep_last]" : "",
+           r->match_src, r->type, room,
+           !r->keep_last ? "" : r->keep_by == CFG_KEEP_TYPE ? " [keep_last]"
+           : r->keep_by == CFG_KEEP_TOPIC ? " [keep_last per_topic]" : " [keep_last by payload field]",
            r->history ? " [history]" : "");
     e->deliveries++;
 }

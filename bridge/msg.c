@@ -1,8 +1,11 @@
 /* msg: refcounted, pre-framed WebSocket text frames. Service thread only. */
 #include "msg.h"
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hash.h"
 
@@ -64,4 +67,83 @@ struct tb_msg *msg_new_control(unsigned opcode, const void *data, size_t len)
     if (m)
         msg_frame(m)[0] = (unsigned char)(0x80 | opcode);
     return m;
+}
+
+/* The value of a time field, ms or an ISO 8601 UTC string; false when it cannot be had. */
+static bool time_text(unsigned long long ms, int iso, char *out, size_t len)
+{
+    if (!iso)
+        return snprintf(out, len, "%llu", ms) > 0;
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    char day[24];
+    if (!gmtime_r(&secs, &tm) || !strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm))
+        return false;
+    return snprintf(out, len, "\"%s.%03lluZ\"", day, ms % 1000) > 0;
+}
+
+/* The first (or last) "key": of the payload that follows '{' or ',' (a member name, not
+ * text inside a string, where the quote would be escaped). */
+static const char *find_key(const char *p, const char *key, bool last)
+{
+    char pat[40];
+    if (snprintf(pat, sizeof pat, "\"%s\":", key) >= (int)sizeof pat)
+        return NULL;
+    const char *found = NULL;
+    for (const char *at = strstr(p + 1, pat); at; at = strstr(at + 1, pat)) {
+        if (at[-1] != ',' && at[-1] != '{')
+            continue;
+        found = at;
+        if (!last)
+            break;
+    }
+    return found;
+}
+
+/* A copy of m with payload bytes [from, to) replaced by 'with' (same key). */
+static struct tb_msg *splice(struct tb_msg *m, size_t from, size_t to, const char *with)
+{
+    const char *p = (const char *)msg_payload(m);
+    size_t wlen = strlen(with), tail = m->len - to;
+    char *text = malloc(from + wlen + tail + 1);
+    if (!text)
+        return NULL;
+    memcpy(text, p, from);
+    memcpy(text + from, with, wlen);
+    memcpy(text + from + wlen, p + to, tail);
+    struct tb_msg *out = msg_new(text, from + wlen + tail);
+    free(text);
+    if (out)
+        out->key = m->key;
+    return out;
+}
+
+struct tb_msg *msg_rewrite_time(struct tb_msg *m, const char *key, bool last, const char *new_key, int iso)
+{
+    const char *p = (const char *)msg_payload(m);
+    const char *at = find_key(p, key, last);
+    if (!at)
+        return msg_ref(m);
+    const char *num = at + strlen(key) + 3, *end = num;
+    while (*end >= '0' && *end <= '9')
+        end++;
+    char with[96], value[48];
+    if (end == num || !time_text(strtoull(num, NULL, 10), iso, value, sizeof value) ||
+        snprintf(with, sizeof with, "\"%s\":%s", new_key, value) >= (int)sizeof with)
+        return msg_ref(m);
+    return splice(m, (size_t)(at - p), (size_t)(end - p), with);
+}
+
+struct tb_msg *msg_retime(struct tb_msg *m, const char *field, int iso)
+{
+    return msg_rewrite_time(m, "ts", false, field, iso);
+}
+
+struct tb_msg *msg_replace_first(struct tb_msg *m, const char *from, const char *to)
+{
+    const char *p = (const char *)msg_payload(m);
+    const char *at = strstr(p, from);
+    if (!at)
+        return msg_ref(m);
+    return splice(m, (size_t)(at - p), (size_t)(at - p) + strlen(from), to);
 }

@@ -34,6 +34,17 @@ struct tb_msg *msg_new_control(unsigned opcode, const void *data, size_t len);
 static inline struct tb_msg *msg_ref(struct tb_msg *m) { m->refs++; return m; }
 void msg_unref(struct tb_msg *m);   /* NULL is harmless */
 
+/* m with its time field (the first ,"ts":<ms>; every frame the bridge builds has it
+ * before any payload text) renamed to 'field' and, with iso, written as an ISO 8601
+ * UTC string ("2024-01-15T10:30:00.123Z"); same key. A new reference to m itself when
+ * it has no such field; NULL when out of memory. */
+struct tb_msg *msg_retime(struct tb_msg *m, const char *field, int iso);
+/* The same for the first (or, with last, the last) member "key":<ms> of the payload. */
+struct tb_msg *msg_rewrite_time(struct tb_msg *m, const char *key, bool last, const char *new_key, int iso);
+/* m with the first occurrence of 'from' replaced by 'to' (a new reference to m itself
+ * when there is none); NULL when out of memory. */
+struct tb_msg *msg_replace_first(struct tb_msg *m, const char *from, const char *to);
+
 /* Conflation key of a topic: messages of one topic in one room replace each other. */
 uint64_t msg_topic_key(const char *topic);
 

@@ -153,6 +153,36 @@ void protocol_on_close(const struct protocol *p, struct conn *c)
     subscribe_conn_close(p->subs, c);
 }
 
+/* request_alias: data.subscription_type (seed 003's clients): a subscribe or unsubscribe
+ * without "rooms" takes them from data.subscription_type (a string) or
+ * data.subscription_types (an array). Returns a copy of req with "rooms" (the caller
+ * frees it), or NULL when the request is taken as it is (the handler judges it). */
+static cJSON *aliased_request(const struct protocol *p, const struct conn *c, const cJSON *req, const char *type)
+{
+    if (c->endpoint < 0 || (size_t)c->endpoint >= p->cfg->n_endpoints ||
+        p->cfg->endpoints[c->endpoint].request_alias != CFG_ALIAS_SUBSCRIPTION_TYPE ||
+        (strcmp(type, "subscribe") != 0 && strcmp(type, "unsubscribe") != 0) ||
+        cJSON_GetObjectItemCaseSensitive(req, "rooms"))
+        return NULL;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(req, "data");
+    const cJSON *one = cJSON_GetObjectItemCaseSensitive(data, "subscription_type");
+    const cJSON *many = cJSON_GetObjectItemCaseSensitive(data, "subscription_types");
+    if (!cJSON_IsString(one) && !cJSON_IsArray(many))
+        return NULL;
+    cJSON *copy = cJSON_Duplicate(req, true);
+    cJSON *rooms = cJSON_IsString(one) ? cJSON_CreateArray() : cJSON_Duplicate(many, true);
+    if (rooms && cJSON_IsString(one) && !cJSON_AddItemToArray(rooms, cJSON_CreateString(one->valuestring))) {
+        cJSON_Delete(rooms);
+        rooms = NULL;
+    }
+    if (!copy || !rooms || !cJSON_AddItemToObject(copy, "rooms", rooms)) {
+        cJSON_Delete(rooms);
+        cJSON_Delete(copy);
+        return NULL;
+    }
+    return copy;
+}
+
 void protocol_handle_frame(const struct protocol *p, struct conn *c, const char *data, size_t len, bool binary)
 {
     if (binary) {
@@ -194,9 +224,11 @@ void protocol_handle_frame(const struct protocol *p, struct conn *c, const char 
         reply_error(p->f, c, id, TB_ERR_BAD_FIELD, "\"type\" must be a string");
         goto done;
     }
+    cJSON *aliased = aliased_request(p, c, req, type->valuestring);
     for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
         if (strcmp(handlers[i].type, type->valuestring) == 0) {
-            handlers[i].fn(p, c, req, id);
+            handlers[i].fn(p, c, aliased ? aliased : req, id);
+            cJSON_Delete(aliased);
             goto done;
         }
     }

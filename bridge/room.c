@@ -16,6 +16,7 @@ struct room_registry {
     size_t stored;                  /* sum of room->bytes */
     size_t max_room_bytes, max_total_bytes;   /* 0 = no bound */
     uint64_t trimmed;
+    uint64_t keyed_dropped;         /* keep_last_max / keep_last_ttl evictions */
 };
 
 /* Every change of what a room stores goes through here: the room's and the registry's
@@ -50,6 +51,8 @@ struct room_registry *room_registry_new(void)
     return r;
 }
 
+static void keyed_free(struct room *room);
+
 static void room_free(struct room *room)
 {
     if (room->reg) {
@@ -62,6 +65,7 @@ static void room_free(struct room *room)
         msg_unref(room->lasts[i].msg);
     }
     free(room->lasts);
+    keyed_free(room);
     for (size_t i = 0; i < room->hist_len; i++)
         msg_unref(room->hist[(room->hist_head + i) % room->hist_cap]);
     free(room->hist);
@@ -91,6 +95,7 @@ size_t room_registry_count(const struct room_registry *r) { return r->count; }
 size_t room_registry_client_count(const struct room_registry *r) { return r->n_client; }
 size_t room_registry_stored_bytes(const struct room_registry *r) { return r->stored; }
 uint64_t room_registry_trimmed(const struct room_registry *r) { return r->trimmed; }
+uint64_t room_registry_keyed_dropped(const struct room_registry *r) { return r->keyed_dropped; }
 
 void room_registry_set_byte_limits(struct room_registry *r, size_t per_room, size_t total)
 {
@@ -321,10 +326,13 @@ static void trim_to_limits(struct room *room)
     }
 }
 
-void room_remember(struct room *room, const struct room_keep *keep, const char *type,
-                   struct tb_msg *m, uint64_t seq, uint64_t now_ms)
+bool room_remember(struct room *room, const struct room_keep *keep, const char *type,
+                   const char *key, struct tb_msg *m, uint64_t seq, uint64_t now_ms)
 {
-    if (keep->last)
+    bool keyed = false;
+    if (keep->keyed && key)
+        keyed = room_keyed_set(room, key, m, seq, now_ms, keep->keyed_max, keep->keyed_ttl_ms) == 0;
+    else if (keep->last)
         room_set_last_typed(room, type, m, seq, now_ms);
     if (keep->history) {
         if (room->hist_cap < keep->history)
@@ -333,6 +341,187 @@ void room_remember(struct room *room, const struct room_keep *keep, const char *
         room_history_push(room, m, seq, now_ms);
     }
     trim_to_limits(room);
+    return keyed;
+}
+
+/* ---- keyed last values ---------------------------------------------------------------- */
+
+static struct room_entry *entry_of(struct lws_dll2 *d)
+{
+    return d ? lws_container_of(d, struct room_entry, in_order) : NULL;
+}
+
+static struct room_entry **keyed_slot(const struct room_keyed *k, const char *key)
+{
+    return &k->index[tb_hash_str(key) & (k->buckets - 1)];
+}
+
+static struct room_entry *keyed_find(const struct room_keyed *k, const char *key)
+{
+    if (!k->buckets)
+        return NULL;
+    struct room_entry *e = *keyed_slot(k, key);
+    while (e && strcmp(e->key, key) != 0)
+        e = e->hnext;
+    return e;
+}
+
+static bool keyed_grow(struct room_keyed *k)
+{
+    size_t n = k->buckets ? k->buckets * 2 : 16;
+    struct room_entry **idx = calloc(n, sizeof *idx);
+    if (!idx)
+        return false;
+    free(k->index);
+    k->index = idx;
+    k->buckets = n;
+    for (struct room_entry *e = entry_of(k->order.head); e; e = entry_of(e->in_order.next)) {
+        struct room_entry **slot = keyed_slot(k, e->key);
+        e->hnext = *slot;
+        *slot = e;
+    }
+    return true;
+}
+
+/* Cursors standing on e move past it (e is about to move or go). A cursor that falls off
+ * the end is at 'then' (e itself when it moves to the end, NULL when it goes). */
+static void cursors_skip(struct room_keyed *k, struct room_entry *e, struct room_entry *then)
+{
+    struct lws_dll2 *d, *next;
+    for (d = k->snaps.head; d; d = next) {
+        next = d->next;
+        struct sub *s = lws_container_of(d, struct sub, in_snaps);
+        if (s->snap_next != e)
+            continue;
+        s->snap_next = entry_of(e->in_order.next);
+        if (!s->snap_next)
+            s->snap_next = then;
+        if (!s->snap_next)
+            lws_dll2_remove(&s->in_snaps);
+    }
+}
+
+static void entry_drop(struct room *room, struct room_entry *e)
+{
+    struct room_keyed *k = room->keyed;
+    cursors_skip(k, e, NULL);
+    struct room_entry **pp = keyed_slot(k, e->key);
+    while (*pp && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = e->hnext;
+    lws_dll2_remove(&e->in_order);
+    stored_sub(room, e->msg->len);
+    msg_unref(e->msg);
+    free(e->key);
+    free(e);
+}
+
+static void keyed_free(struct room *room)
+{
+    struct room_keyed *k = room->keyed;
+    if (!k)
+        return;
+    while (k->order.head)
+        entry_drop(room, entry_of(k->order.head));
+    free(k->index);
+    free(k);
+    room->keyed = NULL;
+}
+
+static struct room_entry *entry_new(struct room_keyed *k, const char *key)
+{
+    if (k->order.count >= k->buckets && !keyed_grow(k))
+        return NULL;
+    struct room_entry *e = calloc(1, sizeof *e);
+    if (!e || !(e->key = strdup(key))) {
+        free(e);
+        return NULL;
+    }
+    struct room_entry **slot = keyed_slot(k, key);
+    e->hnext = *slot;
+    *slot = e;
+    return e;
+}
+
+int room_keyed_set(struct room *room, const char *key, struct tb_msg *m, uint64_t seq,
+                   uint64_t now_ms, size_t max, uint64_t ttl_ms)
+{
+    if (!room->keyed && !(room->keyed = calloc(1, sizeof *room->keyed)))
+        return -1;
+    struct room_keyed *k = room->keyed;
+    k->max = max;
+    k->ttl_ms = ttl_ms;
+    struct room_entry *e = keyed_find(k, key);
+    if (e) {
+        cursors_skip(k, e, e);
+        lws_dll2_remove(&e->in_order);
+        stored_sub(room, e->msg->len);
+        msg_unref(e->msg);
+    } else if (!(e = entry_new(k, key))) {
+        return -1;
+    }
+    e->msg = msg_ref(m);
+    e->seq = seq;
+    e->at_ms = now_ms;
+    stored_add(room, m->len);
+    lws_dll2_add_tail(&e->in_order, &k->order);
+    while (max && k->order.count > max) {
+        entry_drop(room, entry_of(k->order.head));
+        if (room->reg)
+            room->reg->keyed_dropped++;
+    }
+    return 0;
+}
+
+struct tb_msg *room_keyed_get(const struct room *room, const char *key)
+{
+    struct room_entry *e = room->keyed ? keyed_find(room->keyed, key) : NULL;
+    return e ? e->msg : NULL;
+}
+
+size_t room_keyed_expire(struct room *room, uint64_t now_ms)
+{
+    struct room_keyed *k = room->keyed;
+    size_t n = 0;
+    if (!k || !k->ttl_ms)
+        return 0;
+    /* The order is by seq, and seqs are given in time order: the oldest entry is first. */
+    for (struct room_entry *e; (e = entry_of(k->order.head)) && e->at_ms + k->ttl_ms < now_ms; n++)
+        entry_drop(room, e);
+    if (room->reg)
+        room->reg->keyed_dropped += n;
+    return n;
+}
+
+bool room_snapshot_start(struct sub *s)
+{
+    struct room_keyed *k = s->room->keyed;
+    room_snapshot_stop(s);
+    if (!k || !k->order.head)
+        return false;
+    s->snap_next = entry_of(k->order.head);
+    lws_dll2_add_tail(&s->in_snaps, &k->snaps);
+    return true;
+}
+
+struct tb_msg *room_snapshot_take(struct sub *s)
+{
+    struct room_entry *e = s->snap_next;
+    if (!e)
+        return NULL;
+    s->snap_next = entry_of(e->in_order.next);
+    if (!s->snap_next)
+        lws_dll2_remove(&s->in_snaps);
+    return e->msg;
+}
+
+void room_snapshot_stop(struct sub *s)
+{
+    if (!s->snap_next)
+        return;
+    s->snap_next = NULL;
+    lws_dll2_remove(&s->in_snaps);
 }
 
 static size_t ring_index(const struct room *room, size_t k)
@@ -383,6 +572,7 @@ struct sub *room_join(struct room *room, struct conn *c)
 
 void room_leave(struct sub *s)
 {
+    room_snapshot_stop(s);
     lws_dll2_remove(&s->in_room);
 }
 

@@ -6,8 +6,10 @@
  * room and sits on two lists: the room's members and the connection's subscriptions.
  *
  * The room owns its data: room_remember() stores a routed message (keep_last per type,
- * history ring), room_history_since() plans a resume against the ring, room_has_state()
- * says whether anything is kept. No other module does arithmetic on the ring.
+ * keep_last per key in the keyed store, history ring), room_history_since() plans a
+ * resume against the ring, room_snapshot_*() walk the keyed store for a joiner,
+ * room_has_state() says whether anything is kept. No other module does arithmetic on
+ * the ring or the store.
  *
  * The registry tells one listener when a room is created (room_registry_on_create), so
  * client patterns can join new rooms without the registry knowing about patterns.
@@ -43,6 +45,8 @@ struct sub {
     bool auto_joined;                    /* joined because of the endpoint (recomputed on reload) */
     unsigned how;                        /* SUB_BY_* bits (subscribe.c) */
     struct sub_shape *shape;             /* per-client shaping (max_rate, fields), or NULL */
+    struct room_entry *snap_next;        /* keyed snapshot: next entry to send, NULL = live */
+    struct lws_dll2 in_snaps;            /* room_keyed.snaps while snap_next is set */
     struct tb_msg *held;                 /* max_rate: newest message waiting for its slot */
     uint64_t next_ms;                    /* max_rate: earliest time of the next send */
 };
@@ -55,6 +59,28 @@ struct room_last {
     uint64_t seq;
 };
 
+/* One key's newest message in a room's keyed store (keep_last: per_topic / by field). */
+struct room_entry {
+    char *key;
+    struct tb_msg *msg;
+    uint64_t seq, at_ms;
+    struct lws_dll2 in_order;    /* room_keyed.order: oldest seq first */
+    struct room_entry *hnext;    /* index chain */
+};
+
+/* The keyed last values of a room: a hash index by key and a list in seq order (an
+ * updated key moves to the end), so the oldest entry is the first to go when the bound
+ * or the TTL strikes, and a joiner's snapshot is a cursor walking that list. Subscriptions
+ * with a cursor sit on 'snaps', so an entry that moves or goes can move their cursors. */
+struct room_keyed {
+    struct room_entry **index;
+    size_t buckets;
+    struct lws_dll2_owner order;
+    struct lws_dll2_owner snaps; /* struct sub, linked by in_snaps */
+    size_t max;                  /* entries kept, oldest out beyond it */
+    uint64_t ttl_ms;             /* entries not updated for this long go; 0 = no limit */
+};
+
 struct room {
     char *name;
     struct room_registry *reg;   /* for the registry-wide byte and client-room counts */
@@ -65,6 +91,7 @@ struct room {
     uint64_t last_at_ms;
     struct room_last *lasts;     /* keep_last value per message type, oldest seq first */
     size_t n_lasts;
+    struct room_keyed *keyed;    /* keep_last per key, allocated on first use, or NULL */
     uint64_t hist_ttl_ms;        /* history entries older than this do not count; 0 = no limit */
     struct tb_msg **hist;        /* ring of the newest hist_cap messages */
     uint64_t *hist_seq;
@@ -89,7 +116,11 @@ static inline bool room_has_members(const struct room *r) { return r->members.co
 static inline size_t room_member_count(const struct room *r) { return (size_t)r->members.count; }
 
 /* Does the room keep anything (a last value or history)? */
-static inline bool room_has_state(const struct room *r) { return r->last || r->n_lasts || r->hist_len; }
+static inline size_t room_keyed_count(const struct room *r) { return r->keyed ? r->keyed->order.count : 0; }
+static inline bool room_has_state(const struct room *r)
+{
+    return r->last || r->n_lasts || r->hist_len || room_keyed_count(r);
+}
 
 struct room_registry;
 
@@ -126,11 +157,40 @@ struct room_keep {
     bool last;                   /* keep_last: the newest message per type */
     size_t history;              /* entries of history (the ring grows to the largest asked) */
     uint64_t history_ttl_ms;     /* 0 = entries never expire */
+    bool keyed;                  /* keep_last per key instead: the key is room_remember's */
+    size_t keyed_max;            /* keep_last_max (0 = no bound) */
+    uint64_t keyed_ttl_ms;       /* keep_last_ttl (0 = no limit) */
 };
-/* Stores m (seq, at now_ms) as the room's last value of 'type' and/or in its history,
- * as 'keep' says; nothing when it asks for neither. */
-void room_remember(struct room *room, const struct room_keep *keep, const char *type,
-                   struct tb_msg *m, uint64_t seq, uint64_t now_ms);
+/* Stores m (seq, at now_ms) as the room's last value of 'type' (keep->last), or of 'key'
+ * in the keyed store (keep->keyed; 'key' NULL = not kept there), and/or in its history,
+ * as 'keep' says; nothing when it asks for none. Returns true when m went into the keyed
+ * store (a member still receiving its snapshot gets it from there, not directly). */
+bool room_remember(struct room *room, const struct room_keep *keep, const char *type,
+                   const char *key, struct tb_msg *m, uint64_t seq, uint64_t now_ms);
+
+/* ---- keyed last values ---- */
+/* Stores m as the newest of 'key' (moves the key to the end of the order); drops the
+ * oldest entries beyond 'max' (0 = no bound). -1 when out of memory (nothing changed). */
+int room_keyed_set(struct room *room, const char *key, struct tb_msg *m, uint64_t seq,
+                   uint64_t now_ms, size_t max, uint64_t ttl_ms);
+/* The newest message of 'key', or NULL; borrowed. */
+struct tb_msg *room_keyed_get(const struct room *room, const char *key);
+/* Drops entries not updated within the store's TTL; returns how many. */
+size_t room_keyed_expire(struct room *room, uint64_t now_ms);
+/* Entries dropped by keep_last_max or keep_last_ttl since start. */
+uint64_t room_registry_keyed_dropped(const struct room_registry *r);
+
+/* A joiner's snapshot of the keyed store: a cursor that walks it oldest seq first. An
+ * entry updated before the cursor reaches it moves to the end and is sent once, with its
+ * newest value; one updated after it was sent is sent again (it is a new message); an
+ * entry dropped is skipped. So the member sees every key once and seqs only growing, and
+ * when the cursor reaches the end it is live. Returns false when there is nothing to send. */
+bool room_snapshot_start(struct sub *s);
+/* The next message of the snapshot (borrowed), advancing the cursor; NULL when done. */
+struct tb_msg *room_snapshot_take(struct sub *s);
+static inline bool room_snapshot_active(const struct sub *s) { return s->snap_next != NULL; }
+/* Abandons the cursor (the member leaves); harmless without one. */
+void room_snapshot_stop(struct sub *s);
 
 /* Sets the last value (takes a new reference; drops the old one). */
 void room_set_last(struct room *room, struct tb_msg *m, uint64_t now_ms);

@@ -215,6 +215,26 @@ size_t router_route(const struct tb_config *cfg, struct inbound *in, struct rout
     return out->n;
 }
 
+const char *router_keep_key(const struct cfg_route *r, const struct inbound *in, char *out,
+                            size_t outlen)
+{
+    if (!r->keep_last || r->keep_by == CFG_KEEP_TYPE)
+        return NULL;
+    const char *v = in->topic;
+    char num[64];
+    if (r->keep_by == CFG_KEEP_FIELD) {
+        const cJSON *f = in->json ? json_path_get(in->json, r->keep_by_field, strlen(r->keep_by_field)) : NULL;
+        if (cJSON_IsString(f))
+            v = f->valuestring;
+        else if (cJSON_IsNumber(f) && json_format_number(f->valuedouble, num, sizeof num) > 0)
+            v = num;
+        else
+            return NULL;
+    }
+    int n = snprintf(out, outlen, "%s\x1f%s", r->type, v);
+    return n > 0 && (size_t)n < outlen ? out : NULL;
+}
+
 bool router_matches(const struct tb_config *cfg, const char *topic)
 {
     for (size_t i = 0; i < cfg->n_routes; i++)

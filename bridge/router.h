@@ -61,6 +61,13 @@ void router_out_free(struct router_out *out);
 size_t router_route(const struct tb_config *cfg, struct inbound *in, struct router_out *out,
                     struct tb_stats *st);
 
+/* The key a keep_last per_topic / {by: payload.x} route keeps this message under in a
+ * room's keyed store: "<type>\x1f<topic or field value>" in out. NULL when the route keeps
+ * no keyed value, the field is missing or neither a string nor a number, or the key does
+ * not fit (the message is then delivered but not kept). */
+const char *router_keep_key(const struct cfg_route *r, const struct inbound *in, char *out,
+                            size_t outlen);
+
 /* True when some route's pattern matches 'topic'. */
 bool router_matches(const struct tb_config *cfg, const char *topic);
 

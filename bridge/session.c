@@ -80,12 +80,19 @@ const char *session_of_room(const struct cfg_sessions *cs, const char *room)
     return strncmp(room, prefix, n) == 0 && room[n] ? room + n : NULL;
 }
 
-bool session_known(const struct session_registry *r, const struct cfg_sessions *cs,
-                   struct room_registry *rooms, const char *sid)
+bool session_issued(const struct session_registry *r, const char *sid)
 {
     for (size_t i = 0; r && i < r->len; i++)
         if (strcmp(r->ids[(r->head + i) % r->cap], sid) == 0)
             return true;
+    return false;
+}
+
+bool session_known(const struct session_registry *r, const struct cfg_sessions *cs,
+                   struct room_registry *rooms, const char *sid)
+{
+    if (session_issued(r, sid))
+        return true;
     char name[SESSION_ID_MAX + 128];
     if (!session_room(cs, sid, name, sizeof name))
         return false;

@@ -40,6 +40,10 @@ bool session_on_mqtt(struct session_registry *r, const struct cfg_sessions *cs, 
 bool session_id_valid(const char *sid);
 /* Writes the room of session 'sid' into out; false when it does not fit. */
 bool session_room(const struct cfg_sessions *cs, const char *sid, char *out, size_t outlen);
+/* Is 'sid' a valid session id, i.e. one this bridge issued? The one place that decides
+ * (sessions.validate and session_known ask it); a retained registry shared by several
+ * bridges belongs here. */
+bool session_issued(const struct session_registry *r, const char *sid);
 /* Is 'sid' a session this bridge issued, or one whose room holds data? */
 bool session_known(const struct session_registry *r, const struct cfg_sessions *cs,
                    struct room_registry *rooms, const char *sid);

@@ -53,6 +53,7 @@ struct tb_stats {
     uint64_t refused[TB_REFUSED_COUNT]; /* client refusals by reason */
     uint64_t auth_unauthorized;    /* connections refused or closed 4401 (gate.c) */
     uint64_t auth_forbidden;       /* connections refused 4403 (gate.c) */
+    uint64_t sessions_unknown;     /* session-room deliveries refused by sessions.validate */
 };
 
 #endif

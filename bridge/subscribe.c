@@ -506,6 +506,90 @@ static void execute(struct subscriptions *ss, struct conn *c, struct plan *p)
     }
 }
 
+static bool epoch_is_mine(const struct subscriptions *ss, const char *epoch)
+{
+    char mine[24];
+    snprintf(mine, sizeof mine, "%016llx", (unsigned long long)ss->epoch);
+    return epoch && strcmp(mine, epoch) == 0;
+}
+
+void subscribe_catch_up(struct subscriptions *ss, struct conn *c, struct sub *const *subs, size_t n,
+                        const cJSON *since, const char *epoch)
+{
+    struct sub_opts o = {.since = since, .epoch_ok = epoch_is_mine(ss, epoch)};
+    struct plan p = {0};
+    for (size_t i = 0; i < n; i++)
+        plan_add(&p, decide(c, subs[i], &o, &p));
+    execute(ss, c, &p);
+    free(p.steps);
+}
+
+/* A seq as a URL writes it: 1 to 15 digits, nothing else. */
+static bool url_seq(const char *s, double *out)
+{
+    size_t n = strspn(s, "0123456789");
+    if (!n || n > 15 || s[n])
+        return false;
+    *out = strtod(s, NULL);
+    return true;
+}
+
+static struct sub *endpoint_sub(struct sub *const *subs, size_t n, const char *room)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(subs[i]->room->name, room) == 0)
+            return subs[i];
+    return NULL;
+}
+
+/* One since=... value into 'since'; false (and err) when it is malformed or foreign. */
+static bool url_since_one(char *v, struct sub *const *subs, size_t n, cJSON *since, char *err, size_t errlen)
+{
+    double seq;
+    char *colon = strrchr(v, ':');
+    const char *room = NULL;
+    if (!colon && n == 1 && url_seq(v, &seq)) {
+        room = subs[0]->room->name;
+    } else if (colon && url_seq(colon + 1, &seq)) {
+        *colon = '\0';
+        room = endpoint_sub(subs, n, v) ? v : NULL;
+        if (!room) {
+            snprintf(err, errlen, "since: '%.100s' is not a room of this endpoint", v);
+            return false;
+        }
+    } else {
+        snprintf(err, errlen, "since: expected <seq> (an endpoint of one room) or <room>:<seq>");
+        return false;
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(since, room))
+        cJSON_AddNumberToObject(since, room, seq);
+    return true;
+}
+
+cJSON *subscribe_url_since(const char *query, struct sub *const *subs, size_t n, char **scratch,
+                           const char **epoch, char *err, size_t errlen)
+{
+    *epoch = NULL;
+    *scratch = NULL;
+    err[0] = '\0';
+    if (!query || !*query || !(*scratch = strdup(query)))
+        return NULL;
+    cJSON *since = cJSON_CreateObject();
+    size_t taken = 0;
+    char *save = NULL;
+    for (char *arg = strtok_r(*scratch, "&", &save); arg && since; arg = strtok_r(NULL, "&", &save)) {
+        if (!strncmp(arg, "epoch=", 6))
+            *epoch = arg + 6;
+        else if (!strncmp(arg, "since=", 6) && taken++ < CFG_MAX_ROOMS)
+            url_since_one(arg + 6, subs, n, since, err, errlen);
+    }
+    if (since && !since->child) {
+        cJSON_Delete(since);
+        since = NULL;
+    }
+    return since;
+}
+
 /* ---- request handlers ---------------------------------------------------------------- */
 
 static const cJSON *rooms_field(struct subscriptions *ss, struct conn *c, const cJSON *req, const cJSON *id)
@@ -580,12 +664,49 @@ static void log_request(struct conn *c, const char *what, const cJSON *took, con
     free(refused);
 }
 
+/* On an endpoint without client_subscriptions, a subscribe is taken only as a resume of
+ * the endpoint's own rooms (since given, every room one the endpoint joined): nothing is
+ * joined, each room replays from history or gets a resync, as on /ws/connect. */
+static bool resume_own_rooms(struct subscriptions *ss, struct conn *c, const cJSON *rooms,
+                             const struct sub_opts *o, const cJSON *id)
+{
+    if (!o->since || !rooms->child)
+        return false;
+    for (const cJSON *r = rooms->child; r; r = r->next) {
+        struct sub *s = conn_find_sub(c, r->valuestring);
+        if (!s || !s->auto_joined)
+            return false;
+    }
+    struct plan p = {.reserve_frames = 1, .reserve_bytes = REPLY_RESERVE_BYTES};
+    cJSON *top = cJSON_CreateObject();
+    cJSON *took = cJSON_AddArrayToObject(top, "rooms");
+    cJSON_AddArrayToObject(top, "rejected");
+    for (const cJSON *r = rooms->child; r; r = r->next) {
+        if (seen_before(rooms, r))
+            continue;
+        struct sub *s = conn_find_sub(c, r->valuestring);
+        if (since_of(o, s->room->name))
+            plan_add(&p, decide(c, s, o, &p));
+        cJSON_AddItemToArray(took, cJSON_CreateString(r->valuestring));
+    }
+    resume_report(top, &p, o);
+    reply_send(ss->f, c, "subscribed", top, id);
+    execute(ss, c, &p);
+    free(p.steps);
+    return true;
+}
+
 void subscribe_handle_subscribe(struct subscriptions *ss, struct conn *c, const cJSON *req, const cJSON *id)
 {
     const cJSON *rooms = rooms_field(ss, c, req, id);
     struct sub_opts o;
     if (!rooms || subscribe_parse_opts(ss, c, req, id, &o))
         return;
+    const struct cfg_endpoint *ep = endpoint_of(ss, c);
+    if (!(ep && ep->client_subscriptions) && resume_own_rooms(ss, c, rooms, &o, id)) {
+        subscribe_opts_free(&o);
+        return;
+    }
     if (!subscriptions_enabled(ss, c, id)) {
         subscribe_opts_free(&o);
         return;

@@ -87,6 +87,20 @@ void subscribe_handle_unsubscribe(struct subscriptions *ss, struct conn *c, cons
  * refusal sends an error with the refusal code instead and returns -1. */
 int subscribe_join_one(struct subscriptions *ss, struct conn *c, const cJSON *id, const char *room,
                        struct sub_opts *o, const char *reply_type, cJSON *top);
+/* Resume on the upgrade URL (issue 15, point 3): reads 'query' (the URL's arguments,
+ * "a=b&c=d", already URL-decoded) for epoch=<e> and since=<seq> (an endpoint of one room)
+ * or since=<room>:<seq> (repeatable; the seq follows the last ':'). Other arguments are
+ * ignored. Returns {room: seq} for the connection's endpoint rooms (subs[0..n)), or NULL
+ * when the URL asks for no resume; *epoch gets the epoch (borrowed from 'scratch', a copy
+ * of query the caller frees) or NULL. A malformed or foreign since is left out and
+ * described in err (empty when all was well). */
+cJSON *subscribe_url_since(const char *query, struct sub *const *subs, size_t n, char **scratch,
+                           const char **epoch, char *err, size_t errlen);
+/* The catch-up of rooms the connection is in already (a new connection's endpoint rooms,
+ * in this order): for each, the resume 'since' asks for (replay or resync), else its state. */
+void subscribe_catch_up(struct subscriptions *ss, struct conn *c, struct sub *const *subs, size_t n,
+                        const cJSON *since, const char *epoch);
+
 /* Drops the client's own subscription of 'room'; false when it had none. */
 bool subscribe_leave_one(struct conn *c, const char *room);
 

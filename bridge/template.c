@@ -23,7 +23,8 @@ struct seg {
     char *text;         /* SEG_TEXT: literal; SEG_FIELD: dotted path */
     size_t len;
     int cap;            /* SEG_CAPTURE */
-    char *def;          /* default after '|', or NULL */
+    char *def;          /* default after the last '|', or NULL */
+    bool or_next;       /* a fallback chain: when this has no value, the next segment stands in */
 };
 
 struct tmpl {
@@ -126,7 +127,21 @@ static int resolve(struct builder *b, const char *name, size_t len, size_t off, 
     return 0;
 }
 
-/* Parses the placeholder whose '{' is at src[open]; returns the index after '}'. */
+/* One name of a placeholder (src[at..at+len)) into a segment. */
+static int name_seg(struct builder *b, size_t at, size_t len, struct seg **out)
+{
+    const char *name = b->t->src + at;
+    if (len == 0)
+        return fail(b, (int)at + 1, "empty placeholder name%.*s", "", 0);
+    int bad = bad_name_offset(name, len);
+    if (bad >= 0)
+        return fail(b, (int)at + 1 + bad, "bad character in placeholder name '%.*s'", name, len);
+    return resolve(b, name, len, at, out);
+}
+
+/* Parses the placeholder whose '{' is at src[open]; returns the index after '}'.
+ * {a|b|...|d}: a, b, ... are names tried in turn (a fallback chain); the last part d is
+ * one more name when it is a payload field ("payload.x"), else the literal default. */
 static long placeholder(struct builder *b, size_t open)
 {
     const char *src = b->t->src;
@@ -134,22 +149,28 @@ static long placeholder(struct builder *b, size_t open)
     if (!close)
         return fail(b, (int)open + 1, "unclosed '{'%.*s", "", 0);
     size_t end = (size_t)(close - src);
-    const char *bar = memchr(src + open + 1, '|', end - open - 1);
-    size_t name_end = bar ? (size_t)(bar - src) : end;
-    const char *name = src + open + 1;
-    size_t len = name_end - open - 1;
-    if (len == 0)
-        return fail(b, (int)open + 2, "empty placeholder name%.*s", "", 0);
-    int bad = bad_name_offset(name, len);
-    if (bad >= 0)
-        return fail(b, (int)open + 2 + bad, "bad character in placeholder name '%.*s'", name, len);
     if (flush_literal(b))
         return -1;
-    struct seg *s;
-    if (resolve(b, name, len, open + 1, &s))
-        return -1;
-    if (bar && !(s->def = strndup(bar + 1, end - name_end - 1)))
-        return fail(b, 1, "%.*s", "out of memory", 13);
+    struct seg *s = NULL;
+    size_t at = open + 1;
+    for (;;) {
+        const char *bar = memchr(src + at, '|', end - at);
+        size_t part_end = bar ? (size_t)(bar - src) : end;
+        if (s)
+            s->or_next = true;
+        if (name_seg(b, at, part_end - at, &s))
+            return -1;
+        if (!bar)
+            break;
+        at = part_end + 1;
+        const char *next_bar = memchr(src + at, '|', end - at);
+        bool last = !next_bar;
+        if (last && !(end - at > 8 && !memcmp(src + at, "payload.", 8))) {
+            if (!(s->def = strndup(src + at, end - at)))
+                return fail(b, 1, "%.*s", "out of memory", 13);
+            break;
+        }
+    }
     return (long)end + 1;
 }
 
@@ -304,7 +325,14 @@ int tmpl_render(const struct tmpl *t, const struct tmpl_ctx *ctx, char *out, siz
     struct out o = { .buf = outlen ? out : &dummy, .cap = outlen ? outlen : 1 };
     for (size_t i = 0; i < t->nsegs; i++) {
         const struct seg *s = &t->segs[i];
-        if (!put_value(&o, s, ctx, t->plain_fields)) {
+        bool ok = put_value(&o, s, ctx, t->plain_fields);
+        while (!ok && s->or_next) {
+            s = &t->segs[++i];
+            ok = put_value(&o, s, ctx, t->plain_fields);
+        }
+        while (s->or_next)          /* a value was found: skip the rest of the chain */
+            s = &t->segs[++i];
+        if (!ok) {
             if (!s->def) {
                 o.buf[0] = '\0';
                 return -1;

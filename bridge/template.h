@@ -2,6 +2,8 @@
  *
  *   "vehicle:{id}"                       capture of the topic / path pattern
  *   "{payload.simulation_mode|personal}" payload field (dotted path) with a default
+ *   "{payload.simulation_mode|payload.mode|personal}"   a fallback chain: the first name
+ *                                        with a value, else the default
  *   "Engine temperature {engine_metrics.temperature} C"   bare field (TMPL_BARE_FIELDS)
  *   "{topic}"                            the whole topic
  *   "{{" and "}}"                        literal braces
@@ -11,8 +13,10 @@
  * other dotted name is a payload field, otherwise it is a compile error ("template
  * names {x} but the pattern has no capture x"). Payload strings render as-is, numbers
  * in the shortest form that round-trips ("%.15g", integers without ".0"), booleans as
- * true/false. A field that is missing, null, an object or an array uses the default
- * after '|' when there is one; without a default the render fails. */
+ * true/false. A field that is missing, null, an object or an array uses the next name of
+ * the chain, then the default after the last '|' when there is one; without a default
+ * the render fails. In a chain every part but the last is a name (a capture, topic or
+ * payload field); the last is a name when it starts with "payload.", else the default. */
 #ifndef TB_TEMPLATE_H
 #define TB_TEMPLATE_H
 

@@ -393,6 +393,27 @@ static int on_peer_close(struct lws *wsi, struct pss *pss, const unsigned char *
     return -1;
 }
 
+/* The URL's arguments (lws keeps them decoded, one fragment each) joined with '&' for
+ * the resume (since/epoch); arguments that do not fit whole are left out. */
+static void url_args(struct lws *wsi, char *buf, size_t len)
+{
+    size_t used = 0;
+    char frag[256];
+    buf[0] = '\0';
+    for (int i = 0; i < 128; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, (int)sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            break;
+        if (used + (size_t)n + 2 > len)
+            continue;
+        if (used)
+            buf[used++] = '&';
+        memcpy(buf + used, frag, (size_t)n);
+        used += (size_t)n;
+        buf[used] = '\0';
+    }
+}
+
 /* The connection counts against its address (max_per_address) until it closes. */
 static void count_address(struct ws_server *ws, struct lws *wsi, struct pss *pss)
 {
@@ -438,7 +459,11 @@ static int on_established(struct ws_server *ws, struct lws *wsi, struct pss *pss
     if (!credbuf)
         return -1;
     struct gate_cred cred = ws_auth_credential(wsi, credbuf, WS_AUTH_BUF, true);
-    struct conn *c = bridge_open_auth(br, wsi, path, &cred, remote);
+    char args[1024];    /* may hold ?token=: wiped below like the credential */
+    url_args(wsi, args, sizeof args);
+    struct bridge_open_args oa = {&cred, remote, args};
+    struct conn *c = bridge_open_with(br, wsi, path, &oa);
+    OPENSSL_cleanse(args, sizeof args);
     OPENSSL_cleanse(credbuf, WS_AUTH_BUF);
     free(credbuf);
     if (!c)

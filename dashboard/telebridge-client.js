@@ -165,13 +165,26 @@ export class TelebridgeClient {
   /** URL and subprotocols of the next handshake, with the token where tokenIn says. */
   handshake() {
     const t = this.opts.token;
-    if (!t) return { url: this.url, protocols: null };
+    const url = this.resumeUrl();
+    if (!t) return { url, protocols: null };
     if (this.opts.tokenIn === 'query') {
-      const u = new URL(this.url);
+      const u = new URL(url);
       u.searchParams.set('token', t);
       return { url: u.toString(), protocols: null };
     }
-    return { url: this.url, protocols: ['bearer', t] };
+    return { url, protocols: ['bearer', t] };
+  }
+
+  /** The URL, plus since/epoch for the rooms the endpoint itself joined (its welcome
+   *  "rooms") that we have seqs of: fixed endpoints resume on the URL (docs/protocol.md). */
+  resumeUrl() {
+    const own = (this.welcome && this.welcome.rooms) || [];
+    if (!this.opts.resume || this.epoch == null) return this.url;
+    const args = own.filter((r) => this.seqs.has(r) && !this.subscriptions.has(r))
+      .map((r) => `since=${encodeURIComponent(r)}:${this.seqs.get(r)}`);
+    if (!args.length) return this.url;
+    args.push(`epoch=${encodeURIComponent(this.epoch)}`);
+    return this.url + (this.url.includes('?') ? '&' : '?') + args.join('&');
   }
 
   /** Uses this token from the next (re)connect on. The open connection keeps its identity. */

@@ -130,6 +130,8 @@ export declare class TelebridgeClient {
   close(code?: number, reason?: string): void;
   /** Token for the next (re)connect. */
   setToken(token: string | null): void;
+  /** The endpoint URL plus since/epoch for its own rooms (resume on reconnect). */
+  resumeUrl(): string;
   /** Sends {"type":"refresh","token"} on the open connection (endpoints that announce auth_expiring). */
   refreshToken(token: string): boolean;
   send(frame: object | string): boolean;

@@ -200,6 +200,26 @@ test('resume: resubscribes with since/epoch after a reconnect; duplicates droppe
   await srv.close();
 });
 
+test('resume on a fixed endpoint: the reconnect URL carries since/epoch for the endpoint\'s own rooms', async () => {
+  const urls = [];
+  const srv = await fakeBridge((sock, n, url) => {
+    urls.push(url);
+    welcome(sock, { endpoint: '/ws/telemetry/{id}', rooms: ['vehicle:7'], client_subscriptions: false, epoch: 'E1' });
+    if (n === 0) for (let seq = 1; seq <= 3; seq++)
+      sock.send(JSON.stringify({ type: 'telemetry_update', room: 'vehicle:7', topic: 'vehicle/7/telemetry', seq, ts: Date.now(), data: {} }));
+  });
+  const c = client(srv.url + '/ws/telemetry/7');
+  c.connect();
+  await waitFor(() => c.seqs.get('vehicle:7') === 3, 2000, '3 messages');
+  srv.sockets[0].terminate();
+  await waitFor(() => urls.length === 2, 3000, 'reconnect');
+  assert.equal(urls[0], '/ws/telemetry/7');
+  assert.equal(urls[1], '/ws/telemetry/7?since=vehicle%3A7:3&epoch=E1');
+  assert.equal(srv.frames.length, 0, 'no subscribe request on a fixed endpoint');
+  c.close();
+  await srv.close();
+});
+
 test('join_session: reply, then re-joined with since after a reconnect; unknown session rejects', async () => {
   const srv = await fakeBridge((sock, n) => {
     welcome(sock, { client_subscriptions: false, rooms: ['personal'] });

@@ -1087,6 +1087,77 @@ static void test_tls_restart_settings(void **state)
     config_unref(cur);
 }
 
+/* keep_last: true | false | per_topic | {by: payload.<field>}, keep_last_max, keep_last_ttl
+ * (issue 15, point 1). */
+static void test_keep_last_forms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml, *want;
+    } bad[] = {
+        { "routes:\n  - {match: a, rooms: [a], keep_last: per_room}\n",
+          "inline.yaml:2:39: keep_last: expected true, false, per_topic or {by: payload.<field>}, not 'per_room'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: vehicle_id}}\n",
+          "keep_last.by: expected a payload field such as payload.vehicle_id, not 'vehicle_id'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: payload.}}\n", "not 'payload.'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: payload.a..b}}\n", "not 'payload.a..b'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: \"payload.a b\"}}\n", "not 'payload.a b'" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {key: payload.a}}\n", "keep_last: expected true" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: {by: payload.a, x: 1}}\n", "keep_last: expected true" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: [a]}\n", "keep_last: expected true" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: per_topic, keep_last_max: 0}\n",
+          "keep_last_max must be between 1 and 10000000" },
+        { "routes:\n  - {match: a, rooms: [a], keep_last: per_topic, keep_last_ttl: 10ms}\n", "keep_last_ttl" },
+        /* envelope profiles (issue 15, point 6) */
+        { "endpoints: {/a: {rooms: [a], envelope: {ts_field: seq}}}\n", "envelope.ts_field 'seq' would replace the envelope's own 'seq'" },
+        { "endpoints: {/a: {rooms: [a], envelope: {ts_field: \"a b\"}}}\n", "envelope.ts_field: expected 1 to 23 of [A-Za-z0-9_]" },
+        { "endpoints: {/a: {rooms: [a], envelope: {timestamp: rfc822}}}\n", "timestamp must be one of ms, iso8601" },
+        { "endpoints: {/a: {rooms: [a], envelope: {tz: utc}}}\n", "unknown key 'tz' in envelope" },
+        { "endpoints: {/a: {rooms: [a], envelope: iso}}\n", "envelope: expected a mapping" },
+        { "endpoints: {/a: {rooms: [a], request_alias: data.type}}\n", "request_alias must be one of none, data.subscription_type" },
+        /* a fallback chain that reads the payload still needs rooms_allowed (issue 15, point 4) */
+        { "routes:\n  - {match: \"v/{id}\", rooms: [\"{id|payload.mode|p}\"]}\n", "list the rooms it may select in 'rooms_allowed'" },
+        { "routes:\n  - {match: \"v/{id}\", rooms: [\"{payload.a|fleet|p}\"], rooms_allowed: [p]}\n",
+          "template names {fleet} but the pattern has no capture fleet" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct config_diag d = { 0 };
+        assert_null(load_str(bad[i].yaml, &d));
+        bool ok = d.n >= 1 && strstr(d.msgs[0], bad[i].want);
+        if (!ok)
+            print_error("case %zu: got '%s', want '%s'\n", i, d.n ? d.msgs[0] : "(none)", bad[i].want);
+        config_diag_free(&d);
+        assert_true(ok);
+    }
+    struct config_diag d = { 0 };
+    struct tb_config *c = load_str(
+        "routes:\n"
+        "  - {match: a, rooms: [a], keep_last: true}\n"
+        "  - {match: b, rooms: [a], keep_last: per_topic, keep_last_max: 50, keep_last_ttl: 1h}\n"
+        "  - {match: c, rooms: [a], keep_last: {by: payload.vehicle.id}}\n"
+        "  - {match: d, rooms: [a], keep_last: false}\n", &d);
+    assert_non_null(c);
+    assert_true(c->routes[0].keep_last);
+    assert_int_equal(c->routes[0].keep_by, CFG_KEEP_TYPE);
+    assert_int_equal(c->routes[0].keep_last_max, 10000);
+    assert_int_equal(c->routes[0].keep_last_ttl_ms, 0);
+    assert_int_equal(c->routes[1].keep_by, CFG_KEEP_TOPIC);
+    assert_int_equal(c->routes[1].keep_last_max, 50);
+    assert_int_equal(c->routes[1].keep_last_ttl_ms, 3600000);
+    assert_int_equal(c->routes[2].keep_by, CFG_KEEP_FIELD);
+    assert_string_equal(c->routes[2].keep_by_field, "vehicle.id");
+    assert_false(c->routes[3].keep_last);
+    config_unref(c);
+    c = load_str("endpoints:\n  /a: {rooms: [a], envelope: {ts_field: timestamp, timestamp: iso8601}}\n"
+                 "  /b: {same_as: /a}\n  /c: {rooms: [c]}\n", &d);
+    assert_non_null(c);
+    assert_true(c->endpoints[0].envelope.set);
+    assert_string_equal(c->endpoints[1].envelope.ts_field, "timestamp");
+    assert_int_equal(c->endpoints[1].envelope.timestamp, CFG_TS_ISO8601);
+    assert_false(c->endpoints[2].envelope.set);
+    config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1105,6 +1176,7 @@ int main(void)
         cmocka_unit_test(test_env_missing),
         cmocka_unit_test(test_several_errors),
         cmocka_unit_test(test_inline_errors),
+        cmocka_unit_test(test_keep_last_forms),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_writer_threads),
         cmocka_unit_test(test_full),

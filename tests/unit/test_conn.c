@@ -594,10 +594,82 @@ static void test_count_sent(void **state)
     conn_free(b);
 }
 
+/* Envelope profiles (issue 15, point 6): the time field renamed and reformatted, the key
+ * kept, payload text that looks like a time field left alone. */
+static void expect_retime(const char *in, const char *field, int iso, const char *want)
+{
+    struct tb_msg *m = msg_new(in, strlen(in));
+    m->key = 42;
+    struct tb_msg *out = msg_retime(m, field, iso);
+    assert_non_null(out);
+    assert_string_equal((const char *)msg_payload(out), want);
+    assert_int_equal(out->len, strlen(want));
+    assert_int_equal(out->key, 42);
+    msg_unref(out);
+    msg_unref(m);
+}
+
+static void test_msg_retime(void **state)
+{
+    (void)state;
+    expect_retime("{\"type\":\"t\",\"room\":\"r\",\"seq\":3,\"ts\":1705314600123,\"data\":{\"ts\":1}}", "timestamp", 1,
+                  "{\"type\":\"t\",\"room\":\"r\",\"seq\":3,\"timestamp\":\"2024-01-15T10:30:00.123Z\",\"data\":{\"ts\":1}}");
+    expect_retime("{\"type\":\"welcome\",\"ts\":5,\"data\":{}}", "time", 0, "{\"type\":\"welcome\",\"time\":5,\"data\":{}}");
+    expect_retime("{\"type\":\"pong\",\"ts\":0}", "timestamp", 1, "{\"type\":\"pong\",\"timestamp\":\"1970-01-01T00:00:00.000Z\"}");
+    /* a name that only looks like the field, inside a string, is not it */
+    expect_retime("{\"type\":\"a,\\\"ts\\\":1\",\"ts\":2}", "t", 0, "{\"type\":\"a,\\\"ts\\\":1\",\"t\":2}");
+    expect_retime("{\"type\":\"none\"}", "t", 1, "{\"type\":\"none\"}");   /* no field: the same */
+}
+
+/* A connection with a profile queues its own copy; others share the frame. */
+static void test_enqueue_with_profile(void **state)
+{
+    struct fix *f = *state;
+    struct conn *plain = conn_new(&f->env, NULL, 1, 8, 65536), *seed = conn_new(&f->env, NULL, 2, 8, 65536);
+    snprintf(seed->ts_field, sizeof seed->ts_field, "timestamp");
+    seed->ts_iso = true;
+    seed->profiled = true;
+    const char *text = "{\"type\":\"x\",\"ts\":1000}";
+    struct tb_msg *m = msg_new(text, strlen(text));
+    conn_enqueue(plain, m, NULL, false);
+    conn_enqueue(seed, m, NULL, false);
+    assert_ptr_equal(conn_queue_frame(plain, 0), m);
+    assert_string_equal((const char *)msg_payload(conn_queue_frame(seed, 0)),
+                        "{\"type\":\"x\",\"timestamp\":\"1970-01-01T00:00:01.000Z\"}");
+    assert_int_equal(m->refs, 2);
+    msg_unref(m);
+    /* seed 002's alerts and heartbeats: raised_at -> timestamp (the alert's own, not the
+     * payload value's), server_status ok -> healthy, heartbeat timestamp in ISO 8601 */
+    snprintf(seed->alert_time_field, sizeof seed->alert_time_field, "timestamp");
+    snprintf(seed->status_ok, sizeof seed->status_ok, "healthy");
+    const char *alert = "{\"type\":\"alert\",\"ts\":0,\"data\":{\"value\":{\"raised_at\":1},\"raised_at\":2000,\"state\":\"active\"}}";
+    const char *beat = "{\"type\":\"heartbeat\",\"ts\":0,\"data\":{\"timestamp\":3000,\"server_status\":\"ok\"}}";
+    const char *routed = "{\"type\":\"telemetry\",\"ts\":0,\"data\":{\"raised_at\":1,\"server_status\":\"ok\"}}";
+    const char *text_in[] = {alert, beat, routed};
+    for (int i = 0; i < 3; i++) {
+        m = msg_new(text_in[i], strlen(text_in[i]));
+        conn_enqueue(seed, m, NULL, false);
+        msg_unref(m);
+    }
+    assert_string_equal((const char *)msg_payload(conn_queue_frame(seed, 1)),
+                        "{\"type\":\"alert\",\"timestamp\":\"1970-01-01T00:00:00.000Z\",\"data\":{\"value\":{\"raised_at\":1},"
+                        "\"timestamp\":\"1970-01-01T00:00:02.000Z\",\"state\":\"active\"}}");
+    assert_string_equal((const char *)msg_payload(conn_queue_frame(seed, 2)),
+                        "{\"type\":\"heartbeat\",\"timestamp\":\"1970-01-01T00:00:00.000Z\",\"data\":{\"timestamp\":"
+                        "\"1970-01-01T00:00:03.000Z\",\"server_status\":\"healthy\"}}");
+    assert_string_equal((const char *)msg_payload(conn_queue_frame(seed, 3)),   /* payload untouched */
+                        "{\"type\":\"telemetry\",\"timestamp\":\"1970-01-01T00:00:00.000Z\",\"data\":{\"raised_at\":1,"
+                        "\"server_status\":\"ok\"}}");
+    conn_free(plain);
+    conn_free(seed);
+}
+
 int main(void)
 {
     log_set_level(TB_LOG_ERROR);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_msg_retime),
+        cmocka_unit_test_setup_teardown(test_enqueue_with_profile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_under_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflation_keeps_room_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflation_is_per_subscription, setup, teardown),

@@ -588,6 +588,170 @@ static void test_authorizer(void **state)
     bridge_close(br, c);
 }
 
+/* ---- delivery: once (issue 15, point 2) ------------------------------------------------- */
+
+static void deliver_pair(struct bridge *br, const char *match)
+{
+    static const char *const rooms[] = {"pair:a", "pair:b"};
+    fanout_message_begin(br->fan, 2);
+    fanout_deliver_rooms(br->fan, fixture_route(br, match), NULL, rooms, 2, "vehicle/1/telemetry", "{}", 2);
+}
+
+static void test_delivery_once(void **state)
+{
+    struct bridge *br = *state;
+    struct conn *both = open_conn(br, "/ws/pair"), *c = open_conn(br, "/ws/connect");
+    send_json(br, c, "{\"type\":\"subscribe\",\"rooms\":[\"pair:b\"]}");
+    assert_int_equal(both->q_len, 1);
+    assert_int_equal(c->q_len, 2);
+    deliver_pair(br, TELE);
+    assert_int_equal(both->q_len, 2);            /* once, through its first room */
+    cJSON *j = parse(both, 1);
+    char *rooms = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "rooms"));
+    assert_string_equal(rooms, "[\"pair:a\",\"pair:b\"]");
+    free(rooms);
+    cJSON_Delete(j);
+    assert_int_equal(c->q_len, 3);               /* the member of one room gets its room's frame */
+    expect_frame(c, 2, "telemetry_update", "pair:b", 1);
+    /* another message is another delivery; another type of the same message too */
+    deliver_pair(br, TELE);
+    assert_int_equal(both->q_len, 3);
+    static const char *const a[] = {"pair:a"}, *const b[] = {"pair:b"};
+    fanout_message_begin(br->fan, 2);
+    fanout_deliver_rooms(br->fan, fixture_route(br, TELE), NULL, a, 1, "t", "{}", 2);
+    fanout_deliver_rooms(br->fan, fixture_route(br, STATE), NULL, b, 1, "t", "{}", 2);
+    assert_int_equal(both->q_len, 5);
+    assert_null(strstr(text_of(both, 3), "\"rooms\""));   /* a route of one room names none */
+    /* delivery: per_room, the old behaviour */
+    fanout_set_delivery_once(br->fan, false);
+    deliver_pair(br, TELE);
+    assert_int_equal(both->q_len, 7);
+    expect_frame(both, 5, "telemetry_update", "pair:a", -1);
+    expect_frame(both, 6, "telemetry_update", "pair:b", -1);
+    assert_null(strstr(text_of(both, 5), "\"rooms\""));
+    bridge_close(br, both);
+    bridge_close(br, c);
+}
+
+/* ---- keyed snapshots (issue 15, point 1) ----------------------------------------------- */
+
+static const char POOL_CONFIG[] =
+    "mqtt: {host: 127.0.0.1, port: 1883}\n"
+    "server: {listen: '127.0.0.1:1', send_queue_frames: 64}\n"
+    "endpoints:\n"
+    "  /ws/pool: {rooms: [pool]}\n"
+    "routes:\n"
+    "  - {match: \"fleet/{id}\", rooms: [pool], type: vehicle_update, keep_last: per_topic,\n"
+    "     keep_last_max: 20000, slow_client: disconnect}\n"
+    "heartbeat: {interval: 0, ws_ping: 0, idle_timeout: 0}\n";
+
+static void publish_vehicle(struct bridge *br, unsigned id, unsigned value)
+{
+    char topic[32], data[32], key[64];
+    snprintf(topic, sizeof topic, "fleet/%u", id);
+    snprintf(data, sizeof data, "{\"v\":%u}", value);
+    snprintf(key, sizeof key, "vehicle_update\x1f%s", topic);
+    fanout_deliver_keyed(br->fan, "pool", fixture_route(br, "fleet/{id}"), key, topic, data, strlen(data));
+}
+
+/* What a client read: the newest value per vehicle, and the seqs in order. */
+struct reader {
+    long seen[10100];
+    long last_seq;
+    size_t frames;
+};
+
+/* Takes every queued frame off c as the writer would, checking seq order. */
+static void read_all(struct conn *c, struct reader *rd)
+{
+    while (c->q_len) {
+        struct tb_msg *m = conn_queue_pop(c);
+        cJSON *j = cJSON_ParseWithLength((const char *)msg_payload(m), m->len);
+        msg_unref(m);
+        assert_non_null(j);
+        if (!strcmp(str_of(j, "type"), "vehicle_update")) {
+            long seq = (long)num_of(j, "seq");
+            assert_true(seq > rd->last_seq);       /* no duplicate, never backwards */
+            rd->last_seq = seq;
+            unsigned id = (unsigned)atoi(str_of(j, "topic") + 6);
+            assert_true(id < 10100);
+            rd->seen[id] = (long)num_of(cJSON_GetObjectItemCaseSensitive(j, "data"), "v");
+            rd->frames++;
+        }
+        cJSON_Delete(j);
+    }
+    conn_admit_pending(c);
+}
+
+/* A joiner of a room holding 10,000 vehicles gets all of them, paced: its queue (64
+ * frames, slow_client: disconnect) never holds more than half, it is not closed, live
+ * updates during the snapshot come once with their newest value and in seq order, and a
+ * member already live gets every update at once. */
+static void test_keyed_snapshot_paced(void **state)
+{
+    (void)state;
+    struct bridge *br = make_bridge(POOL_CONFIG);
+    struct reader *live = calloc(1, sizeof *live), *joiner = calloc(1, sizeof *joiner);
+    struct conn *old = open_conn(br, "/ws/pool");
+    read_all(old, live);
+    for (unsigned id = 0; id < 10000; id++) {
+        publish_vehicle(br, id, 1);
+        read_all(old, live);
+    }
+    assert_int_equal(room_keyed_count(room_find(br->rooms, "pool")), 10000);
+
+    struct conn *c = open_conn(br, "/ws/pool");
+    expect_frame(c, 0, "welcome", NULL, -1);
+    assert_int_equal(c->q_len, 32);
+    unsigned value = 2;
+    while (c->n_snapping) {
+        assert_true(c->q_len <= 32);
+        read_all(c, joiner);
+        /* live traffic while the snapshot runs: old vehicles, and new ones */
+        publish_vehicle(br, (value * 7919u) % 10000u, value);
+        if (value % 50 == 0)
+            publish_vehicle(br, 10000 + value / 50, value);
+        value++;
+        uint32_t before = (uint32_t)live->frames;
+        read_all(old, live);
+        assert_true(live->frames > before);     /* the live member is not held back */
+    }
+    read_all(c, joiner);
+    assert_false(conn_has_backlog(c));
+    assert_false(c->closing);
+    for (unsigned id = 0; id < 10100; id++)
+        assert_int_equal(joiner->seen[id], live->seen[id]);   /* every vehicle, newest value */
+    assert_true(joiner->frames >= 10000);
+    /* then live: one frame per update */
+    size_t before = joiner->frames;
+    publish_vehicle(br, 5, 99999);
+    read_all(c, joiner);
+    assert_int_equal(joiner->frames, before + 1);
+    assert_int_equal(joiner->seen[5], 99999);
+    bridge_close(br, c);
+    bridge_close(br, old);
+    free(live);
+    free(joiner);
+    bridge_free(br);
+}
+
+/* A joiner that leaves mid-snapshot leaves nothing behind (ASan checks the cursor). */
+static void test_keyed_snapshot_leave(void **state)
+{
+    (void)state;
+    struct bridge *br = make_bridge(POOL_CONFIG);
+    for (unsigned id = 0; id < 500; id++)
+        publish_vehicle(br, id, 1);
+    struct conn *c = open_conn(br, "/ws/pool");
+    assert_true(conn_has_backlog(c));
+    bridge_close(br, c);
+    publish_vehicle(br, 1, 2);   /* moves the entry the cursor stood near */
+    struct room *room = room_find(br->rooms, "pool");
+    assert_int_equal(room_keyed_count(room), 500);
+    assert_int_equal(room->keyed->snaps.count, 0);
+    bridge_free(br);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -601,6 +765,9 @@ int main(void)
         cmocka_unit_test(test_max_rooms),
         cmocka_unit_test_setup_teardown(test_join_state_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorizer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_once, setup, teardown),
+        cmocka_unit_test(test_keyed_snapshot_paced),
+        cmocka_unit_test(test_keyed_snapshot_leave),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

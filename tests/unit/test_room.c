@@ -1,5 +1,5 @@
 /* Unit tests for room: history ring, expiry by history_ttl, lockstep membership lookup,
- * release of idle rooms. */
+ * release of idle rooms, keyed last values (order, bound, TTL) and snapshot cursors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -67,9 +67,9 @@ static void remember(struct room *room, size_t bytes, uint64_t seq)
     memset(text, 'x', bytes);
     struct tb_msg *m = msg_new(text, bytes);
     free(text);
-    struct room_keep keep = {true, 100, 0};
+    struct room_keep keep = {.last = true, .history = 100};
     room->seq = seq;
-    room_remember(room, &keep, "t", m, seq, seq);
+    room_remember(room, &keep, "t", NULL, m, seq, seq);
     msg_unref(m);
 }
 
@@ -148,6 +148,129 @@ static void test_lockstep_lookup(void **state)
     room_registry_free(r);
 }
 
+/* ---- keyed last values (issue 15, point 1) ---- */
+
+static void keyed(struct room *room, const char *key, uint64_t seq, uint64_t at, size_t max, uint64_t ttl)
+{
+    char text[32];
+    int n = snprintf(text, sizeof text, "{\"seq\":%llu}", (unsigned long long)seq);
+    struct tb_msg *m = msg_new(text, (size_t)n);
+    room->seq = seq;
+    assert_int_equal(room_keyed_set(room, key, m, seq, at, max, ttl), 0);
+    msg_unref(m);
+}
+
+/* The seq carried by a kept message ({"seq":N}). */
+static unsigned long long seq_of(struct tb_msg *m)
+{
+    return strtoull((const char *)msg_payload(m) + 7, NULL, 10);
+}
+
+static void test_keyed_newest_per_key_bounded(void **state)
+{
+    (void)state;
+    struct room_registry *r = room_registry_new();
+    struct room *room = room_get(r, "pool");
+    keyed(room, "a", 1, 1, 3, 0);
+    keyed(room, "b", 2, 2, 3, 0);
+    keyed(room, "a", 3, 3, 3, 0);          /* a: newest value, moves to the end */
+    keyed(room, "c", 4, 4, 3, 0);
+    assert_int_equal(room_keyed_count(room), 3);
+    assert_int_equal(seq_of(room_keyed_get(room, "a")), 3);
+    keyed(room, "d", 5, 5, 3, 0);          /* beyond 3: the oldest (b) goes, not a */
+    assert_null(room_keyed_get(room, "b"));
+    assert_non_null(room_keyed_get(room, "a"));
+    assert_int_equal(room_registry_keyed_dropped(r), 1);
+    assert_true(room_has_state(room));
+    size_t bytes = room_registry_stored_bytes(r);
+    assert_true(bytes > 0);
+    room_release_if_idle(r, room);         /* state: kept */
+    assert_int_equal(room_registry_count(r), 1);
+    room_registry_free(r);
+}
+
+static void test_keyed_ttl(void **state)
+{
+    (void)state;
+    struct room_registry *r = room_registry_new();
+    struct room *room = room_get(r, "pool");
+    keyed(room, "a", 1, 1000, 0, 5000);
+    keyed(room, "b", 2, 2000, 0, 5000);
+    keyed(room, "a", 3, 4000, 0, 5000);    /* a refreshed */
+    assert_int_equal(room_keyed_expire(room, 6000), 0);
+    assert_int_equal(room_keyed_expire(room, 7001), 1);   /* b, silent since 2000 */
+    assert_null(room_keyed_get(room, "b"));
+    assert_int_equal(room_keyed_expire(room, 9001), 1);
+    assert_false(room_has_state(room));
+    assert_int_equal(room_registry_stored_bytes(r), 0);
+    room_release_if_idle(r, room);
+    assert_int_equal(room_registry_count(r), 0);
+    room_registry_free(r);
+}
+
+/* The snapshot cursor: every key once, seqs only growing, an update before the cursor
+ * reaches its key is sent once with the newest value, one after it is sent again, a
+ * dropped key is skipped. */
+static void test_snapshot_cursor(void **state)
+{
+    (void)state;
+    struct room_registry *r = room_registry_new();
+    struct room *room = room_get(r, "pool");
+    for (uint64_t i = 1; i <= 5; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "k%llu", (unsigned long long)i);
+        keyed(room, key, i, i, 5, 0);
+    }
+    int c1;
+    struct sub *s = room_join(room, (struct conn *)&c1);
+    assert_true(room_snapshot_start(s));
+    assert_int_equal(seq_of(room_snapshot_take(s)), 1);   /* k1 */
+    keyed(room, "k1", 6, 6, 5, 0);         /* after it was sent: sent again at the end */
+    keyed(room, "k3", 7, 7, 5, 0);         /* before: moves to the end, sent once */
+    keyed(room, "k2", 8, 8, 5, 0);         /* the cursor's own entry moves */
+    keyed(room, "k6", 9, 9, 5, 0);         /* bound 5: k4 (oldest) goes */
+    unsigned long long want[] = {5, 6, 7, 8, 9}, prev = 0;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        struct tb_msg *m = room_snapshot_take(s);
+        assert_non_null(m);
+        assert_true(seq_of(m) > prev);
+        prev = seq_of(m);
+        assert_int_equal(prev, want[i]);
+    }
+    assert_false(room_snapshot_active(s));
+    assert_null(room_snapshot_take(s));
+    /* the last entry updated while the cursor stands on it stays to be sent */
+    assert_true(room_snapshot_start(s));
+    for (int i = 0; i < 4; i++)
+        room_snapshot_take(s);
+    keyed(room, "k6", 10, 10, 5, 0);
+    assert_int_equal(seq_of(room_snapshot_take(s)), 10);
+    assert_false(room_snapshot_active(s));
+    /* leaving mid-snapshot, and the room dropping the cursor's entry at the end */
+    assert_true(room_snapshot_start(s));
+    room_leave(s);
+    assert_false(room_snapshot_active(s));
+    free(s);
+    room_registry_free(r);
+}
+
+static void test_snapshot_entry_dropped_under_cursor(void **state)
+{
+    (void)state;
+    struct room_registry *r = room_registry_new();
+    struct room *room = room_get(r, "pool");
+    keyed(room, "a", 1, 1000, 0, 5000);
+    int c1;
+    struct sub *s = room_join(room, (struct conn *)&c1);
+    assert_true(room_snapshot_start(s));
+    assert_int_equal(room_keyed_expire(room, 10000), 1);   /* the only entry: done */
+    assert_false(room_snapshot_active(s));
+    assert_false(room_snapshot_start(s));                   /* nothing to send */
+    room_leave(s);
+    free(s);
+    room_registry_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -156,6 +279,10 @@ int main(void)
         cmocka_unit_test(test_lockstep_lookup),
         cmocka_unit_test(test_byte_bounds),
         cmocka_unit_test(test_client_rooms_counted),
+        cmocka_unit_test(test_keyed_newest_per_key_bounded),
+        cmocka_unit_test(test_keyed_ttl),
+        cmocka_unit_test(test_snapshot_cursor),
+        cmocka_unit_test(test_snapshot_entry_dropped_under_cursor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,6 +176,48 @@ static void test_plain_fields(void **state)
     tmpl_free(t);
 }
 
+/* Fallback chains (issue 15, point 4): seed 000 routes on "mode" in its code and
+ * "simulation_mode" in its text; {payload.simulation_mode|payload.mode|personal} takes both. */
+static void test_fallback_chain(void **state)
+{
+    (void)state;
+    struct topic_match m;
+    const char *topic = "vehicle/V7/telemetry";
+    assert_true(topic_pattern_match(pat, topic, &m));
+    struct tmpl *t = compile_ok("pool:{payload.simulation_mode|payload.mode|personal}", TMPL_PLAIN_FIELDS);
+    assert_true(tmpl_uses_payload(t));
+    static const struct { const char *payload, *want; } cases[] = {
+        {"{\"simulation_mode\":\"fleet\",\"mode\":\"x\"}", "pool:fleet"},   /* the first wins */
+        {"{\"mode\":\"fleet\"}", "pool:fleet"},
+        {"{\"simulation_mode\":null,\"mode\":\"fleet\"}", "pool:fleet"},
+        {"{\"simulation_mode\":\"a/b\",\"mode\":\"fleet\"}", "pool:fleet"}, /* not plain: next */
+        {"{\"simulation_mode\":{},\"mode\":[1]}", "pool:personal"},
+        {"{}", "pool:personal"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *p = cJSON_Parse(cases[i].payload);
+        struct tmpl_ctx ctx = { .topic = topic, .match = &m, .payload = p };
+        char out[128];
+        assert_int_equal(tmpl_render(t, &ctx, out, sizeof out), (int)strlen(cases[i].want));
+        if (strcmp(out, cases[i].want) != 0)
+            fail_msg("payload %s: got '%s', want '%s'", cases[i].payload, out, cases[i].want);
+        cJSON_Delete(p);
+    }
+    tmpl_free(t);
+    /* captures and topic in a chain; a chain ending in a field has no default */
+    expect_render("{payload.missing|id}", 0, "id");          /* last and not payload.: a literal */
+    expect_render("{payload.missing|id|x}", 0, "V7");
+    expect_render("{payload.missing|payload.count}", 0, "3");
+    expect_render("{payload.missing|payload.none}", 0, NULL);
+    expect_render("{payload.missing|kind|payload.speed|d}:{id}", 0, "telemetry:V7");
+    expect_render("{payload.missing|payload.nothing|}", 0, "");
+    expect_render("{payload.arr|topic|x}", 0, "vehicle/V7/telemetry");
+    /* errors: a middle part must be a name */
+    expect_error("{payload.a|fleet|personal}", 0, 12, "template names {fleet} but the pattern has no capture fleet");
+    expect_error("{payload.a||personal}", 0, 12, "empty");
+    expect_error("{payload.a|b c|d}", TMPL_BARE_FIELDS, 13, "bad character");
+}
+
 static void test_errors(void **state)
 {
     expect_error("room:{id", 0, 6, "unclosed");
@@ -201,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_overflow),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_plain_fields),
+        cmocka_unit_test(test_fallback_chain),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
