@@ -11,6 +11,7 @@
 #include "alert_runtime.h"
 #include "fanout.h"
 #include "log.h"
+#include "membership.h"
 #include "mqtt_client.h"
 #include "reply.h"
 #include "room.h"
@@ -63,6 +64,7 @@ void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt)
     br->mqtt = mqtt;
     br->alerts = alert_runtime_new(br->cfg, br->fan, mqtt);
     br->proto.alerts = br->alerts;
+    br->members = membership_new(br->cfg, mqtt, br->alerts, br->sessions);
 }
 
 static void free_backlog(struct bridge *br)
@@ -81,6 +83,7 @@ void bridge_free(struct bridge *br)
     while (br->conns.head)
         bridge_close(br, lws_container_of(br->conns.head, struct conn, in_bridge));
     free_backlog(br);
+    membership_free(br->members);
     alert_runtime_free(br->alerts);
     session_registry_free(br->sessions);
     subscriptions_free(br->subs);
@@ -242,8 +245,12 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
 {
     if (ev->kind != MQTT_EV_MESSAGE) {
         on_broker_state(br, ev->kind == MQTT_EV_CONNECTED, ev->rc);
+        if (ev->kind == MQTT_EV_CONNECTED)
+            membership_on_connected(br->members, tb_now_ms());
         return;
     }
+    if (membership_on_event(br->members, br->cfg, ev))
+        return;    /* the bridge's own topics: not telemetry */
     br->st.received++;
     if (ev->payload_len > br->cfg->server.max_payload_bytes) {
         /* not routed, not stored, not evaluated: one payload must not take the memory */
@@ -337,6 +344,7 @@ static void sweep_history(struct bridge *br, uint64_t now_ms)
 void bridge_tick(struct bridge *br, uint64_t now_ms)
 {
     sweep_history(br, now_ms);
+    membership_tick(br->members, now_ms);
     alert_runtime_tick(br->alerts, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;
     if (every && !br->stopping) {

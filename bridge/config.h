@@ -33,7 +33,7 @@ enum cfg_ack { CFG_ACK_MEMBERS, CFG_ACK_NONE };   /* endpoint 'ack' */
 struct cfg_mqtt {
     char *host;                 /* default "127.0.0.1" */
     int port;                   /* default 1883 (8883 when tls_ca is set) */
-    char *client_id;            /* default "telebridge-<hostname>-<pid>" */
+    char *client_id;            /* default "telebridge-<hostname>" (stable across restarts) */
     char *username, *password;  /* NULL when unset or empty */
     int keepalive;              /* seconds, default 30 */
     int protocol;               /* 311 or 5, default 5 (YAML accepts 3.1.1, 311, 5) */
@@ -141,6 +141,13 @@ struct cfg_alert_state {
     size_t max_restored;             /* retained states restored at most, default 10000 */
 };
 
+/* Several bridges as one (cluster.c, docs/scaling.md). 'name' NULL = clustering off:
+ * the bridge owns every alert key and session request itself. */
+struct cfg_cluster {
+    char *name;                      /* peers share it; NULL = off */
+    char *instance_id;               /* default mqtt.client_id; names telebridge/<id>/status */
+};
+
 struct tb_config {
     char *path;                      /* file it was loaded from */
     char *dir;                       /* directory of 'path', for relative paths */
@@ -156,6 +163,7 @@ struct tb_config {
     struct cfg_heartbeat heartbeat;
     struct cfg_sessions sessions;
     struct cfg_alert_state alert_state;
+    struct cfg_cluster cluster;
     char **filters;                  /* distinct MQTT subscription filters the routes and alerts need */
     size_t n_filters;
     int refcount;                    /* atomic; use config_ref / config_unref */

@@ -673,7 +673,8 @@ static void test_restart_every_key(void **state)
         "server: {listen: 127.0.0.1:9000, writer_threads: 2, max_rooms: 5,\n"
         "         allowed_origins: [http://a], static_dir: /srv}\n"
         "heartbeat: {interval: 1s, ws_ping: 5s, idle_timeout: 30s}\n"
-        "sessions: {request_topic: s/req}\n");
+        "sessions: {request_topic: s/req}\n"
+        "cluster: {name: fleet2, instance_id: i2}\n");
     const char *names[CFG_MAX_RESTART_SETTINGS];
     size_t n = config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS);
     EXPECT_NAMES(names, n,
@@ -682,7 +683,9 @@ static void test_restart_every_key(void **state)
                  "mqtt.tls_ca", "mqtt.tls_cert", "mqtt.tls_key", "mqtt.tls_insecure",
                  "mqtt.reconnect_min", "mqtt.reconnect_max",
                  "server.listen", "server.writer_threads",
-                 "heartbeat.ws_ping", "heartbeat.idle_timeout");
+                 "heartbeat.ws_ping", "heartbeat.idle_timeout", "cluster.name", "cluster.instance_id");
+    assert_null(next->cluster.name);
+    assert_string_equal(next->cluster.instance_id, cur->cluster.instance_id);
     const struct cfg_mqtt *a = &next->mqtt, *b = &cur->mqtt;
     assert_string_equal(a->host, b->host);
     assert_int_equal(a->port, b->port);
