@@ -212,6 +212,15 @@ static struct topic_pattern *compile_pattern(struct loader *l, const yaml_node_t
     const char *s = scalar_or_error(l, n, what);
     if (!s)
         return NULL;
+    /* A shared subscription hands each message to one subscriber: the clients of every
+     * other bridge would miss it (issue 16: such routes passed --check and routed nothing). */
+    if (strncmp(s, "$share/", 7) == 0) {
+        cfg_error(l, n, text_offset(n, 1), "bad %s '%s': $share/<group>/ shared subscriptions are not "
+                  "supported: each message would reach one bridge only and the clients of the others "
+                  "would miss it; several bridges share alerts and sessions with cluster.name "
+                  "(docs/scaling.md)", what, s);
+        return NULL;
+    }
     char err[160];
     int col = 1;
     struct topic_pattern *p = topic_pattern_compile(s, err, sizeof(err), &col);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -828,6 +829,42 @@ static void test_duration_minimums(void **state)
 }
 
 /* issue 14.4 / 14.5 / 14.10: the keys behind them */
+/* Issue 16: $share/ routes are refused with a reason; cluster ids are one topic level and
+ * not reserved words; client_id no longer holds the pid, and instance_id follows it. */
+static void test_cluster_keys(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "routes:\n  - match: $share/g/vehicle/{id}/telemetry\n    rooms: [a]\n",
+        "cluster: {instance_id: a/b}\n",
+        "cluster: {instance_id: ack}\n",
+        "cluster: {name: \"x y\"}\n",
+        "mqtt: {client_id: \"has space\"}\n",
+    };
+    static const char *const why[] = {"$share/<group>/ shared subscriptions are not supported",
+                                      "must be 1..64 of", "is reserved", "cluster.name", "set cluster.instance_id"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct config_diag d = {0};
+        assert_null(load_str(bad[i], &d));
+        assert_true(d.n >= 1);
+        if (!strstr(d.msgs[0], why[i]))
+            fail_msg("%s -> %s", bad[i], d.msgs[0]);
+        config_diag_free(&d);
+    }
+    struct tb_config *c = load_str_ok("mqtt: {client_id: b-1}\ncluster: {name: fleet}\n");
+    assert_string_equal(c->cluster.instance_id, "b-1");
+    assert_string_equal(c->cluster.name, "fleet");
+    config_unref(c);
+    c = load_str_ok("heartbeat: {}\n");
+    assert_null(c->cluster.name);
+    char pid[32];
+    snprintf(pid, sizeof pid, "-%ld", (long)getpid());
+    assert_null(strstr(c->mqtt.client_id, pid));   /* stable across restarts */
+    assert_string_equal(c->cluster.instance_id, c->mqtt.client_id);
+    assert_int_equal(strncmp(c->mqtt.client_id, "telebridge-", 11), 0);
+    config_unref(c);
+}
+
 static void test_hardening_keys(void **state)
 {
     (void)state;
@@ -918,6 +955,7 @@ int main(void)
         cmocka_unit_test(test_second_document_refused),
         cmocka_unit_test(test_duration_minimums),
         cmocka_unit_test(test_hardening_keys),
+        cmocka_unit_test(test_cluster_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
