@@ -134,6 +134,7 @@ static const struct cfg_field server_fields[] = {
     { .name = "max_connections", .type = CT_INT, .off = S(max_connections), .min = 1, .max = 10000000, .def = "20000" },
     { .name = "max_message_bytes", .type = CT_SIZE, .off = S(max_message_bytes), .min = 64, .max = 64LL << 20, .def = "65536" },
     { .name = "static_dir", .type = CT_PATH, .off = S(static_dir) },
+    { SR("reuse_port"), .type = CT_BOOL, .off = S(reuse_port), .def = "false" },
     { .name = "send_queue_frames", .type = CT_COUNT, .off = S(send_queue_frames), .min = 1, .max = 1000000, .def = "256" },
     { .name = "send_queue_bytes", .type = CT_SIZE, .off = S(send_queue_bytes), .min = 1024, .max = 1LL << 30, .def = "1MiB" },
     { .name = "max_rooms_per_connection", .type = CT_COUNT, .off = S(max_rooms_per_connection), .min = 1, .max = 100000, .def = "100" },

@@ -53,6 +53,7 @@ struct cfg_server {
     int max_connections;        /* default 20000 */
     size_t max_message_bytes;   /* largest client frame accepted, default 65536 */
     char *static_dir;           /* absolute or relative to the config file; NULL = none */
+    bool reuse_port;            /* SO_REUSEPORT: N processes share the port (default false) */
     size_t send_queue_frames;   /* per-connection bound, default 256 */
     size_t send_queue_bytes;    /* per-connection bound, default 1 MiB */
     size_t max_rooms_per_connection; /* client subscriptions (rooms + patterns), default 100 */

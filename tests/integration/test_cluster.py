@@ -308,3 +308,32 @@ def test_resume_with_another_bridges_epoch_gets_resync(broker, bridges, clients,
     assert wb.recv_type("resync")["reason"] == "epoch_changed"
     assert wb.recv_type("telemetry_update")["data"] == {"n": 1}
 
+
+
+def test_reuse_port_lets_processes_share_one_port(broker, bridges, clients):
+    port = harness.free_port()
+    cfg = config_for("rp1").replace('server:\n', 'server:\n  reuse_port: true\n', 1)
+    first = bridges(broker.port, config=cfg, port=port)
+    second = bridges(broker.port, config=config_for("rp2").replace('server:\n', 'server:\n  reuse_port: true\n', 1),
+                     port=port)
+    assert first.alive() and second.alive()
+    seen = set()
+    for _ in range(40):   # the kernel spreads connections over both listeners
+        w = clients(f"ws://127.0.0.1:{port}/ws/connect")
+        seen.add(w.welcome["data"]["epoch"])
+        w.close()
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2, "every connection went to one process"
+    first.stop_clean()
+    w = clients(f"ws://127.0.0.1:{port}/ws/connect")   # the other one still serves the port
+    assert w.welcome["type"] == "welcome"
+    # a process without reuse_port cannot bind the port (the harness's start-up check may
+    # be answered by the process that serves it, so wait for this one to exit)
+    try:
+        third = bridges(broker.port, config=config_for("rp3"), port=port, wait_broker=False)
+        wait_for(lambda: not third.alive(), 10, what="the third process to give up")
+        log = third.log()
+    except RuntimeError as e:
+        log = str(e)
+    assert "cannot listen" in log

@@ -672,7 +672,7 @@ static void test_restart_every_key(void **state)
         "       protocol: 311, qos: 0, clean_session: false, tls_ca: /ca2.pem, tls_cert: /c2.pem,\n"
         "       tls_key: /k2.pem, tls_insecure: true, reconnect_min: 1s, reconnect_max: 20s}\n"
         "server: {listen: 127.0.0.1:9000, writer_threads: 2, max_rooms: 5,\n"
-        "         allowed_origins: [http://a], static_dir: /srv}\n"
+        "         allowed_origins: [http://a], static_dir: /srv, reuse_port: true}\n"
         "heartbeat: {interval: 1s, ws_ping: 5s, idle_timeout: 30s}\n"
         "sessions: {request_topic: s/req}\n"
         "cluster: {name: fleet2, instance_id: i2}\n");
@@ -683,7 +683,7 @@ static void test_restart_every_key(void **state)
                  "mqtt.keepalive", "mqtt.protocol", "mqtt.qos", "mqtt.clean_session",
                  "mqtt.tls_ca", "mqtt.tls_cert", "mqtt.tls_key", "mqtt.tls_insecure",
                  "mqtt.reconnect_min", "mqtt.reconnect_max",
-                 "server.listen", "server.writer_threads",
+                 "server.listen", "server.reuse_port", "server.writer_threads",
                  "heartbeat.ws_ping", "heartbeat.idle_timeout", "cluster.name", "cluster.instance_id");
     assert_null(next->cluster.name);
     assert_string_equal(next->cluster.instance_id, cur->cluster.instance_id);
