@@ -175,7 +175,11 @@ static int run(const char *path)
     /* Two processes with one instance id would take each other's broker session over,
      * again and again (issue 16: 13 takeovers in 12 s, without a word). */
     const char *iid = cfg->cluster.instance_id ? cfg->cluster.instance_id : cfg->mqtt.client_id;
-    if (mqtt_client_probe_online(cfg, 3000) == 1) {
+    int online = mqtt_client_probe_online(cfg, 3000);
+    if (online < 0)
+        LOG_WARN("main", "could not check whether instance '%s' is online elsewhere (broker not "
+                 "reachable yet); starting", iid);
+    if (online == 1) {
         LOG_ERROR("main", "refusing to start: instance '%s' is online elsewhere (retained \"online\" "
                   "on telebridge/%s/status): give this process its own cluster.instance_id and "
                   "mqtt.client_id; if that process is gone, its last will clears the status within "

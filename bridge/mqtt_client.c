@@ -700,7 +700,8 @@ int mqtt_client_probe_online(const struct tb_config *cfg, unsigned timeout_ms)
         mosquitto_connect_callback_set(mosq, probe_connect);
         mosquitto_subscribe_callback_set(mosq, probe_subscribed);
         mosquitto_message_callback_set(mosq, probe_message);
-        if (mosquitto_connect(mosq, cfg->mqtt.host, cfg->mqtt.port, cfg->mqtt.keepalive) == MOSQ_ERR_SUCCESS) {
+        /* non-blocking connect: an unreachable host costs timeout_ms, not a TCP timeout */
+        if (mosquitto_connect_async(mosq, cfg->mqtt.host, cfg->mqtt.port, cfg->mqtt.keepalive) == MOSQ_ERR_SUCCESS) {
             uint64_t end = tb_now_ms() + timeout_ms;
             while (!p.done && !p.failed && tb_now_ms() < end)
                 if (mosquitto_loop(mosq, 100, 1) != MOSQ_ERR_SUCCESS)
