@@ -636,6 +636,10 @@ void alert_runtime_stats(const struct alert_runtime *rt, struct alert_runtime_st
     out->acknowledged = rt->acknowledged;
     out->restored = rt->restored;
     out->restore_refused = rt->restore_refused;
+    out->ready = rt->ready;
+    out->peer_applied = rt->peer_applied;
+    out->acks_forwarded = rt->acks_forwarded;
+    out->taken_over = rt->taken_over;
 }
 
 /* ---- start-up: no rule fires before the retained state is read --------------------- */
@@ -800,8 +804,11 @@ static bool flush_cluster_event(struct alert_runtime *rt, const struct alert_eve
     const struct alert *a = &e->alert;
     if (!cluster_owns(rt->cl, a->key))
         return false;
-    if (e->kind == ALERT_EV_RAISED && shown_entry(rt, a->id))
+    if (e->kind == ALERT_EV_RAISED && shown_entry(rt, a->id)) {
+        /* published before (by a previous owner): no re-raise; continue its state */
+        alert_engine_adopt(rt->engine, shown_state(rt, a->id));
         return false;
+    }
     const char *topic = a->publish_topic ? a->publish_topic : "";
     if (e->kind == ALERT_EV_CLEARED) {
         publish_cleared_notice(rt, topic, data);

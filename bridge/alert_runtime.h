@@ -101,6 +101,10 @@ struct alert_runtime_stats {
     size_t active;
     uint64_t raised, cleared, acknowledged, restored;
     uint64_t restore_refused;   /* retained states not restored (origin, sig, max_restored) */
+    bool ready;                 /* the retained state has been read: rules are evaluated */
+    uint64_t peer_applied;      /* cluster: states published by other members, applied */
+    uint64_t acks_forwarded;    /* cluster: acks sent to the owner of the alert */
+    uint64_t taken_over;        /* cluster: raises / clears published for a departed owner */
 };
 void alert_runtime_stats(const struct alert_runtime *rt, struct alert_runtime_stats *out);
 

@@ -8,7 +8,9 @@
 
 #include "alert_runtime.h"
 #include "bridge.h"
+#include "cluster.h"
 #include "log.h"
+#include "membership.h"
 #include "mqtt_client.h"
 #include "reload.h"
 #include "room.h"
@@ -29,6 +31,8 @@ static cJSON *connections_json(const struct bridge *br)
     }
     return c;
 }
+
+static void cluster_json(cJSON *h, const struct bridge *br, const struct alert_runtime_stats *as);
 
 static cJSON *health_json(const struct http_api_src *src)
 {
@@ -78,6 +82,8 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(a, "acknowledged", (double)as.acknowledged);
     cJSON_AddNumberToObject(a, "restored", (double)as.restored);
     cJSON_AddNumberToObject(a, "restore_refused", (double)as.restore_refused);
+    cJSON_AddBoolToObject(a, "ready", as.ready);
+    cluster_json(h, br, &as);
     cJSON *cfg = cJSON_AddObjectToObject(h, "config");
     cJSON_AddStringToObject(cfg, "path", br->cfg->path);
     char ver[24];
@@ -85,6 +91,27 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddStringToObject(cfg, "version", ver);
     cJSON_AddItemToObject(cfg, "reload", reload_status_json(src->rl));
     return h;
+}
+
+/* "cluster": this bridge's view of the live set (issue 16); null without cluster.name. */
+static void cluster_json(cJSON *h, const struct bridge *br, const struct alert_runtime_stats *as)
+{
+    const struct cluster *cl = membership_cluster(br->members);
+    if (!cl) {
+        cJSON_AddNullToObject(h, "cluster");
+        return;
+    }
+    cJSON *c = cJSON_AddObjectToObject(h, "cluster");
+    cJSON_AddStringToObject(c, "name", cluster_name(cl));
+    cJSON_AddStringToObject(c, "instance_id", cluster_self(cl));
+    char list[2048];
+    cluster_live_list(cl, list, sizeof list);
+    cJSON *live = cJSON_AddArrayToObject(c, "live");
+    for (char *save = NULL, *id = strtok_r(list, ",", &save); id; id = strtok_r(NULL, ",", &save))
+        cJSON_AddItemToArray(live, cJSON_CreateString(id));
+    cJSON_AddNumberToObject(c, "peer_states_applied", (double)as->peer_applied);
+    cJSON_AddNumberToObject(c, "acks_forwarded", (double)as->acks_forwarded);
+    cJSON_AddNumberToObject(c, "taken_over", (double)as->taken_over);
 }
 
 static void metric(struct sbuf *out, const char *name, const char *help, const char *type, double v)

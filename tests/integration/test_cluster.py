@@ -49,11 +49,9 @@ def telemetry(vid, temp):
 
 
 def live_members(br, n):
-    """Waits until the bridge's latest live-set line says n members (1: no change logged yet)."""
-    def last_says():
-        lines = [l for l in br.log().splitlines() if "live set changed" in l]
-        return (lines[-1] if lines else " 1 member(s)").find(f" {n} member(s)") >= 0
-    wait_for(last_says, 15, what=f"{n} live members in the log of {br.pid}")
+    """Waits until the bridge's /health shows n live members (itself included)."""
+    wait_for(lambda: len(br.health()["cluster"]["live"]) == n, 15,
+             what=f"{n} live members on the bridge {br.pid}")
 
 
 def start_cluster(broker, bridges, names=("a", "b", "c")):
@@ -155,6 +153,9 @@ def test_alerts_raised_acked_cleared_once_across_three_bridges(broker, bridges, 
             == {states[0]["raised_at"]}
     owners = {watcher.active_states(aid)[0]["instance"] for aid in ids}
     assert len(owners) >= 2, f"8 keys all owned by {owners}: ownership is not shared"
+    h = brs[0].health()
+    assert h["alerts"]["ready"] and h["cluster"]["name"] == "it-cluster"
+    assert sorted(h["cluster"]["live"]) == sorted(b.health()["cluster"]["instance_id"] for b in brs)
 
     # an ack on bridge 0 reaches every client once and is recorded once
     aid = ids[0]
