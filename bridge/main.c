@@ -153,6 +153,10 @@ static void install_signals(void)
 /* The epoch names the instance and the run: its top 24 bits are a hash of the instance
  * id, the rest changes at every start. A client that resumes on another bridge of a
  * cluster (or after a restart) sends an epoch that is not this one and gets "resync". */
+/* The start-up check of the instance id: a broker that is up answers in milliseconds
+ * (Mosquitto) or seconds (NATS creating its JetStream consumers under load). */
+#define PROBE_TIMEOUT_MS 10000
+
 static uint64_t make_epoch(const char *instance_id)
 {
     struct timespec ts;
@@ -175,7 +179,7 @@ static int run(const char *path)
     /* Two processes with one instance id would take each other's broker session over,
      * again and again (issue 16: 13 takeovers in 12 s, without a word). */
     const char *iid = cfg->cluster.instance_id ? cfg->cluster.instance_id : cfg->mqtt.client_id;
-    int online = mqtt_client_probe_online(cfg, 3000);
+    int online = mqtt_client_probe_online(cfg, PROBE_TIMEOUT_MS);
     if (online < 0)
         LOG_WARN("main", "could not check whether instance '%s' is online elsewhere (broker not "
                  "reachable yet); starting", iid);

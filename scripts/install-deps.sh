@@ -8,7 +8,7 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libmosquitto-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libcjson-dev
             libyaml-dev libssl-dev mosquitto mosquitto-clients curl)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-websocket python3-paho-mqtt python3-jsonschema
-           chromium nodejs npm clang)
+           chromium nodejs npm clang nats-server)   # nats-server: tests/integration/test_cluster_nats.py
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" != "--runtime" ]; then
