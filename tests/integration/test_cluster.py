@@ -205,6 +205,29 @@ def test_hostile_ack_forward_and_state_from_a_stranger_are_refused(broker, bridg
     for br in brs:
         wait_for(lambda: "refused" in br.log() or "not applied" in br.log(), 5, what="refusal logged")
     assert watcher.active_states("engine_overheat:h1", acked=True) == []
+    # client-side refusals on a member that may not own the alert: same as on one bridge
+    outsider = clients(brs[1].url("/ws/connect"))
+    outsider.send_json({"type": "ack_alert", "alert_id": "engine_overheat:h1", "id": 1})
+    assert outsider.recv_type("error")["code"] == "not_allowed"
+    ws[1].send_json({"type": "ack_alert", "alert_id": "engine_overheat:h9", "id": 2})
+    assert [f for f in drain(ws[1], 0.8) if f["type"] == "error"][0]["code"] == "unknown_alert"
+    ws[1].send_json({"type": "ack_alert", "alert_id": "engine_overheat:h1", "by": "mallory", "id": 3})
+    assert [f for f in drain(ws[1], 0.8) if f["type"] == "error"][0]["code"] == "not_allowed"
+    assert watcher.active_states("engine_overheat:h1", acked=True) == []
+
+
+def test_fan_out_every_client_on_every_bridge_gets_every_message_once(broker, bridges, clients, publisher):
+    brs = start_cluster(broker, bridges)
+    ws = [clients(br.url("/ws/telemetry/f1")) for br in brs for _ in range(3)]
+    publisher.publish_many([("vehicle/f1/telemetry", {"n": i}) for i in range(200)])
+    for w in ws:
+        got = []
+        while len(got) < 200:
+            m = w.recv(10)
+            if m["type"] == "telemetry_update":
+                got.append(m["data"]["n"])
+        assert got == list(range(200))
+        w.expect_silence(0.2)
 
 
 def test_kill9_of_a_bridge_mid_stream_takes_over_without_reraise_or_lost_clear(broker, bridges, clients, publisher, watcher):
