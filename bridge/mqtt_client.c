@@ -167,14 +167,18 @@ static void on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n, const
         push_state(m, MQTT_EV_CONNECTED, 0);
 }
 
-/* The extra filters go first: the broker then sends their retained messages (the alert
- * state to restore) before any telemetry of the route filters. */
+/* The fixed and extra filters go first: the broker then sends their retained messages
+ * (the alert state to restore) before any telemetry of the route filters. 'connected' is
+ * set under the same lock: a filter set replaced meanwhile (replace_set reads 'connected'
+ * under it) is either subscribed here or there, never twice (a second SUBSCRIBE would
+ * make the broker send the retained messages again). */
 static void subscribe_all(struct mqtt_client *m)
 {
     pthread_mutex_lock(&m->lock);
     subscribe_set(m, m->fixed, m->n_fixed);
     subscribe_set(m, m->extra, m->n_extra);
     subscribe_set(m, m->filters, m->n_filters);
+    __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -188,7 +192,6 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags, cons
         return;
     }
     m->reconnects = 0;   /* the backoff starts again from reconnect_min */
-    __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
     __atomic_add_fetch(&m->connects, 1, __ATOMIC_RELAXED);
     mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);
     if (m->cluster_topic)
