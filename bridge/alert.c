@@ -813,7 +813,33 @@ static int restore_fields(struct alert *a, const cJSON *j, const char *fallback_
     return 0;
 }
 
+static int restore_or_adopt(struct alert_engine *e, const cJSON *j, bool adopt);
+
 int alert_engine_restore(struct alert_engine *e, const cJSON *j)
+{
+    return restore_or_adopt(e, j, false);
+}
+
+int alert_engine_adopt(struct alert_engine *e, const cJSON *j)
+{
+    return restore_or_adopt(e, j, true);
+}
+
+int alert_engine_forget(struct alert_engine *e, const char *alert_id)
+{
+    struct rule_state *r = NULL;
+    struct key_state *k = find_by_id(e, alert_id, &r);
+    if (!k || !k->active)
+        return -1;
+    alert_destroy(k->active);
+    k->active = NULL;
+    e->n_active--;
+    if (!is_inactivity(r))
+        table_remove(r, k);    /* as a clear does: a condition starts over */
+    return 0;
+}
+
+static int restore_or_adopt(struct alert_engine *e, const cJSON *j, bool adopt)
 {
     const char *rule = json_str(j, "rule");
     const char *key = json_str(j, "key");
@@ -830,7 +856,7 @@ int alert_engine_restore(struct alert_engine *e, const cJSON *j)
     if (!k)
         return -1;
     if (k->active)
-        return 0;
+        return adopt ? restore_fields(k->active, j, r->name) : 0;
     struct topic_match m;
     struct tmpl_ctx ctx = {.match = &m};
     ctx.topic = captures_for(r, k, &m);

@@ -128,6 +128,15 @@ int alert_engine_ack(struct alert_engine *e, const char *alert_id, const char *b
  * of a current rule. No event is emitted: the alert was already published. */
 int alert_engine_restore(struct alert_engine *e, const cJSON *alert_json);
 
+/* Like restore, but an alert already active takes the JSON's fields (raised_at, message,
+ * value, acknowledgement, rooms): the state another bridge of a cluster published wins
+ * over the one this engine computed for itself. Returns 0 or -1 like restore. */
+int alert_engine_adopt(struct alert_engine *e, const cJSON *alert_json);
+
+/* Drops an active alert without an event (another bridge of a cluster cleared it and
+ * said so). Returns 0, or -1 when no active alert has that id. */
+int alert_engine_forget(struct alert_engine *e, const char *alert_id);
+
 /* Calls fn for each active alert that lists 'room' (every active alert when room is
  * NULL), e.g. to bring a client that just joined up to date. Stops when fn returns
  * non-zero. Returns the number of calls. */

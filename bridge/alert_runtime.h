@@ -77,11 +77,34 @@ void alert_runtime_handle_ack(struct alert_runtime *rt, struct fanout *f, struct
  * publish topics. Takes its own reference on new_cfg. Returns 0 or -1 (old rules stay). */
 int alert_runtime_apply_config(struct alert_runtime *rt, const struct tb_config *new_cfg);
 
+/* Start-up: until this is called, telemetry is held back (not evaluated, ticks do
+ * nothing), so no rule fires before the retained alert state has been read back; the
+ * bridge calls it when its sync marker returns after the retained backlog. A runtime
+ * without an MQTT client is ready at once. Replays what was held back. */
+void alert_runtime_set_ready(struct alert_runtime *rt);
+bool alert_runtime_ready(const struct alert_runtime *rt);
+
+/* Several bridges as one (issue 16, docs/scaling.md). With a cluster (borrowed; NULL =
+ * off) only the owner of an alert's key announces and publishes it (every member still
+ * evaluates the rules, so a takeover continues the timers); published states carry
+ * "instance"; peers' states are applied and shown to this bridge's clients; an ack on a
+ * non-owner is forwarded to the owner on telebridge/ack/<alert id>. */
+struct cluster;
+void alert_runtime_set_cluster(struct alert_runtime *rt, const struct cluster *cl);
+/* The live set changed: publish what the old owners left unpublished for keys we own now. */
+void alert_runtime_on_membership(struct alert_runtime *rt);
+/* A forwarded ack (payload of telebridge/ack/<alert id>); applied when we own the alert. */
+void alert_runtime_on_forwarded_ack(struct alert_runtime *rt, const char *payload, size_t len);
+
 /* Counters for /health or /metrics. */
 struct alert_runtime_stats {
     size_t active;
     uint64_t raised, cleared, acknowledged, restored;
     uint64_t restore_refused;   /* retained states not restored (origin, sig, max_restored) */
+    bool ready;                 /* the retained state has been read: rules are evaluated */
+    uint64_t peer_applied;      /* cluster: states published by other members, applied */
+    uint64_t acks_forwarded;    /* cluster: acks sent to the owner of the alert */
+    uint64_t taken_over;        /* cluster: raises / clears published for a departed owner */
 };
 void alert_runtime_stats(const struct alert_runtime *rt, struct alert_runtime_stats *out);
 

@@ -14,6 +14,7 @@
 #include "fanout.h"
 #include "gate.h"
 #include "log.h"
+#include "membership.h"
 #include "mqtt_client.h"
 #include "reply.h"
 #include "room.h"
@@ -117,6 +118,7 @@ void bridge_start_alerts(struct bridge *br, struct mqtt_client *mqtt)
     uplink_runtime_set_mqtt(br->uplink, mqtt);
     br->alerts = alert_runtime_new(br->cfg, br->fan, mqtt);
     br->proto.alerts = br->alerts;
+    br->members = membership_new(br->cfg, mqtt, br->alerts, br->sessions);
 }
 
 static void free_backlog(struct bridge *br)
@@ -135,6 +137,7 @@ void bridge_free(struct bridge *br)
     while (br->conns.head)
         bridge_close(br, lws_container_of(br->conns.head, struct conn, in_bridge));
     free_backlog(br);
+    membership_free(br->members);
     alert_runtime_free(br->alerts);
     uplink_runtime_free(br->uplink);
     session_registry_free(br->sessions);
@@ -472,8 +475,12 @@ static void handle_event(struct bridge *br, struct mqtt_event *ev)
 {
     if (ev->kind != MQTT_EV_MESSAGE) {
         on_broker_state(br, ev->kind == MQTT_EV_CONNECTED, ev->rc);
+        if (ev->kind == MQTT_EV_CONNECTED)
+            membership_on_connected(br->members, tb_now_ms());
         return;
     }
+    if (membership_on_event(br->members, br->cfg, ev))
+        return;    /* the bridge's own topics: not telemetry */
     br->st.received++;
     if (ev->payload_len > br->cfg->server.max_payload_bytes) {
         /* not routed, not stored, not evaluated: one payload must not take the memory */
@@ -580,6 +587,7 @@ void bridge_tick(struct bridge *br, uint64_t now_ms)
     log_budget_flush(&br->conn_log, now_ms, CONN_LOG_WINDOW_MS, "ws", "connection events");
     sweep_history(br, now_ms);
     check_auth(br, now_ms);
+    membership_tick(br->members, now_ms);
     alert_runtime_tick(br->alerts, now_ms);
     uplink_runtime_tick(br->uplink, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;

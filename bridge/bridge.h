@@ -62,6 +62,7 @@ struct bridge {
     struct session_registry *sessions;
     struct alert_runtime *alerts;   /* NULL until bridge_start_alerts (or out of memory) */
     struct uplink_runtime *uplink;  /* client publishes and their replies */
+    struct membership *members;     /* sync marker, cluster; NULL until bridge_start_alerts */
     struct protocol proto;          /* the request handlers' view of the above */
     struct mqtt_client *mqtt;       /* NULL until bridge_start_alerts; not owned */
     struct lws_dll2_owner conns;    /* struct conn, linked by in_bridge */

@@ -189,6 +189,7 @@ static const struct cfg_field server_fields[] = {
     { .name = "max_connections", .type = CT_INT, .off = S(max_connections), .min = 1, .max = 10000000, .def = "20000" },
     { .name = "max_message_bytes", .type = CT_SIZE, .off = S(max_message_bytes), .min = 64, .max = 64LL << 20, .def = "65536" },
     { .name = "static_dir", .type = CT_PATH, .off = S(static_dir) },
+    { SR("reuse_port"), .type = CT_BOOL, .off = S(reuse_port), .def = "false" },
     { .name = "send_queue_frames", .type = CT_COUNT, .off = S(send_queue_frames), .min = 1, .max = 1000000, .def = "256" },
     { .name = "send_queue_bytes", .type = CT_SIZE, .off = S(send_queue_bytes), .min = 1024, .max = 1LL << 30, .def = "1MiB" },
     { .name = "max_rooms_per_connection", .type = CT_COUNT, .off = S(max_rooms_per_connection), .min = 1, .max = 100000, .def = "100" },
@@ -242,7 +243,9 @@ static int section_mqtt(struct loader *l, const yaml_node_t *n, void *base)
     if (!m->client_id) {
         char host[64] = "localhost", id[128];
         gethostname(host, sizeof(host) - 1);
-        snprintf(id, sizeof(id), "telebridge-%s-%ld", host, (long)getpid());
+        /* stable across restarts (issue 16): a pid-based id left its status topic behind
+         * at every restart; two bridges on one host need distinct ids (refused otherwise) */
+        snprintf(id, sizeof(id), "telebridge-%s", host);
         m->client_id = strdup(id);
     }
     if (!rc && m->reconnect_min_ms > m->reconnect_max_ms)
@@ -328,6 +331,15 @@ static struct topic_pattern *compile_pattern(struct loader *l, const yaml_node_t
     const char *s = scalar_or_error(l, n, what);
     if (!s)
         return NULL;
+    /* A shared subscription hands each message to one subscriber: the clients of every
+     * other bridge would miss it (issue 16: such routes passed --check and routed nothing). */
+    if (strncmp(s, "$share/", 7) == 0) {
+        cfg_error(l, n, text_offset(n, 1), "bad %s '%s': $share/<group>/ shared subscriptions are not "
+                  "supported: each message would reach one bridge only and the clients of the others "
+                  "would miss it; several bridges share alerts and sessions with cluster.name "
+                  "(docs/scaling.md)", what, s);
+        return NULL;
+    }
     char err[160];
     int col = 1;
     struct topic_pattern *p = topic_pattern_compile(s, err, sizeof(err), &col);
@@ -1146,6 +1158,46 @@ static int section_alert_state(struct loader *l, const yaml_node_t *n, void *bas
     return rc;
 }
 
+/* ---- cluster ------------------------------------------------------------------------- */
+
+#define CL(f) offsetof(struct cfg_cluster, f)
+#define CLR(k) .name = k, .restart = "cluster." k
+static const struct cfg_field cluster_fields[] = {
+    { CLR("name"), .type = CT_OPTSTR, .off = CL(name) },
+    { CLR("instance_id"), .type = CT_OPTSTR, .off = CL(instance_id) },
+};
+#undef CL
+#undef CLR
+static const struct cfg_schema cluster_schema = { "cluster", cluster_fields, COUNT(cluster_fields) };
+
+static bool id_chars_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= 64 &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+}
+
+/* instance_id defaults to mqtt.client_id (the mqtt section is loaded first); it names the
+ * status topic telebridge/<id>/status, so it must be one topic level. */
+static int section_cluster(struct loader *l, const yaml_node_t *n, void *base)
+{
+    struct tb_config *c = base;
+    struct cfg_cluster *cl = &c->cluster;
+    int rc = cfg_apply(l, n, &cluster_schema, cl);
+    if (!cl->instance_id && c->mqtt.client_id && !(cl->instance_id = strdup(c->mqtt.client_id)))
+        return -1;
+    int line = n ? cfg_line(n) : 1, col = n ? (int)n->start_mark.column + 1 : 1;
+    if (!rc && cl->instance_id && !id_chars_ok(cl->instance_id))
+        rc = cfg_error_at(l, line, col, "cluster.instance_id '%s' (default: mqtt.client_id) must be 1..64 of "
+                       "[A-Za-z0-9_.-]: set cluster.instance_id", cl->instance_id);
+    if (!rc && cl->instance_id && (!strcmp(cl->instance_id, "ack") || !strcmp(cl->instance_id, "sessions")))
+        rc = cfg_error_at(l, line, col, "cluster.instance_id '%s' is reserved (telebridge/%s/ carries "
+                          "cluster messages): choose another", cl->instance_id, cl->instance_id);
+    if (!rc && cl->name && !id_chars_ok(cl->name))
+        rc = cfg_error_at(l, line, col, "cluster.name '%s' must be 1..64 of [A-Za-z0-9_.-]", cl->name);
+    return rc;
+}
+
 /* ---- top level ---------------------------------------------------------------------- */
 
 /* .off / .sub: sections embedded in struct tb_config, walked by cfg_keep_restart(). */
@@ -1162,6 +1214,7 @@ static const struct cfg_field top_fields[] = {
     { .name = "limits", .type = CT_SECTION, .section = section_limits, .off = TOP(limits), .sub = &limits_schema },
     { .name = "log", .type = CT_SECTION, .section = section_log, .off = TOP(log), .sub = &log_schema },
     { .name = "auth", .type = CT_SECTION, .section = cfg_section_auth },
+    { .name = "cluster", .type = CT_SECTION, .section = section_cluster, .off = TOP(cluster), .sub = &cluster_schema },
 };
 #undef TOP
 static const struct cfg_schema top_schema = { "the configuration", top_fields, COUNT(top_fields) };
@@ -1295,6 +1348,7 @@ static void free_config(struct tb_config *c)
     free(c->alert_state.origin), free(c->alert_state.hmac_key);
     cfg_auth_free(c->auth);
     free(c->auth);
+    free(c->cluster.name), free(c->cluster.instance_id);
     for (size_t i = 0; i < c->n_endpoints; i++)
         free_endpoint(&c->endpoints[i]);
     for (size_t i = 0; i < c->n_routes; i++)

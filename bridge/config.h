@@ -45,7 +45,7 @@ struct cfg_require {
 struct cfg_mqtt {
     char *host;                 /* default "127.0.0.1" */
     int port;                   /* default 1883 (8883 when tls_ca is set) */
-    char *client_id;            /* default "telebridge-<hostname>-<pid>" */
+    char *client_id;            /* default "telebridge-<hostname>" (stable across restarts) */
     char *username, *password;  /* NULL when unset or empty */
     int keepalive;              /* seconds, default 30 */
     int protocol;               /* 311 or 5, default 5 (YAML accepts 3.1.1, 311, 5) */
@@ -72,6 +72,7 @@ struct cfg_server {
     int max_connections;        /* default 20000 */
     size_t max_message_bytes;   /* largest client frame accepted, default 65536 */
     char *static_dir;           /* absolute or relative to the config file; NULL = none */
+    bool reuse_port;            /* SO_REUSEPORT: N processes share the port (default false) */
     size_t send_queue_frames;   /* per-connection bound, default 256 */
     size_t send_queue_bytes;    /* per-connection bound, default 1 MiB */
     size_t max_rooms_per_connection; /* client subscriptions (rooms + patterns), default 100 */
@@ -294,6 +295,13 @@ struct cfg_auth {
     bool rooms_default_allow;        /* rooms no rule matches: allow (default) or deny */
 };
 
+/* Several bridges as one (cluster.c, docs/scaling.md). 'name' NULL = clustering off:
+ * the bridge owns every alert key and session request itself. */
+struct cfg_cluster {
+    char *name;                      /* peers share it; NULL = off */
+    char *instance_id;               /* default mqtt.client_id; names telebridge/<id>/status */
+};
+
 struct tb_config {
     char *path;                      /* file it was loaded from */
     char *dir;                       /* directory of 'path', for relative paths */
@@ -314,6 +322,7 @@ struct tb_config {
     struct cfg_auth *auth;           /* NULL without an 'auth' section */
     bool replies;                    /* some publish rule waits for replies: the bridge
                                         subscribes telebridge/<client_id>/reply/# */
+    struct cfg_cluster cluster;
     char **filters;                  /* distinct MQTT subscription filters the routes and alerts need */
     size_t n_filters;
     int refcount;                    /* atomic; use config_ref / config_unref */

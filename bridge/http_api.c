@@ -9,7 +9,9 @@
 
 #include "alert_runtime.h"
 #include "bridge.h"
+#include "cluster.h"
 #include "log.h"
+#include "membership.h"
 #include "mqtt_client.h"
 #include "process_stats.h"
 #include "pmd.h"
@@ -51,6 +53,8 @@ static cJSON *transport_json(const struct bridge *br)
     cJSON_AddNumberToObject(z, "bytes_out", (double)zs.bytes_out);
     return t;
 }
+
+static void cluster_json(cJSON *h, const struct bridge *br, const struct alert_runtime_stats *as);
 
 static cJSON *health_json(const struct http_api_src *src)
 {
@@ -125,6 +129,8 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(ul, "timeouts", (double)us.timeouts);
     cJSON_AddNumberToObject(ul, "stray_replies", (double)us.stray_replies);
     cJSON_AddNumberToObject(ul, "pending", (double)us.pending);
+    cJSON_AddBoolToObject(a, "ready", as.ready);
+    cluster_json(h, br, &as);
     cJSON *cfg = cJSON_AddObjectToObject(h, "config");
     cJSON_AddStringToObject(cfg, "path", br->cfg->path);
     char ver[24];
@@ -132,6 +138,27 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddStringToObject(cfg, "version", ver);
     cJSON_AddItemToObject(cfg, "reload", reload_status_json(src->rl));
     return h;
+}
+
+/* "cluster": this bridge's view of the live set (issue 16); null without cluster.name. */
+static void cluster_json(cJSON *h, const struct bridge *br, const struct alert_runtime_stats *as)
+{
+    const struct cluster *cl = membership_cluster(br->members);
+    if (!cl) {
+        cJSON_AddNullToObject(h, "cluster");
+        return;
+    }
+    cJSON *c = cJSON_AddObjectToObject(h, "cluster");
+    cJSON_AddStringToObject(c, "name", cluster_name(cl));
+    cJSON_AddStringToObject(c, "instance_id", cluster_self(cl));
+    char list[2048];
+    cluster_live_list(cl, list, sizeof list);
+    cJSON *live = cJSON_AddArrayToObject(c, "live");
+    for (char *save = NULL, *id = strtok_r(list, ",", &save); id; id = strtok_r(NULL, ",", &save))
+        cJSON_AddItemToArray(live, cJSON_CreateString(id));
+    cJSON_AddNumberToObject(c, "peer_states_applied", (double)as->peer_applied);
+    cJSON_AddNumberToObject(c, "acks_forwarded", (double)as->acks_forwarded);
+    cJSON_AddNumberToObject(c, "taken_over", (double)as->taken_over);
 }
 
 /* ---- /metrics: a small Prometheus text-format writer -------------------------------------
@@ -260,6 +287,24 @@ static void render_alerts(const struct bridge *br, struct sbuf *out)
     metric(out, "telebridge_alerts_raised_total", "counter", "Alerts raised", (double)as.raised);
     metric(out, "telebridge_alerts_cleared_total", "counter", "Alerts cleared", (double)as.cleared);
     metric(out, "telebridge_alerts_acknowledged_total", "counter", "Alerts acknowledged by clients", (double)as.acknowledged);
+}
+
+/* Several bridges as one (cluster.name set): the live set and what crossed between members. */
+static void render_cluster(const struct bridge *br, struct sbuf *out)
+{
+    const struct cluster *cl = membership_cluster(br->members);
+    if (!cl)
+        return;
+    struct alert_runtime_stats as;
+    alert_runtime_stats(br->alerts, &as);
+    metric(out, "telebridge_cluster_live_members", "gauge", "Bridges of this cluster online, this one included",
+           (double)cluster_live_count(cl));
+    metric(out, "telebridge_cluster_peer_states_applied_total", "counter", "Alert states of other members applied",
+           (double)as.peer_applied);
+    metric(out, "telebridge_cluster_acks_forwarded_total", "counter", "Acknowledgements forwarded to an alert's owner",
+           (double)as.acks_forwarded);
+    metric(out, "telebridge_cluster_taken_over_total", "counter", "Alerts this bridge took over from a member that left",
+           (double)as.taken_over);
 }
 
 /* Client publishes to MQTT (endpoint 'publish' rules, uplink_runtime.c). */
@@ -432,6 +477,7 @@ static void render_metrics(const struct http_api_src *src, struct sbuf *out)
     render_broker(src->br, out);
     render_alerts(src->br, out);
     render_alert_rules(src->br, out);
+    render_cluster(src->br, out);
     render_routes(src->br, out);
     render_room_classes(src->br, out);
     render_latency(src->br, out);

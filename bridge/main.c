@@ -19,6 +19,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "expr.h"
+#include "hash.h"
 #include "log.h"
 #include "notify.h"
 #include "mqtt_client.h"
@@ -153,11 +154,19 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static uint64_t make_epoch(void)
+/* The epoch names the instance and the run: its top 24 bits are a hash of the instance
+ * id, the rest changes at every start. A client that resumes on another bridge of a
+ * cluster (or after a restart) sends an epoch that is not this one and gets "resync". */
+/* The start-up check of the instance id: a broker that is up answers in milliseconds
+ * (Mosquitto) or seconds (NATS creating its JetStream consumers under load). */
+#define PROBE_TIMEOUT_MS 10000
+
+static uint64_t make_epoch(const char *instance_id)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 40);
+    uint64_t run = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 24);
+    return (tb_hash_str(instance_id ? instance_id : "") << 40) | (run & ((1ull << 40) - 1));
 }
 
 static int run(const char *path)
@@ -172,11 +181,26 @@ static int run(const char *path)
         return 1;
     }
     log_apply_config((enum tb_log_level)cfg->log.level, (enum tb_log_format)cfg->log.format);
+    /* Two processes with one instance id would take each other's broker session over,
+     * again and again (issue 16: 13 takeovers in 12 s, without a word). */
+    const char *iid = cfg->cluster.instance_id ? cfg->cluster.instance_id : cfg->mqtt.client_id;
+    int online = mqtt_client_probe_online(cfg, PROBE_TIMEOUT_MS);
+    if (online < 0)
+        LOG_WARN("main", "could not check whether instance '%s' is online elsewhere (broker not "
+                 "reachable yet); starting", iid);
+    if (online == 1) {
+        LOG_ERROR("main", "refusing to start: instance '%s' is online elsewhere (retained \"online\" "
+                  "on telebridge/%s/status): give this process its own cluster.instance_id and "
+                  "mqtt.client_id; if that process is gone, its last will clears the status within "
+                  "1.5 x mqtt.keepalive", iid, iid);
+        config_unref(cfg);
+        return 1;
+    }
     int rc = 1;
     struct reload *rl = NULL;
     struct ws_server *ws = NULL;
     struct mqtt_client *mqtt = NULL;
-    struct bridge *br = bridge_new(cfg, make_epoch());
+    struct bridge *br = bridge_new(cfg, make_epoch(iid));
     if (!br)
         goto out;
     g_br = br;

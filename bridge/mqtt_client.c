@@ -43,9 +43,14 @@ struct mqtt_client {
     size_t n_filters;
     char **extra;                /* extra filters (alert runtime), under lock; subscribed first */
     size_t n_extra;
-    int suback_wait[2];          /* initial subscriptions not acknowledged yet (network thread) */
+    char **fixed;                /* the bridge's own topics (sync marker, cluster), before all */
+    size_t n_fixed;
+    char *cluster_name;          /* retained on telebridge/<id>/cluster when clustering */
+    char *cluster_topic;
+    char *client_id;
+    int suback_wait[3];          /* initial subscriptions not acknowledged yet (network thread) */
     size_t n_suback_wait;
-    char *status_topic;          /* telebridge/<client_id>/status: "online" / will "offline" */
+    char *status_topic;          /* telebridge/<instance_id>/status: "online" / will "offline" */
     int acked_mid;               /* atomic: mid of the last PUBACK'ed publish */
     int connected;               /* atomic */
     unsigned connects;           /* atomic */
@@ -165,17 +170,18 @@ static void on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n, const
         push_state(m, MQTT_EV_CONNECTED, 0);
 }
 
-/* The extra filters go first: the broker then sends their retained messages (the alert
- * state to restore) before any telemetry of the route filters. 'connected' turns true under
- * the same lock that replace_set reads it with: a set replaced before this point is
- * subscribed here, one replaced after it by replace_set, never both (a filter subscribed
- * twice gets its retained messages twice: the alert state restored and counted twice). */
+/* The fixed and extra filters go first: the broker then sends their retained messages
+ * (the alert state to restore) before any telemetry of the route filters. 'connected' is
+ * set under the same lock: a filter set replaced meanwhile (replace_set reads 'connected'
+ * under it) is either subscribed here or there, never twice (a second SUBSCRIBE would
+ * make the broker send the retained messages again). */
 static void subscribe_all(struct mqtt_client *m)
 {
     pthread_mutex_lock(&m->lock);
-    __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
+    subscribe_set(m, m->fixed, m->n_fixed);
     subscribe_set(m, m->extra, m->n_extra);
     subscribe_set(m, m->filters, m->n_filters);
+    __atomic_store_n(&m->connected, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -194,6 +200,8 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags, cons
     m->failed_attempts = 0;
     __atomic_add_fetch(&m->connects, 1, __ATOMIC_RELAXED);
     mosquitto_publish(m->mosq, NULL, m->status_topic, 6, "online", 1, true);
+    if (m->cluster_topic)
+        mosquitto_publish(m->mosq, NULL, m->cluster_topic, (int)strlen(m->cluster_name), m->cluster_name, 1, true);
     m->n_suback_wait = 0;
     subscribe_all(m);
     /* Reported up once subscribed: from then on, what is published gets routed. */
@@ -206,6 +214,10 @@ static void on_disconnect(struct mosquitto *mosq, void *ud, int rc, const mosqui
     (void)mosq; (void)props;
     struct mqtt_client *m = ud;
     __atomic_store_n(&m->connected, 0, __ATOMIC_RELEASE);
+    if (rc == MQTT_RC_SESSION_TAKEN_OVER && log_ratelimit_allow("mqtt-taken-over", 10000))
+        LOG_ERROR("mqtt", "the broker closed our connection because another client connected with "
+                  "client_id '%s' (session taken over): two processes share mqtt.client_id; "
+                  "give each its own", m->client_id ? m->client_id : "");
     struct mqtt_event *ev = calloc(1, sizeof *ev);
     if (!ev)
         return;
@@ -264,22 +276,30 @@ static void on_log(struct mosquitto *mosq, void *ud, int level, const char *str)
         LOG_DEBUG("mqtt", "%s", str);
 }
 
-static int configure(struct mqtt_client *m, const struct tb_config *cfg)
+/* Protocol, credentials and TLS of cfg->mqtt on mosq (the client, or the start-up probe). */
+static int configure_conn(struct mosquitto *mosq, const struct cfg_mqtt *c, bool *tls)
 {
-    const struct cfg_mqtt *c = &cfg->mqtt;
     int rc = MOSQ_ERR_SUCCESS;
-    mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION,
+    mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION,
                          c->protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
-    if (c->username && (rc = mosquitto_username_pw_set(m->mosq, c->username, c->password)))
+    if (c->username && (rc = mosquitto_username_pw_set(mosq, c->username, c->password)))
         return rc;
     if (c->tls_ca || c->tls_cert) {
-        rc = mosquitto_tls_set(m->mosq, c->tls_ca, NULL, c->tls_cert, c->tls_key, NULL);
+        rc = mosquitto_tls_set(mosq, c->tls_ca, NULL, c->tls_cert, c->tls_key, NULL);
         if (rc)
             return rc;
         if (c->tls_insecure)
-            mosquitto_tls_insecure_set(m->mosq, true);
-        m->tls = true;
+            mosquitto_tls_insecure_set(mosq, true);
+        *tls = true;
     }
+    return MOSQ_ERR_SUCCESS;
+}
+
+static int configure(struct mqtt_client *m, const struct tb_config *cfg)
+{
+    int rc = configure_conn(m->mosq, &cfg->mqtt, &m->tls);
+    if (rc)
+        return rc;
     /* Reconnecting is net_main's (reconnect_delay), not libmosquitto's: its
      * mosquitto_reconnect_delay_set only serves its own loop. */
     /* The bridge's own status: the broker publishes "offline" (retained) if we vanish. */
@@ -505,11 +525,16 @@ struct mqtt_client *mqtt_client_new(const struct tb_config *cfg, void (*wake)(vo
     m->keepalive = cfg->mqtt.keepalive;
     mosquitto_lib_init();
     m->mosq = mosquitto_new(cfg->mqtt.client_id, cfg->mqtt.clean_session, m);
-    size_t tlen = strlen(cfg->mqtt.client_id ? cfg->mqtt.client_id : "") + sizeof "telebridge//status";
-    if ((m->status_topic = malloc(tlen)))
-        snprintf(m->status_topic, tlen, "telebridge/%s/status", cfg->mqtt.client_id ? cfg->mqtt.client_id : "");
+    const char *iid = cfg->cluster.instance_id ? cfg->cluster.instance_id : cfg->mqtt.client_id;
+    m->status_topic = mqtt_client_own_topic(iid, "status");
+    m->client_id = strdup(cfg->mqtt.client_id ? cfg->mqtt.client_id : "");
+    if (cfg->cluster.name) {
+        m->cluster_name = strdup(cfg->cluster.name);
+        m->cluster_topic = mqtt_client_own_topic(iid, "cluster");
+    }
     m->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!m->mosq || !m->status_topic || !m->host || m->evfd < 0) {
+    if (!m->mosq || !m->status_topic || !m->client_id || !m->host || m->evfd < 0 ||
+        (cfg->cluster.name && (!m->cluster_name || !m->cluster_topic))) {
         LOG_ERROR("mqtt", "cannot create client: %s", strerror(errno));
         goto fail;
     }
@@ -594,7 +619,11 @@ void mqtt_client_free(struct mqtt_client *m)
     }
     free_filters(m->filters, m->n_filters);
     free_filters(m->extra, m->n_extra);
+    free_filters(m->fixed, m->n_fixed);
     free(m->status_topic);
+    free(m->cluster_topic);
+    free(m->cluster_name);
+    free(m->client_id);
     free(m->host);
     pthread_mutex_destroy(&m->lock);
     mosquitto_lib_cleanup();
@@ -609,10 +638,19 @@ static bool contains(char *const *set, size_t n, const char *s)
     return false;
 }
 
-/* Replaces one of the two filter sets (*set: the route filters or the extra ones) and,
- * when connected, subscribes what is new and unsubscribes what neither set wants now. */
+/* Is s wanted by a filter set other than 'set'? (Under lock or on the service thread.) */
+static bool wanted_elsewhere(const struct mqtt_client *m, char ***set, const char *s)
+{
+    return (set != &m->filters && contains(m->filters, m->n_filters, s)) ||
+           (set != &m->extra && contains(m->extra, m->n_extra, s)) ||
+           (set != &m->fixed && contains(m->fixed, m->n_fixed, s));
+}
+
+/* Replaces one of the three filter sets (*set: the route filters, the extra ones or the
+ * fixed ones) and, when connected, subscribes what is new and unsubscribes what no set
+ * wants now. */
 static int replace_set(struct mqtt_client *m, char ***set, size_t *n_set, char *const *filters,
-                       size_t n, char *const *other, size_t n_other)
+                       size_t n)
 {
     char **copy = calloc(n ? n : 1, sizeof *copy);
     if (!copy)
@@ -630,7 +668,7 @@ static int replace_set(struct mqtt_client *m, char ***set, size_t *n_set, char *
     bool online = __atomic_load_n(&m->connected, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&m->lock);
     for (size_t i = 0; online && i < n; i++)
-        if (!contains(old, n_old, copy[i]) && !contains(other, n_other, copy[i])) {
+        if (!contains(old, n_old, copy[i]) && !wanted_elsewhere(m, set, copy[i])) {
             int rc = mosquitto_subscribe(m->mosq, NULL, copy[i], m->qos);
             if (rc == MOSQ_ERR_SUCCESS)
                 LOG_INFO("mqtt", "subscribe %s", copy[i]);
@@ -638,7 +676,7 @@ static int replace_set(struct mqtt_client *m, char ***set, size_t *n_set, char *
                 LOG_WARN("mqtt", "subscribe %s failed: %s", copy[i], mosquitto_strerror(rc));
         }
     for (size_t i = 0; online && i < n_old; i++)
-        if (!contains(copy, n, old[i]) && !contains(other, n_other, old[i])) {
+        if (!contains(copy, n, old[i]) && !wanted_elsewhere(m, set, old[i])) {
             int rc = mosquitto_unsubscribe(m->mosq, NULL, old[i]);
             if (rc == MOSQ_ERR_SUCCESS)
                 LOG_INFO("mqtt", "unsubscribe %s", old[i]);
@@ -653,12 +691,103 @@ static int replace_set(struct mqtt_client *m, char ***set, size_t *n_set, char *
 
 int mqtt_client_set_filters(struct mqtt_client *m, char *const *filters, size_t n)
 {
-    return replace_set(m, &m->filters, &m->n_filters, filters, n, m->extra, m->n_extra);
+    return replace_set(m, &m->filters, &m->n_filters, filters, n);
 }
 
 int mqtt_client_set_extra_filters(struct mqtt_client *m, char *const *filters, size_t n)
 {
-    return replace_set(m, &m->extra, &m->n_extra, filters, n, m->filters, m->n_filters);
+    return replace_set(m, &m->extra, &m->n_extra, filters, n);
+}
+
+int mqtt_client_set_fixed_filters(struct mqtt_client *m, char *const *filters, size_t n)
+{
+    return replace_set(m, &m->fixed, &m->n_fixed, filters, n);
+}
+
+char *mqtt_client_own_topic(const char *instance_id, const char *what)
+{
+    size_t len = strlen(instance_id) + strlen(what) + sizeof "telebridge//";
+    char *t = malloc(len);
+    if (t)
+        snprintf(t, len, "telebridge/%s/%s", instance_id, what);
+    return t;
+}
+
+/* ---- start-up probe: is our instance id online elsewhere? ---------------------------- */
+
+struct probe {
+    const char *status_topic, *marker_topic;
+    int online;      /* the retained status said "online" */
+    bool done;       /* our marker came back: the retained status (if any) came before */
+    bool failed;
+};
+
+static void probe_connect(struct mosquitto *mosq, void *ud, int rc)
+{
+    struct probe *p = ud;
+    if (rc != 0) {
+        p->failed = true;
+        return;
+    }
+    char *topics[2] = {(char *)p->status_topic, (char *)p->marker_topic};
+    if (mosquitto_subscribe_multiple(mosq, NULL, 2, topics, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
+        p->failed = true;
+}
+
+/* Mosquitto sends the retained messages of a subscription right after its SUBACK, so a
+ * marker published now comes back after them. */
+static void probe_subscribed(struct mosquitto *mosq, void *ud, int mid, int n, const int *granted)
+{
+    (void)mid; (void)n; (void)granted;
+    struct probe *p = ud;
+    if (mosquitto_publish(mosq, NULL, p->marker_topic, 5, "probe", 1, false) != MOSQ_ERR_SUCCESS)
+        p->failed = true;
+}
+
+static void probe_message(struct mosquitto *mosq, void *ud, const struct mosquitto_message *msg)
+{
+    (void)mosq;
+    struct probe *p = ud;
+    if (strcmp(msg->topic, p->marker_topic) == 0)
+        p->done = true;
+    else if (strcmp(msg->topic, p->status_topic) == 0 && msg->retain)
+        p->online = msg->payloadlen == 6 && memcmp(msg->payload, "online", 6) == 0;
+}
+
+int mqtt_client_probe_online(const struct tb_config *cfg, unsigned timeout_ms)
+{
+    const char *iid = cfg->cluster.instance_id ? cfg->cluster.instance_id : cfg->mqtt.client_id;
+    char id[256];
+    snprintf(id, sizeof id, "%.200s-probe-%ld", cfg->mqtt.client_id ? cfg->mqtt.client_id : "tb",
+             (long)getpid());
+    struct probe p = {0};
+    char *status = mqtt_client_own_topic(iid, "status"), *marker = mqtt_client_own_topic(iid, "probe");
+    mosquitto_lib_init();
+    struct mosquitto *mosq = status && marker ? mosquitto_new(id, true, &p) : NULL;
+    int result = -1;
+    bool tls = false;
+    p.status_topic = status;
+    p.marker_topic = marker;
+    if (mosq && configure_conn(mosq, &cfg->mqtt, &tls) == MOSQ_ERR_SUCCESS) {
+        mosquitto_connect_callback_set(mosq, probe_connect);
+        mosquitto_subscribe_callback_set(mosq, probe_subscribed);
+        mosquitto_message_callback_set(mosq, probe_message);
+        /* non-blocking connect: an unreachable host costs timeout_ms, not a TCP timeout */
+        if (mosquitto_connect_async(mosq, cfg->mqtt.host, cfg->mqtt.port, cfg->mqtt.keepalive) == MOSQ_ERR_SUCCESS) {
+            uint64_t end = tb_now_ms() + timeout_ms;
+            while (!p.done && !p.failed && tb_now_ms() < end)
+                if (mosquitto_loop(mosq, 100, 1) != MOSQ_ERR_SUCCESS)
+                    p.failed = true;
+            if (p.done)
+                result = p.online;
+            mosquitto_disconnect(mosq);
+        }
+    }
+    mosquitto_destroy(mosq);
+    mosquitto_lib_cleanup();
+    free(status);
+    free(marker);
+    return result;
 }
 
 int mqtt_client_publish(struct mqtt_client *m, const char *topic, const void *payload, size_t len,

@@ -14,8 +14,10 @@
  *
  * The queue is bounded (bytes); past the bound messages are dropped and counted.
  *
- * The bridge's own status is retained on telebridge/<client_id>/status: "online" after
- * every connect, "offline" as the last will and on a clean shutdown (mqtt_client_free). */
+ * The bridge's own status is retained on telebridge/<instance_id>/status (cluster.instance_id,
+ * default mqtt.client_id): "online" after every connect, "offline" as the last will and on a
+ * clean shutdown (mqtt_client_free); with cluster.name, that name is retained on
+ * telebridge/<instance_id>/cluster after every connect. */
 #ifndef TB_MQTT_CLIENT_H
 #define TB_MQTT_CLIENT_H
 
@@ -56,6 +58,20 @@ int mqtt_client_set_filters(struct mqtt_client *m, char *const *filters, size_t 
 /* A second, independent set (the alert runtime's retained alert topics), subscribed
  * before the other on every connect; a filter in either set stays subscribed. */
 int mqtt_client_set_extra_filters(struct mqtt_client *m, char *const *filters, size_t n);
+
+/* A third set, subscribed before both others: the bridge's own topics (the start-up
+ * sync marker, cluster membership, forwarded acks, issued session ids). */
+int mqtt_client_set_fixed_filters(struct mqtt_client *m, char *const *filters, size_t n);
+
+/* "telebridge/<instance_id>/<what>", malloc'ed (NULL when out of memory). */
+char *mqtt_client_own_topic(const char *instance_id, const char *what);
+
+/* Start-up check (blocking, before mqtt_client_new): connects with a client id of its
+ * own, reads the retained telebridge/<instance_id>/status and returns 1 when it says
+ * "online" (another process runs with this id: starting would take its session over
+ * and the two would flap), 0 when not, -1 when it could not tell within timeout_ms
+ * (broker unreachable). */
+int mqtt_client_probe_online(const struct tb_config *cfg, unsigned timeout_ms);
 
 /* Takes all queued events, oldest first; the caller frees them with mqtt_event_free. */
 struct mqtt_event *mqtt_client_drain(struct mqtt_client *m);

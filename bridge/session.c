@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "log.h"
 #include "mqtt_client.h"
@@ -26,7 +27,14 @@
 struct session_registry {
     char (*ids)[SESSION_ID_MAX + 1];
     size_t cap, head, len;
+    const struct cluster *cl;    /* borrowed; NULL = we answer every request */
 };
+
+void session_registry_set_cluster(struct session_registry *r, const struct cluster *cl)
+{
+    if (r)
+        r->cl = cl;
+}
 
 struct session_registry *session_registry_new(void)
 {
@@ -94,7 +102,7 @@ bool session_known(const struct session_registry *r, const struct cfg_sessions *
     if (session_issued(r, sid))
         return true;
     char name[SESSION_ID_MAX + 128];
-    if (!session_room(cs, sid, name, sizeof name))
+    if (!rooms || !session_room(cs, sid, name, sizeof name))
         return false;
     struct room *room = room_find(rooms, name);
     return room && room_has_state(room);
@@ -129,6 +137,46 @@ static bool reply_topic_ok(const char *t)
 static void answer(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
                    const char *reply_to, const void *corr, size_t corr_len);
 
+/* In a cluster every member receives the request; the owner of (reply topic, correlation)
+ * answers it, so the requester gets one id. */
+static bool owns_request(const struct session_registry *r, const char *reply_to, const void *corr,
+                         size_t corr_len)
+{
+    if (!r || !r->cl)
+        return true;
+    char key[REPLY_TOPIC_MAX + CORRELATION_MAX * 2 + 4];
+    size_t n = (size_t)snprintf(key, sizeof key, "%s|", reply_to);
+    for (size_t i = 0; i < corr_len && n + 2 < sizeof key; i++, n += 2)
+        snprintf(key + n, 3, "%02x", ((const unsigned char *)corr)[i]);
+    return cluster_owns(r->cl, key);
+}
+
+/* Tells the other members of a cluster about an issued id (retained, so a member that
+ * starts later knows it too): telebridge/sessions/<id> = {"session_id","instance"}. */
+static void announce(const struct session_registry *r, struct mqtt_client *mqtt, const char *sid)
+{
+    if (!r->cl || !mqtt)
+        return;
+    char topic[SESSION_ID_MAX + 32], payload[SESSION_ID_MAX + CLUSTER_ID_MAX + 48];
+    snprintf(topic, sizeof topic, "telebridge/sessions/%s", sid);
+    int n = snprintf(payload, sizeof payload, "{\"session_id\":\"%s\",\"instance\":\"%s\"}", sid,
+                     cluster_self(r->cl));
+    if (n < 0 || (size_t)n >= sizeof payload || mqtt_client_publish(mqtt, topic, payload, (size_t)n, 1, true) < 0)
+        LOG_WARN("session", "could not announce session %s to the cluster", sid);
+}
+
+bool session_on_issued(struct session_registry *r, const struct cfg_sessions *cs, const char *topic,
+                       size_t payload_len)
+{
+    static const char prefix[] = "telebridge/sessions/";
+    if (strncmp(topic, prefix, sizeof prefix - 1) != 0)
+        return false;
+    const char *sid = topic + sizeof prefix - 1;
+    if (r && payload_len && session_id_valid(sid) && !session_known(r, cs, NULL, sid))
+        remember(r, cs, sid);
+    return true;
+}
+
 bool session_on_mqtt(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
                      const struct mqtt_event *ev)
 {
@@ -153,7 +201,7 @@ bool session_on_mqtt(struct session_registry *r, const struct cfg_sessions *cs, 
                      "or JSON \"reply_to\"); ignored", ev->topic);
     } else if (corr_len > CORRELATION_MAX) {
         LOG_WARN("session", "%s: correlation longer than %d bytes; ignored", ev->topic, CORRELATION_MAX);
-    } else {
+    } else if (owns_request(r, reply_to, corr, corr_len)) {
         answer(r, cs, mqtt, reply_to, corr, corr_len);
     }
     cJSON_Delete(j);
@@ -166,6 +214,7 @@ static void answer(struct session_registry *r, const struct cfg_sessions *cs, st
     char sid[37], room[SESSION_ID_MAX + 128];
     session_uuid4(sid);
     remember(r, cs, sid);
+    announce(r, mqtt, sid);
     session_room(cs, sid, room, sizeof room);
     struct sbuf b;
     sbuf_init(&b);

@@ -36,6 +36,15 @@ void session_registry_free(struct session_registry *r);   /* NULL is harmless */
 bool session_on_mqtt(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
                      const struct mqtt_event *ev);
 
+/* Cluster (issue 16; borrowed, NULL = off): only the owner of a request answers it, and
+ * every issued id is also published retained on telebridge/sessions/<id>. */
+struct cluster;
+void session_registry_set_cluster(struct session_registry *r, const struct cluster *cl);
+/* A message on telebridge/sessions/<id> (another member issued <id>): remembered, so
+ * join_session works here too. Returns false when the topic is not one of those. */
+bool session_on_issued(struct session_registry *r, const struct cfg_sessions *cs, const char *topic,
+                       size_t payload_len);
+
 /* Is 'sid' usable as a session id (1..64 of [A-Za-z0-9_.-])? */
 bool session_id_valid(const char *sid);
 /* Writes the room of session 'sid' into out; false when it does not fit. */
@@ -44,7 +53,8 @@ bool session_room(const struct cfg_sessions *cs, const char *sid, char *out, siz
  * (sessions.validate and session_known ask it); a retained registry shared by several
  * bridges belongs here. */
 bool session_issued(const struct session_registry *r, const char *sid);
-/* Is 'sid' a session this bridge issued, or one whose room holds data? */
+/* Is 'sid' a session this bridge (or, in a cluster, a member) issued, or one whose room
+ * holds data ('rooms' may be NULL: issued ids only)? */
 bool session_known(const struct session_registry *r, const struct cfg_sessions *cs,
                    struct room_registry *rooms, const char *sid);
 /* The session id of a room name, or NULL when it is not a session room. */

@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <ev.h>
 #include <libwebsockets.h>
@@ -699,10 +701,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 #define WS_RX_BUFFER 128
 #define WS_TX_PACKET (64 * 1024)
 
+static int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len);
+
 static struct lws_protocols protocols[] = {
     {"telebridge", callback, sizeof(struct pss), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET},
     /* chosen when a browser offers "bearer, <token>" (ws_auth.c); the same service */
     {"bearer", callback, sizeof(struct pss), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET},
+    {"tb-shared-listen", listen_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
@@ -806,6 +812,98 @@ static void set_conn_cap(struct ws_server *ws, rlim_t limit)
         LOG_WARN("ws", "server.max_connections %zu is more than the descriptor limit allows "
                        "(RLIMIT_NOFILE %llu): at most %zu WebSocket connections (raise the hard "
                        "limit: ulimit -n, LimitNOFILE=)", cfg_max, (unsigned long long)limit, ws->conn_cap);
+}
+
+/* ---- server.reuse_port -------------------------------------------------------------
+ * lws 4.1 sets no SO_REUSEPORT on its listen socket (LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE
+ * only lets vhosts of one process share a port), and the option must be set before
+ * bind(). So with reuse_port the vhost listens nowhere (CONTEXT_PORT_NO_LISTEN_SERVER):
+ * the bridge opens the listen socket itself, with SO_REUSEPORT, hands it to lws as a raw
+ * descriptor to watch, and adopts every connection it accepts (lws_adopt_socket_vhost:
+ * from there on the usual HTTP / WebSocket path). The kernel spreads new connections
+ * over the processes listening on the port. */
+#define ACCEPT_BATCH 64
+
+static int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
+{
+    (void)user; (void)in; (void)len;
+    /* lws picks a WebSocket's protocol by the subprotocol the client offers: a client naming
+     * this one must not get a connection the bridge never sees (no limits, no gate). */
+    if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION || reason == LWS_CALLBACK_ESTABLISHED)
+        return -1;
+    if (reason != LWS_CALLBACK_RAW_RX_FILE)
+        return 0;
+    struct lws_context *ctx = lws_get_context(wsi);
+    struct ws_server *ws = lws_context_user(ctx);
+    int lfd = lws_get_socket_fd(wsi);
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                shed_backlog(ws, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                     errno != ECONNABORTED && log_ratelimit_allow("ws.accept", 10000))
+                LOG_WARN("ws", "accept: %s", strerror(errno));
+            break;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!lws_adopt_socket_vhost(lws_get_vhost(wsi), fd))   /* closes fd on failure */
+            LOG_WARN("ws", "could not adopt an accepted connection");
+    }
+    return 0;
+}
+
+/* A listen socket with SO_REUSEPORT on host (NULL: every address, IPv6 dual stack when
+ * available) and port; -1 with a log line when it cannot be opened. */
+static int shared_listen_socket(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
+    char serv[16];
+    snprintf(serv, sizeof serv, "%d", port);
+    if (!host)
+        hints.ai_family = AF_INET6;
+    int rc = getaddrinfo(host, serv, &hints, &res);
+    if (rc != 0 && !host) {
+        hints.ai_family = AF_INET;
+        rc = getaddrinfo(host, serv, &hints, &res);
+    }
+    if (rc != 0) {
+        LOG_ERROR("ws", "reuse_port: %s:%d: %s", host ? host : "*", port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1, zero = 0;
+    if (fd >= 0 && res->ai_family == AF_INET6 && !host)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        LOG_ERROR("ws", "reuse_port: cannot listen on %s:%d: %s (is a process without "
+                  "reuse_port on it?)", host ? host : "*", port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int start_shared_listener(struct ws_server *ws, const struct cfg_server *s)
+{
+    int fd = shared_listen_socket(s->listen_host && strcmp(s->listen_host, "0.0.0.0") != 0 ? s->listen_host : NULL,
+                                  s->port);
+    if (fd < 0)
+        return -1;
+    lws_sock_file_fd_type u = {.filefd = fd};
+    struct lws_vhost *vh = lws_get_vhost_by_name(ws->ctx, "default");
+    if (!vh || !lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u, "tb-shared-listen", NULL)) {
+        LOG_ERROR("ws", "reuse_port: lws did not take the listen socket");
+        return -1;    /* lws closed fd */
+    }
+    LOG_INFO("ws", "reuse_port: listen socket shared with other processes (SO_REUSEPORT)");
+    return 0;
 }
 
 /* The listen sockets lws opened on our port (for shed_backlog). */
@@ -921,6 +1019,8 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     if (!info.iface)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (s->reuse_port)
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;    /* start_shared_listener listens */
     info.timeout_secs = 10;
     transport_context_info(s, &info);
     set_conn_cap(ws, raise_fd_limit());
@@ -931,6 +1031,13 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
     }
     ws->spare_fd = -1;
     ws->ctx = create_context(ws, &info);
+    if (ws->ctx && s->reuse_port && start_shared_listener(ws, s) < 0) {
+        lws_context_destroy(ws->ctx);
+        ws->ctx = NULL;
+        if (ws->loop)
+            ev_loop_destroy(ws->loop);
+        ws->loop = NULL;
+    }
     if (!ws->ctx) {
         LOG_ERROR("ws", "cannot listen on %s:%d (address in use or not available?%s)",
                   s->listen_host ? s->listen_host : "*", s->port,

@@ -8,11 +8,12 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libmosquitto-dev libwebsockets-dev libwebsockets-evlib-ev libev-dev libcjson-dev
             libyaml-dev libssl-dev libsystemd-dev zlib1g-dev openssl mosquitto mosquitto-clients curl)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-websocket python3-websockets python3-paho-mqtt python3-jsonschema python3-jwt python3-cryptography
-           chromium nodejs npm clang
+           chromium nodejs npm clang nats-server
            prometheus nginx-light dpkg-dev openssl docker-compose)
 # prometheus: for promtool (check metrics); nginx-light: the reverse-proxy test; dpkg-dev:
 # dpkg-shlibdeps for the .deb (cpack); openssl: certificates for the TLS broker test;
 # docker-compose: validates docker/docker-compose.yml (lint.compose; no daemon needed).
+# nats-server: tests/integration/test_cluster_nats.py.
 # Services are not started by the tests.
 
 pkgs=("${build_pkgs[@]}")

@@ -268,3 +268,26 @@ def test_out_of_descriptors_neither_spins_nor_floods(broker, bridges, clients, p
     wait_for(reconnects, timeout=15, interval=0.3, what="a new client accepted")
     assert br.health()["broker"]["connected"]
     assert "max_connections" in br.log()          # capped to what the descriptors allow
+
+
+def test_internal_protocol_names_are_not_a_way_in(broker, bridges, clients, publisher):
+    """lws picks a connection's protocol by the subprotocol the client offers: offering the
+    bridge's internal listen protocol must not give a connection outside the bridge (no gate,
+    no limits); the bridge refuses it and serves everyone else."""
+    br = bridges(broker.port)
+    websocket = harness._ws_module()
+    for offer in (["tb-shared-listen"], ["tb-shared-listen", "telebridge"]):
+        try:
+            ws = websocket.create_connection(br.url("/ws/fleet"), timeout=5, subprotocols=offer)
+        except Exception:
+            continue            # refused at the handshake
+        try:
+            # accepted only as a bridge connection: its first frame is the welcome
+            assert ws.subprotocol != "tb-shared-listen"
+            assert '"welcome"' in ws.recv()
+        finally:
+            ws.close()
+    ok = clients(br.url("/ws/fleet"))
+    publisher.publish("fleet/g1", {"n": 1}, wait=True)
+    assert ok.recv()["type"] == "fleet_update"
+    wait_for(lambda: br.health()["connections"]["total"] == 1, what="only the good client left")

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -709,10 +710,11 @@ static void test_restart_every_key(void **state)
         "       protocol: 311, qos: 0, clean_session: false, tls_ca: /ca2.pem, tls_cert: /c2.pem,\n"
         "       tls_key: /k2.pem, tls_insecure: true, reconnect_min: 1s, reconnect_max: 20s}\n"
         "server: {listen: 127.0.0.1:9000, writer_threads: 2, max_rooms: 5,\n"
-        "         allowed_origins: [http://a], static_dir: /srv}\n"
+        "         allowed_origins: [http://a], static_dir: /srv, reuse_port: true}\n"
         "heartbeat: {interval: 1s, ws_ping: 5s, idle_timeout: 30s}\n"
         "sessions: {request_topic: s/req}\n"
-        "limits: {max_addresses: 500, client_rate: 7}\n");
+        "limits: {max_addresses: 500, client_rate: 7}\n"
+        "cluster: {name: fleet2, instance_id: i2}\n");
     const char *names[CFG_MAX_RESTART_SETTINGS];
     size_t n = config_keep_restart_settings(next, cur, names, CFG_MAX_RESTART_SETTINGS);
     EXPECT_NAMES(names, n,
@@ -720,10 +722,13 @@ static void test_restart_every_key(void **state)
                  "mqtt.keepalive", "mqtt.protocol", "mqtt.qos", "mqtt.clean_session",
                  "mqtt.tls_ca", "mqtt.tls_cert", "mqtt.tls_key", "mqtt.tls_insecure",
                  "mqtt.reconnect_min", "mqtt.reconnect_max",
-                 "server.listen", "server.writer_threads",
-                 "heartbeat.ws_ping", "heartbeat.idle_timeout", "limits.max_addresses");
+                 "server.listen", "server.reuse_port", "server.writer_threads",
+                 "heartbeat.ws_ping", "heartbeat.idle_timeout", "limits.max_addresses",
+                 "cluster.name", "cluster.instance_id");
     assert_int_equal(next->limits.max_addresses, 100000);
     assert_int_equal(next->limits.client_rate, 7);     /* applied by a reload */
+    assert_null(next->cluster.name);
+    assert_string_equal(next->cluster.instance_id, cur->cluster.instance_id);
     const struct cfg_mqtt *a = &next->mqtt, *b = &cur->mqtt;
     assert_string_equal(a->host, b->host);
     assert_int_equal(a->port, b->port);
@@ -922,6 +927,42 @@ static void test_duration_minimums(void **state)
 }
 
 /* issue 14.4 / 14.5 / 14.10: the keys behind them */
+/* Issue 16: $share/ routes are refused with a reason; cluster ids are one topic level and
+ * not reserved words; client_id no longer holds the pid, and instance_id follows it. */
+static void test_cluster_keys(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "routes:\n  - match: $share/g/vehicle/{id}/telemetry\n    rooms: [a]\n",
+        "cluster: {instance_id: a/b}\n",
+        "cluster: {instance_id: ack}\n",
+        "cluster: {name: \"x y\"}\n",
+        "mqtt: {client_id: \"has space\"}\n",
+    };
+    static const char *const why[] = {"$share/<group>/ shared subscriptions are not supported",
+                                      "must be 1..64 of", "is reserved", "cluster.name", "set cluster.instance_id"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct config_diag d = {0};
+        assert_null(load_str(bad[i], &d));
+        assert_true(d.n >= 1);
+        if (!strstr(d.msgs[0], why[i]))
+            fail_msg("%s -> %s", bad[i], d.msgs[0]);
+        config_diag_free(&d);
+    }
+    struct tb_config *c = load_str_ok("mqtt: {client_id: b-1}\ncluster: {name: fleet}\n");
+    assert_string_equal(c->cluster.instance_id, "b-1");
+    assert_string_equal(c->cluster.name, "fleet");
+    config_unref(c);
+    c = load_str_ok("heartbeat: {}\n");
+    assert_null(c->cluster.name);
+    char pid[32];
+    snprintf(pid, sizeof pid, "-%ld", (long)getpid());
+    assert_null(strstr(c->mqtt.client_id, pid));   /* stable across restarts */
+    assert_string_equal(c->cluster.instance_id, c->mqtt.client_id);
+    assert_int_equal(strncmp(c->mqtt.client_id, "telebridge-", 11), 0);
+    config_unref(c);
+}
+
 static void test_hardening_keys(void **state)
 {
     (void)state;
@@ -1199,6 +1240,7 @@ int main(void)
         cmocka_unit_test(test_limits_keys),
         cmocka_unit_test(test_duration_minimums),
         cmocka_unit_test(test_hardening_keys),
+        cmocka_unit_test(test_cluster_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
