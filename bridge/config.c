@@ -137,7 +137,7 @@ static const int protocol_values[] = { 5, 5, 311, 311 };
 static const struct cfg_field mqtt_fields[] = {
     { MR("host"), .type = CT_STR, .off = M(host), .def = "127.0.0.1" },
     { MR("port"), .type = CT_INT, .off = M(port), .min = 1, .max = 65535 },
-    { MR("client_id"), .type = CT_STR, .off = M(client_id) },
+    { MR("client_id"), .type = CT_OPTSTR, .off = M(client_id) },   /* "" = the default */
     { MR("username"), .type = CT_OPTSTR, .off = M(username) },
     { MR("password"), .type = CT_OPTSTR, .off = M(password) },
     { MR("keepalive"), .type = CT_INT, .off = M(keepalive), .min = 5, .max = 65535, .def = "30" },
@@ -1147,8 +1147,8 @@ static const struct cfg_field alert_state_fields[] = {
 #undef AS
 static const struct cfg_schema alert_state_schema = { "alert_state", alert_state_fields, COUNT(alert_state_fields) };
 
-/* origin is a fixed name, not the client_id: the generated client_id holds the pid and
- * would change at every start, and restoring is across starts. */
+/* origin is a fixed name, not the client_id: several processes with their own client_ids
+ * (a cluster, or one host running N of them) publish and restore one alert state. */
 static int section_alert_state(struct loader *l, const yaml_node_t *n, void *base)
 {
     struct tb_config *c = base;

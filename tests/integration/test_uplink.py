@@ -421,7 +421,8 @@ def example_bridge(bridges, broker):
     from harness import SOURCE_DIR, free_port
     port = free_port()
     return bridges(broker.port, port=port, config_path=os.path.join(SOURCE_DIR, "config", "telebridge.yaml"),
-                   env={"TB_MQTT_PORT": str(broker.port), "TB_LISTEN": f"127.0.0.1:{port}"})
+                   env={"TB_MQTT_PORT": str(broker.port), "TB_LISTEN": f"127.0.0.1:{port}",
+                        "TB_MQTT_CLIENT_ID": f"tb-example-{port}"})   # two of them on one broker
 
 
 def test_chat_between_users_on_two_bridges(broker, bridges, clients):
