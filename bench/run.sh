@@ -13,6 +13,8 @@
 # config (bench/telebridge-bench.yaml) and environment, run right next to `telebridge` in
 # every repeat and scenario (the two swap order on even repeats), so a build can be compared
 # with its starting point: ratios telebridge/telebridge-base in summary.txt.
+# TB_BENCH_BASE_CONFIG=PATH gives the old binary its own copy of the config, for an OLD
+# that does not know keys the current file has (same endpoints and routes, please).
 #
 # Transport variants of the same binary and config (add them to --bridges):
 #   telebridge-tls          wss://: a self-signed pair made with openssl in the results dir,
@@ -187,7 +189,7 @@ start_stack() {  # $1 = bridge, $2 = run dir
   case "$bridge" in
     telebridge|telebridge-tls|telebridge-deflate|telebridge-tls-deflate)
       env "${env[@]}" "$TELEBRIDGE" -c "$BENCH/telebridge-bench.yaml" > "$RUN_DIR/bridge.log" 2>&1 & ;;
-    telebridge-base) env "${env[@]}" "$BASE_TELEBRIDGE" -c "$BENCH/telebridge-bench.yaml" > "$RUN_DIR/bridge.log" 2>&1 & ;;
+    telebridge-base) env "${env[@]}" "$BASE_TELEBRIDGE" -c "${TB_BENCH_BASE_CONFIG:-$BENCH/telebridge-bench.yaml}" > "$RUN_DIR/bridge.log" 2>&1 & ;;
     node) env "${env[@]}" node "$BENCH/baselines/node/bridge.js" > "$RUN_DIR/bridge.log" 2>&1 & ;;
     python) env "${env[@]}" "$PY" "$BENCH/baselines/python/bridge.py" > "$RUN_DIR/bridge.log" 2>&1 & ;;
     *) log "unknown bridge $bridge"; return 1 ;;
