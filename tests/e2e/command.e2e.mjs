@@ -82,6 +82,7 @@ try {
   const d = JSON.parse(diag.detail);
   assert.ok(d.diagnostics && typeof d.diagnostics === 'object', 'a diagnostic snapshot is shown');
   assert.equal(await page.locator('#vehicle-cmd-log li[data-command]').count(), 3, 'one log line per command');
+  await page.locator('#vehicle-commands').scrollIntoViewIfNeeded();
   await page.screenshot({ path: path.join(ART, 'vehicle-command.png') });
 
   // 2. A vehicle this endpoint may not command: refused by the bridge, the code shown.
@@ -92,6 +93,7 @@ try {
   assert.equal(no.state, 'refused');
   assert.match(no.text, /not_allowed/);
   assert.equal(no.detail, null);
+  await page.locator('#vehicle-commands').scrollIntoViewIfNeeded();
   await page.screenshot({ path: path.join(ART, 'vehicle-command-refused.png') });
 
   // 3. A vehicle nobody simulates: the bridge's reply timeout, shown as timed out.
@@ -111,7 +113,7 @@ try {
 } catch (e) {
   failed = e;
   console.log(`e2e: FAILED: ${e.stack || e}`);
-  await page.screenshot({ path: path.join(ART, 'command-failure.png') }).catch(() => {});
+  await page.screenshot({ path: path.join(ART, 'failure-command.png') }).catch(() => {});
 } finally {
   await browser.close();
 }
