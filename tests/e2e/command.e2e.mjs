@@ -96,6 +96,14 @@ try {
   await page.locator('#vehicle-commands').scrollIntoViewIfNeeded();
   await page.screenshot({ path: path.join(ART, 'vehicle-command-refused.png') });
 
+  // 2b. A hostile vehicle id: "x+1" in the URL would put an MQTT wildcard into the topic.
+  await openVehicle('x+1');
+  await page.click('#vehicle-commands button[data-command="ping"]');
+  const wild = await answerOf('ping');
+  step(`ping to x+1: ${wild.state} (${wild.text})`);
+  assert.equal(wild.state, 'refused');
+  assert.match(wild.text, /bad_field|not_allowed/);
+
   // 3. A vehicle nobody simulates: the bridge's reply timeout, shown as timed out.
   await openVehicle(SILENT);
   await page.click('#vehicle-commands button[data-command="ping"]');
