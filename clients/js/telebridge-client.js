@@ -540,7 +540,7 @@ export class TelebridgeClient {
    *  payload, an object or a string). Rejects with a TelebridgeError: the bridge's code
    *  ("timeout" when the vehicle did not answer within the rule's reply.timeout,
    *  "not_allowed", "bad_field", "rate_limited", "too_many_pending", ...), "timeout" when
-   *  nothing came within opts.timeout (default: requestTimeout), "disconnected" when the
+   *  nothing came within opts.timeout (default: commandTimeout), "disconnected" when the
    *  connection is lost first (the command may still have reached the vehicle), or
    *  "wrong_vehicle" (nothing sent) when the endpoint's path names another vehicle.
    *  vehicle: on an endpoint whose path captures {vehicle_id} (the example's
