@@ -678,6 +678,103 @@ async function backfill(room, charts, box, isCurrent) {
   }
 }
 
+// ---- command panel (vehicle view) ------------------------------------------------------------
+//
+// Commands go over their own connection to /ws/control/<vehicle>/<user> (an endpoint with a
+// `command` publish rule and `reply`, docs/uplink.md), opened on the first command and
+// closed with the view. Each command is one line of the log, whose data-state says what is
+// known, never more: sending (no answer yet), answered (the vehicle said ok), error (the
+// vehicle answered, but not ok), timeout (no answer in time: it may or may not have acted),
+// refused (the bridge refused it; nothing reached the vehicle) or failed (the connection was
+// lost or could not be opened; the command may have reached the vehicle).
+
+const COMMANDS = { ping: 'Ping', horn: 'Horn', request_diagnostics: 'Request diagnostics' };
+const CMD_LOG_MAX = 8;
+const controlPath = (id) => `/ws/control/${encodeURIComponent(id)}/${encodeURIComponent(userId)}`;
+
+class CommandPanel {
+  constructor(vehicleId) {
+    this.id = vehicleId;
+    this.client = null;
+    this.opening = null;
+    this.entries = [];
+    this.closed = false;
+    this.render();
+  }
+
+  /** The open control connection; opened now when there is none (or the last one is gone). */
+  open() {
+    if (this.client && this.client.state === 'open') return Promise.resolve(this.client);
+    if (this.opening) return this.opening;
+    if (this.client) this.client.close();
+    const path = controlPath(this.id);
+    const c = this.client = new TelebridgeClient(path, { token: auth.token, reconnect: false, connectTimeout: 10000 });
+    this.opening = new Promise((resolve, reject) => {
+      c.on('open', () => resolve(c));
+      c.on('close', (e) => reject(c.refusal
+        ? Object.assign(new Error(`the bridge refused ${path} (${c.refusal.close} ${c.refusal.code})`), { code: 'refused' })
+        : Object.assign(new Error(`could not open ${path} (close ${e.code}${e.reason ? ' ' + e.reason : ''}): does the bridge have a /ws/control/{vehicle_id}/{user_id} endpoint?`), { code: 'failed' })));
+    }).finally(() => { this.opening = null; });
+    c.connect();
+    return this.opening;
+  }
+
+  async send(command) {
+    const e = { command, at: Date.now(), state: 'sending', text: 'sending…', detail: null };
+    this.entries.unshift(e);
+    this.entries.length = Math.min(this.entries.length, CMD_LOG_MAX);
+    this.render();
+    try {
+      const c = await this.open();
+      if (this.closed) return;
+      e.text = 'sent, waiting for the vehicle\u2019s answer…';
+      this.render();
+      const data = await c.command(this.id, command);
+      Object.assign(e, describeAnswer(data));
+    } catch (err) {
+      Object.assign(e, describeFailure(err));
+    }
+    if (!this.closed) this.render();
+  }
+
+  render() {
+    if (this.closed) return;   // only the shown view's panel is open
+    const ol = $('vehicle-cmd-log');
+    ol.textContent = '';
+    if (!this.entries.length) ol.append(el('li', { class: 'muted', text: `no commands sent; they go to ${controlPath(this.id)}` }));
+    for (const e of this.entries) {
+      const li = el('li', { class: `cmd ${e.state}`, 'data-state': e.state, 'data-command': e.command },
+        el('span', { class: 'muted', text: `${new Date(e.at).toLocaleTimeString()} ` }), el('b', { text: COMMANDS[e.command] || e.command }),
+        ` \u2014 `, el('span', { class: 'cmd-text', text: e.text }));
+      if (e.detail) li.append(el('pre', { class: 'cmd-detail', text: e.detail }));
+      ol.append(li);
+    }
+  }
+
+  close() {
+    this.closed = true;
+    if (this.client) this.client.close();
+  }
+}
+
+/** The vehicle's reply, as a log entry: ok unless it says ok: false. */
+function describeAnswer(data) {
+  const detail = typeof data === 'string' ? data : JSON.stringify(data, null, 1);
+  if (data && typeof data === 'object' && data.ok === false)
+    return { state: 'error', text: `the vehicle answered with an error: ${data.error || 'no reason given'}`, detail };
+  return { state: 'answered', text: 'answered', detail };
+}
+
+/** A rejected command, as a log entry (codes: docs/protocol.md, clients/js/README.md). */
+function describeFailure(err) {
+  const code = err && err.code;
+  const msg = (err && err.message) || String(err);
+  if (code === 'timeout') return { state: 'timeout', text: `timed out: no answer from the vehicle (${msg}); it may or may not have acted` };
+  if (code === 'disconnected' || code === 'closed' || code === 'not_connected' || code === 'failed')
+    return { state: 'failed', text: `no answer: ${msg}; the command may have reached the vehicle` };
+  return { state: 'refused', text: `refused by the bridge: ${code || 'error'}${msg && msg !== code ? ' \u2014 ' + msg : ''}; nothing was sent to the vehicle` };
+}
+
 let vehicleView = null;
 const STALE_AFTER_MS = 10000;   // a view whose data is older than this says so
 const UNKNOWN_AFTER_MS = 8000;  // an open connection with nothing at all for this long
@@ -701,6 +798,7 @@ function resetVehicleDom(id) {
   cv.getContext('2d')?.clearRect(0, 0, cv.width, cv.height);
   $('vehicle-charts').textContent = '';
   $('vehicle-alerts').textContent = '';
+  $('vehicle-cmd-log').textContent = '';
   if (!id) setPill($('vehicle-state'), 'none', 'no vehicle chosen');
   $('vehicle-view-body').hidden = !id;
   $('vehicle-empty').hidden = !!id;
@@ -723,6 +821,7 @@ class VehicleView {
     this.client.on('alert_acknowledged', onAlertAcknowledged);
     this.client.connect();
     backfill(`vehicle:${id}`, this.charts, $('vehicle-charts'), () => vehicleView === this);
+    this.commands = new CommandPanel(id);
     schedule(this.renderAlerts);   // runs once this view is the current one
     this.timer = setInterval(() => { schedule(this.draw); this.setState(); }, 1000);
   }
@@ -781,6 +880,7 @@ class VehicleView {
   close() {
     clearInterval(this.timer);
     destroyCharts(this.charts);
+    this.commands.close();
     untrack('vehicle');
   }
 }
@@ -963,6 +1063,10 @@ function init() {
   $('login-form').addEventListener('submit', (e) => { e.preventDefault(); useToken($('login-token').value.trim()); $('login-token').value = ''; });
   $('login-clear').addEventListener('click', () => useToken(null));
   $('login-open').addEventListener('click', () => { $('login').dataset.open = '1'; renderLogin(); $('login-token').focus(); });
+  $('vehicle-commands').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-command]');
+    if (b && vehicleView) vehicleView.commands.send(b.dataset.command);
+  });
   $('vehicle-form').addEventListener('submit', (e) => { e.preventDefault(); location.hash = `#/vehicle/${encodeURIComponent($('vehicle-id').value.trim())}`; });
   $('session-form').addEventListener('submit', (e) => { e.preventDefault(); location.hash = `#/session/${encodeURIComponent($('session-id').value.trim())}`; });
   window.addEventListener('hashchange', route);

@@ -33,6 +33,8 @@ const DEFAULTS = {
   jitter: 0.5,            // each delay is reduced by up to this fraction at random
   stableAfter: 10000,     // ms a connection must stay open before the backoff resets
   requestTimeout: 5000,   // ms before request() rejects with code "timeout"
+  commandTimeout: 10000,  // ms before command() gives up; longer than the example rule's
+                          // reply.timeout (5s), so the bridge's own "timeout" arrives first
   heartbeatMisses: 2.5,   // link is dead after this many heartbeat intervals of silence
   heartbeatTimeout: null, // ms; overrides the value derived from the welcome; 0 disables
   heartbeatMinTimeout: 1000, // floor of the derived value
@@ -522,6 +524,61 @@ class TelebridgeClient {
     return this.request(req, opts);
   }
 
+  /** Publishes to MQTT through one of the endpoint's `publish` rules (docs/uplink.md):
+   *  sends {"type": type, "id", "data", "retain"?} and resolves with the bridge's
+   *  `published` frame ({topic, id}); rejects with a TelebridgeError carrying the bridge's
+   *  code (not_allowed, bad_field, too_large, rate_limited, broker_unavailable, ...),
+   *  "timeout" when no answer came within opts.timeout, or "disconnected" / "not_connected".
+   *  For a rule with `reply` use command() instead: its answer is a `reply`, not `published`. */
+  publish(type, data = {}, { retain, ...opts } = {}) {
+    if (typeof type !== 'string' || !type) return Promise.reject(new TypeError('publish: type must be a non-empty string'));
+    if (!isPlainObject(data)) return Promise.reject(new TypeError('publish: data must be an object'));
+    const frame = { type, data };
+    if (retain != null) frame.retain = !!retain;
+    return this.request(frame, opts);
+  }
+
+  /** Sends a command to a vehicle and resolves with its answer's `data` (the `reply` frame's
+   *  payload, an object or a string). Rejects with a TelebridgeError: the bridge's code
+   *  ("timeout" when the vehicle did not answer within the rule's reply.timeout,
+   *  "not_allowed", "bad_field", "rate_limited", "too_many_pending", ...), "timeout" when
+   *  nothing came within opts.timeout (default: commandTimeout), "disconnected" when the
+   *  connection is lost first (the command may still have reached the vehicle), or
+   *  "wrong_vehicle" (nothing sent) when the endpoint's path names another vehicle.
+   *  vehicle: on an endpoint whose path captures {vehicle_id} (the example's
+   *  /ws/control/{vehicle_id}/{user_id}) it must be that vehicle (or null) and is not sent;
+   *  elsewhere a non-null vehicle is sent as data.vehicle_id, for rules whose topic uses it.
+   *  opts.type: the publish type (default "command"). */
+  async command(vehicle, command, args, { type = 'command', timeout = this.opts.commandTimeout } = {}) {
+    if (typeof command !== 'string' || !command) throw new TypeError('command: command must be a non-empty string');
+    const data = { command };
+    if (args !== undefined) data.args = args;
+    if (vehicle != null) {
+      const onPath = this.pathCaptures().vehicle_id;
+      if (onPath == null) data.vehicle_id = String(vehicle);
+      else if (onPath !== String(vehicle) && this.pathCaptures(true).vehicle_id !== String(vehicle))
+        throw new TelebridgeError('wrong_vehicle', `this connection commands ${onPath}, not ${vehicle}`);
+    }
+    const f = await this.request({ type, data }, { timeout });
+    if (f.type !== 'reply') throw new TelebridgeError('no_reply', `${type} answered with ${f.type}, not reply (the rule has no reply)`, f);
+    return f.data;
+  }
+
+  /** The path captures of the open connection ({vehicle_id: "v1", ...}), read from the
+   *  welcome's endpoint template and path (URL-decoded unless raw); {} before a welcome. */
+  pathCaptures(raw = false) {
+    const w = this.welcome || {};
+    if (typeof w.endpoint !== 'string' || typeof w.path !== 'string') return {};
+    const names = w.endpoint.split('/'), parts = w.path.split('/'), out = {};
+    if (names.length !== parts.length) return {};
+    names.forEach((n, i) => {
+      const m = /^\{(\w+)\}$/.exec(n);
+      if (!m) return;
+      try { out[m[1]] = raw ? parts[i] : decodeURIComponent(parts[i]); } catch { out[m[1]] = parts[i]; }
+    });
+    return out;
+  }
+
   /** Fetches a room's history (endpoints with client_subscriptions): subscribes with
    *  since = 0 so the bridge replays what it keeps (routes with `history: N`), and resolves
    *  with those frames, oldest first, once the last has arrived. When the history does not
@@ -610,6 +667,10 @@ function detach(ws) {
   if (!ws) return;
   ws.onopen = ws.onmessage = ws.onclose = null;
   ws.onerror = () => {};
+}
+
+function isPlainObject(v) {
+  return v != null && typeof v === 'object' && !Array.isArray(v);
 }
 
 function resolveUrl(url) {

@@ -24,6 +24,10 @@ export interface WelcomeData {
   heartbeat_interval_ms?: number;
   client_subscriptions?: boolean;
   broker_connected?: boolean;
+  /** The endpoint's path template, e.g. "/ws/control/{vehicle_id}/{user_id}". */
+  endpoint?: string;
+  /** The path this connection opened, e.g. "/ws/control/v1/alice". */
+  path?: string;
   [key: string]: unknown;
 }
 
@@ -48,6 +52,8 @@ export interface ClientOptions {
   jitter?: number;
   stableAfter?: number;
   requestTimeout?: number;
+  /** ms before command() rejects with "timeout" (default 10000). */
+  commandTimeout?: number;
   heartbeatMisses?: number;
   heartbeatTimeout?: number | null;
   heartbeatMinTimeout?: number;
@@ -70,6 +76,24 @@ export interface SubscribeOptions {
 
 export interface RequestOptions {
   timeout?: number;
+}
+
+export interface PublishOptions extends RequestOptions {
+  /** Ask for a retained MQTT message; refused (not_allowed) unless the rule allows it. */
+  retain?: boolean;
+}
+
+export interface CommandOptions {
+  /** ms to wait for the reply (default: the client's commandTimeout). */
+  timeout?: number;
+  /** The publish type of the endpoint's command rule (default "command"). */
+  type?: string;
+}
+
+/** The `published` frame that answers a publish with an id. */
+export interface PublishedFrame extends Frame {
+  type: 'published';
+  topic: string;
 }
 
 export interface ClientStats {
@@ -104,7 +128,8 @@ export interface ClientEvents {
 
 export declare class TelebridgeError extends Error {
   constructor(code: string, message?: string, frame?: Frame);
-  /** The bridge's error code, or timeout | disconnected | not_connected | closed. */
+  /** The bridge's error code, or timeout | disconnected | not_connected | closed (and, from
+   *  command(), wrong_vehicle | no_reply). */
   code: string;
   frame?: Frame;
 }
@@ -142,6 +167,16 @@ export declare class TelebridgeClient {
   joinSession(sessionId: string, options?: SubscribeOptions, opts?: RequestOptions): Promise<Frame | null>;
   leaveSession(sessionId: string, opts?: RequestOptions): Promise<Frame | null>;
   ackAlert(alertId: string, opts?: RequestOptions & { by?: string }): Promise<Frame>;
+  /** Publishes through one of the endpoint's `publish` rules; resolves with `published`,
+   *  rejects with a TelebridgeError (not_allowed, bad_field, too_large, rate_limited, ...). */
+  publish(type: string, data?: Record<string, unknown>, opts?: PublishOptions): Promise<PublishedFrame>;
+  /** Sends a command and resolves with the vehicle's answer (the `reply` frame's data).
+   *  Rejects with a TelebridgeError: the bridge's code (timeout, not_allowed, rate_limited,
+   *  too_many_pending, ...), timeout, disconnected, closed, not_connected, wrong_vehicle
+   *  (the endpoint's path names another vehicle; nothing sent) or no_reply. */
+  command(vehicle: string | null, command: string, args?: unknown, opts?: CommandOptions): Promise<unknown>;
+  /** Path captures of the open connection from its welcome, e.g. {vehicle_id: "v1"}. */
+  pathCaptures(raw?: boolean): Record<string, string>;
   /** The room's kept history (routes with `history: N`), oldest first; subscribes to the room. */
   history(room: string, opts?: { max?: number; timeout?: number }): Promise<Frame[]>;
   backoffDelay(attempt: number): number;

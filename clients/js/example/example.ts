@@ -28,6 +28,18 @@ async function main(): Promise<void> {
   } catch (e) {
     if (e instanceof TelebridgeError) console.log(e.code);
   }
+  const control = new TelebridgeClient('ws://127.0.0.1:8080/ws/control/demo-00001/alice');
+  control.connect();
+  await control.once('open');
+  try {
+    const answer: unknown = await control.command('demo-00001', 'ping', undefined, { timeout: 6000 });
+    console.log(answer);
+    const pub = await control.publish('chat', { to: 'bob', text: 'hi' }, { retain: false });
+    console.log(pub.topic);
+  } catch (e) {
+    if (e instanceof TelebridgeError) console.log(`refused: ${e.code}`);
+  }
+  control.close();
   const lag: number | null = client.stats.lagMs;
   console.log(lag);
   client.close();
