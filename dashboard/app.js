@@ -65,6 +65,22 @@ const auth = {
 
 function newClient(path) { return new TelebridgeClient(path, { token: auth.token }); }
 
+// The name the page uses in per-user paths (/ws/alerts/<user>, /ws/control/<vehicle>/<user>):
+// with a token, its subject (endpoints with `require: {user_id: sub}` admit only that); else
+// the page's own random id. Read from the token's payload for the path only: the bridge
+// verifies the token, the page trusts nothing in it.
+function pageUser() {
+  const parts = (auth.token || '').split('.');
+  if (parts.length === 3) {
+    try {
+      const b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+      const sub = JSON.parse(atob(b64 + '='.repeat((4 - b64.length % 4) % 4))).sub;
+      if (typeof sub === 'string' && sub) return sub;
+    } catch { /* not a JWT we can read (an API key): the page id */ }
+  }
+  return userId;
+}
+
 function renderLogin() {
   const box = $('login');
   const refused = [...auth.refusals.entries()];
@@ -586,7 +602,7 @@ function cue() {
 }
 
 function startAlerts() {
-  alertsClient = track('alerts', newClient(`/ws/alerts/${encodeURIComponent(userId)}`));
+  alertsClient = track('alerts', newClient(`/ws/alerts/${encodeURIComponent(pageUser())}`));
   alertsClient.on('welcome', () => {
     // The bridge sends the room's active alerts on join: start from that set.
     for (const [id, a] of alerts) if (!a.fading) alerts.delete(id);
@@ -690,7 +706,7 @@ async function backfill(room, charts, box, isCurrent) {
 
 const COMMANDS = { ping: 'Ping', horn: 'Horn', request_diagnostics: 'Request diagnostics' };
 const CMD_LOG_MAX = 8;
-const controlPath = (id) => `/ws/control/${encodeURIComponent(id)}/${encodeURIComponent(userId)}`;
+const controlPath = (id) => `/ws/control/${encodeURIComponent(id)}/${encodeURIComponent(pageUser())}`;
 
 class CommandPanel {
   constructor(vehicleId) {
