@@ -17,6 +17,8 @@ struct fanout {
     struct tb_stats *st;
     struct sbuf scratch;            /* envelope and control frame building */
     struct sbuf rooms_json;         /* the current route's rooms, a JSON array (or empty) */
+    struct room *msg_rooms[CFG_MAX_ROOMS];  /* the current route's rooms that exist */
+    size_t n_msg_rooms;
     bool once;                      /* server.delivery: once */
     bool dedup;                     /* the current message may reach a connection twice */
     uint64_t msg_id;                /* the current MQTT message */
@@ -146,9 +148,11 @@ struct sub *fanout_join(struct fanout *f, struct conn *c, const char *name)
 
 /* ---- routed messages ---------------------------------------------------------------- */
 
-/* {"type":T,"room":R[,"rooms":[..]],"topic":P,"seq":N,"ts":MS,"data":D} */
+/* {"type":T,"room":R[,"rooms":[..]],"topic":P,"seq":N,"ts":MS,"data":D}; "rooms" (the
+ * route's rooms, delivery: once) only when with_rooms. */
 static struct tb_msg *build_envelope(struct fanout *f, const char *type, const char *room,
-                                     const char *topic, uint64_t seq, const char *data, size_t data_len)
+                                     const char *topic, uint64_t seq, uint64_t ts, const char *data,
+                                     size_t data_len, bool with_rooms)
 {
     struct sbuf *b = &f->scratch;
     sbuf_reset(b);
@@ -156,7 +160,7 @@ static struct tb_msg *build_envelope(struct fanout *f, const char *type, const c
     sbuf_json_string(b, type, strlen(type));
     sbuf_puts(b, ",\"room\":");
     sbuf_json_string(b, room, strlen(room));
-    if (f->rooms_json.len) {
+    if (with_rooms && f->rooms_json.len) {
         sbuf_puts(b, ",\"rooms\":");
         sbuf_append(b, f->rooms_json.data, f->rooms_json.len);
     }
@@ -165,7 +169,7 @@ static struct tb_msg *build_envelope(struct fanout *f, const char *type, const c
     sbuf_puts(b, ",\"seq\":");
     sbuf_u64(b, seq);
     sbuf_puts(b, ",\"ts\":");
-    sbuf_u64(b, tb_wall_ms());
+    sbuf_u64(b, ts);
     sbuf_puts(b, ",\"data\":");
     sbuf_append(b, data, data_len);
     sbuf_puts(b, "}");
@@ -306,8 +310,28 @@ void fanout_deliver_rooms(struct fanout *f, const struct cfg_route *route, const
                 sbuf_reset(&f->rooms_json);
         }
     }
+    f->n_msg_rooms = 0;
+    for (size_t i = 0; f->rooms_json.len && i < n && i < CFG_MAX_ROOMS; i++) {
+        struct room *r = room_find(f->rooms, rooms[i]);
+        if (r)
+            f->msg_rooms[f->n_msg_rooms++] = r;
+    }
     for (size_t i = 0; i < n; i++)
         deliver_one(f, rooms[i], route, key, topic, data, data_len);
+}
+
+/* delivery: once. Is c, which gets the current message through 'room', also a member of
+ * another of its rooms (then its one frame must name them all)? A connection with a single
+ * subscription, the common case, costs one pointer test. */
+static bool in_another_room(const struct fanout *f, const struct conn *c, const struct room *room)
+{
+    if (!f->n_msg_rooms || !c->subs || !c->subs->conn_next)
+        return false;
+    for (const struct sub *x = c->subs; x; x = x->conn_next)
+        for (size_t i = 0; i < f->n_msg_rooms; i++)
+            if (x->room == f->msg_rooms[i] && x->room != room)
+                return true;
+    return false;
 }
 
 static void deliver_one(struct fanout *f, const char *room_name, const struct cfg_route *route,
@@ -332,8 +356,11 @@ static void deliver_one(struct fanout *f, const char *room_name, const struct cf
         return;
     }
     room_mark_routed(room);   /* routed data makes a client-created room a routed one */
-    uint64_t seq = ++room->seq;
-    struct tb_msg *m = build_envelope(f, route->type, room_name, topic, seq, data, data_len);
+    uint64_t seq = ++room->seq, ts = tb_wall_ms();
+    /* The frame names its room only; a member also in another of the message's rooms gets
+     * it once, as 'multi' (built when first needed), which lists them all. */
+    struct tb_msg *m = build_envelope(f, route->type, room_name, topic, seq, ts, data, data_len, false);
+    struct tb_msg *multi = NULL;
     if (!m) {
         LOG_ERROR("bridge", "out of memory building a message for room %s", room_name);
         return;
@@ -351,12 +378,18 @@ static void deliver_one(struct fanout *f, const char *room_name, const struct cf
             continue;   /* delivery: once; the frame it got names this room too */
         if (in_store && room_snapshot_active(s))
             continue;   /* its snapshot cursor sends it, in seq order */
-        if (s->shape)
+        if (s->shape) {
             deliver_shaped(f, s, m, conflate, &sc, now);
-        else
+        } else if (f->dedup && in_another_room(f, s->conn, room) &&
+                   (multi || (multi = build_envelope(f, route->type, room_name, topic, seq, ts, data,
+                                                     data_len, true)))) {
+            conn_enqueue(s->conn, multi, s, conflate);
+        } else {
             conn_enqueue(s->conn, m, s, conflate);
+        }
     }
     shape_cache_clear(&sc);
+    msg_unref(multi);
     msg_unref(m);
 }
 
