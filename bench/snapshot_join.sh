@@ -12,7 +12,8 @@
 # Live load: tb-pub, LIVE vehicles at RATE Hz for DURATION s.
 # Phases, each on a fresh broker + bridge, run in this order: base (no joins), joins
 # (JOINS clients/s open /ws/fleet, in batches of 10 every 1/(JOINS/10) s, each reads what it
-# gets for HOLD s and closes), base again (how much the two bases differ = the noise).
+# gets for HOLD s and closes; with --stalled they never read after the handshake, 4 KiB
+# SO_RCVBUF: the bridge-side cost of a join without the readers' CPU), base again (how much the two bases differ = the noise).
 # Printed per phase (one JSON line, and a table at the end): observers' latency p50/p99/
 # p999/max, frames, lost; the bridge's CPU over the live load; for joins, joins/s achieved,
 # snapshot frames per joiner (median; published before the joiner's READY, so about: a
@@ -20,7 +21,7 @@
 #
 # Every process is started here and ended by its PID. Loopback only.
 #   bench/snapshot_join.sh [--seed N] [--live N] [--rate HZ] [--fleet-obs N] [--joins N]
-#                          [--hold S] [--duration S] [--build DIR] [--out FILE]
+#                          [--hold S] [--stalled] [--duration S] [--build DIR] [--out FILE]
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +33,7 @@ FLEET_OBS=5
 JOINS=100
 HOLD=1
 DURATION=20
+JOIN_FLAGS=""
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,10 +43,11 @@ while [ $# -gt 0 ]; do
     --fleet-obs) FLEET_OBS=$2; shift 2 ;;
     --joins) JOINS=$2; shift 2 ;;
     --hold) HOLD=$2; shift 2 ;;
+    --stalled) JOIN_FLAGS="--slow-fraction 1"; shift ;;
     --duration) DURATION=$2; shift 2 ;;
     --build) BUILD=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -118,7 +121,7 @@ join_loop() {   # batches of 10 joiners on /ws/fleet until killed; outputs in $1
   trap 'for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait; exit 0' TERM
   while :; do
     "$WSLOAD" --port "$WEB" --paths /ws/fleet --clients-per-path 10 --duration "$HOLD" \
-        --latency-after-ready --label "join-$i" > "$dir/join-$i.json" 2>/dev/null &
+        --latency-after-ready $JOIN_FLAGS --label "join-$i" > "$dir/join-$i.json" 2> "$dir/join-$i.err" &
     pids+=($!)
     i=$((i + 1))
     sleep "$gap"
@@ -159,12 +162,12 @@ phase() {   # name joins(0/1)
 import glob, json, sys
 name, obs, jdir, c0, c1, tck, dur, seed, live, rate, fobs = sys.argv[1:]
 o = json.loads(open(obs).read().strip().splitlines()[-1])
-joins = []
+joins, tool_errors = [], 0
 for f in glob.glob(jdir + "/join-*.json"):
     try:
         joins.append(json.loads(open(f).read().strip().splitlines()[-1]))
-    except (ValueError, IndexError):
-        pass
+    except (ValueError, IndexError):   # a joiner that failed: its .err file says why
+        tool_errors += 1
 dur = float(dur)
 cpu = (int(c1) - int(c0)) / int(tck)
 # Snapshot frames: published before the joiner's READY (not timed); the rest are live.
@@ -176,7 +179,7 @@ print(json.dumps({
     "observer_frames_timed": lat["count"], "lost": o["lost"], "dup": o["dup"],
     "lat_ms": {k: round(lat[k] / 1000, 2) for k in ("p50", "p99", "p999", "max")},
     "bridge_cpu_pct": round(100 * cpu / dur, 1),
-    "joins": sum(j["conns_ok"] for j in joins), "join_failures": sum(j["connect_failures"] for j in joins),
+    "joins": sum(j["conns_ok"] for j in joins), "joiner_tool_errors": tool_errors, "join_failures": sum(j["connect_failures"] for j in joins),
     "joins_per_s": round(sum(j["conns_ok"] for j in joins) / (dur + 1), 1) if joins else 0,
     "snapshot_frames_per_joiner_median": round(jf[len(jf) // 2]) if jf else None,
     "joiner_frames_per_s": round(sum(j["data_frames"] for j in joins) / (dur + 1)) if joins else 0}))

@@ -1091,7 +1091,7 @@ static int parse_opts(int argc, char **argv)
         }
     }
     if (g_opt.ngroups == 0 || g_opt.threads < 1 || g_opt.threads > 64 || g_opt.port <= 0 ||
-        g_opt.slow_fraction < 0 || g_opt.slow_fraction >= 1 || g_opt.concurrency < 1)
+        g_opt.slow_fraction < 0 || g_opt.slow_fraction > 1 || g_opt.concurrency < 1)
         return -1;
     return 0;
 }
