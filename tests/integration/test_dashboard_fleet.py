@@ -7,7 +7,8 @@ Real Mosquitto, real bridge (static_dir = the source tree's dashboard/), a real 
 publisher that sends each vehicle's telemetry once, then tests/e2e/fleet_snapshot.e2e.mjs in
 Debian's Chromium. The bridge's `received` counter is read before the page opens and after
 it has listed every vehicle: equal, so nothing was published meanwhile. How long the page
-took is printed by the script (not asserted; docs/benchmarks.md has the figure).
+took is printed by the script and kept in $TB_BUILD_DIR/artifacts/dashboard-fleet/
+fleet-snapshot.log (not asserted; docs/benchmarks.md has the figure).
 
 A hostile neighbour is part of the setup: one report with "simulation_mode": "alerts"
 (outside rooms_allowed) and one non-JSON report; neither may show up in either pool.
@@ -96,6 +97,8 @@ def test_fleet_page_opens_complete(stack):
     r = subprocess.run(["node", os.path.join(TESTS_DIR, "e2e", "fleet_snapshot.e2e.mjs")], cwd=TESTS_DIR,
                        env=env, capture_output=True, text=True, timeout=180)
     print(r.stdout, r.stderr)
+    with open(os.path.join(ARTIFACTS, "fleet-snapshot.log"), "w") as f:   # the time, when pytest hides stdout
+        f.write(r.stdout + r.stderr)
     if r.returncode != 0:
         broker.dump()
         bridge.dump()
