@@ -123,12 +123,16 @@ struct opts {
     int tls, deflate;
     double send_rate;
     const char *send_json;
+    int latency_after_ready;
 };
 
 static struct opts g_opt;
 static SSL_CTX *g_ssl_ctx; /* --tls */
 static volatile sig_atomic_t g_stop;
 static atomic_int g_threads_ready;
+/* --latency-after-ready: CLOCK_REALTIME us of READY; messages published earlier (a room's
+ * kept values sent on join) are counted as frames but kept out of the latency histogram. */
+static _Atomic uint64_t g_latency_from_us; /* UINT64_MAX until READY with the option */
 
 /* ---- per-connection state (owned by one worker thread) ---- */
 enum conn_state { CS_IDLE, CS_CONNECTING, CS_TLS, CS_HANDSHAKE, CS_OPEN, CS_FAILED, CS_CLOSED };
@@ -618,7 +622,7 @@ static void on_text(struct worker *w, struct conn *c, const char *p, size_t n, u
     if (!w->first_data_us)
         w->first_data_us = now_rt;
     w->last_data_us = now_rt;
-    if (ok3) {
+    if (ok3 && ts >= atomic_load_explicit(&g_latency_from_us, memory_order_relaxed)) {
         uint64_t lat = now_rt > ts ? now_rt - ts : 0;
         w->hist[hist_index(lat)]++;
         w->lat_sum_us += lat;
@@ -786,12 +790,16 @@ static int check_accept(const struct conn *c, const char *hdrs)
 static void on_handshake_data(struct worker *w, struct conn *c, const char *data, size_t n,
                               uint64_t now_rt)
 {
-    if (buf_append(&c->pend, &c->pend_len, &c->pend_cap, data, n) != 0 ||
-        c->pend_len > WL_HS_MAX) {
+    if (buf_append(&c->pend, &c->pend_len, &c->pend_cap, data, n) != 0) {
+        conn_fail(w, c, "out of memory");
+        return;
+    }
+    /* Only the headers are bounded: a room's kept values may follow in the same read. */
+    char *eoh = memmem(c->pend, c->pend_len, "\r\n\r\n", 4);
+    if ((eoh ? (size_t)(eoh - c->pend) : c->pend_len) > WL_HS_MAX) {
         conn_fail(w, c, "oversized handshake response");
         return;
     }
-    char *eoh = memmem(c->pend, c->pend_len, "\r\n\r\n", 4);
     if (!eoh)
         return;
     *eoh = '\0';
@@ -1003,7 +1011,9 @@ static void usage(void)
             "A path with %%d is opened once per id in the range; a path without it once.\n"
             "--expect-seq N: every vehicle publishes seq 1..N; missing tail counts as lost.\n"
             "--vehicles V: vehicles expected on paths without %%d (e.g. /ws/fleet).\n"
-            "--send-rate R --send-json TEXT: every connection sends TEXT R times a second.\n");
+            "--send-rate R --send-json TEXT: every connection sends TEXT R times a second.\n"
+            "--latency-after-ready: only messages published after READY enter the latency\n"
+            "  histogram (a room's kept values, sent on join, are counted but not timed).\n");
 }
 
 static int parse_opts(int argc, char **argv)
@@ -1032,6 +1042,7 @@ static int parse_opts(int argc, char **argv)
         {"deflate", no_argument, NULL, 'Z'},
         {"send-rate", required_argument, NULL, 'G'},
         {"send-json", required_argument, NULL, 'J'},
+        {"latency-after-ready", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, '?'},
         {NULL, 0, NULL, 0}};
     int ch;
@@ -1075,11 +1086,12 @@ static int parse_opts(int argc, char **argv)
         case 'Z': g_opt.deflate = 1; break;
         case 'G': g_opt.send_rate = atof(optarg); break;
         case 'J': g_opt.send_json = optarg; break;
+        case 'A': g_opt.latency_after_ready = 1; break;
         default: return -1;
         }
     }
     if (g_opt.ngroups == 0 || g_opt.threads < 1 || g_opt.threads > 64 || g_opt.port <= 0 ||
-        g_opt.slow_fraction < 0 || g_opt.slow_fraction >= 1 || g_opt.concurrency < 1)
+        g_opt.slow_fraction < 0 || g_opt.slow_fraction > 1 || g_opt.concurrency < 1)
         return -1;
     return 0;
 }
@@ -1322,11 +1334,15 @@ int main(int argc, char **argv)
         return 1;
     }
     uint64_t t0 = mono_us();
+    if (g_opt.latency_after_ready)
+        atomic_store(&g_latency_from_us, UINT64_MAX);
     for (int t = 0; t < g_opt.threads; t++)
         pthread_create(&ws[t].thread, NULL, worker_main, &ws[t]);
     while (!g_stop && atomic_load(&g_threads_ready) < g_opt.threads)
         usleep(10000);
     uint64_t t_ready = mono_us();
+    if (g_opt.latency_after_ready)
+        atomic_store(&g_latency_from_us, now_us_clock(CLOCK_REALTIME));
     uint64_t ok = 0, fail = 0;
     for (int t = 0; t < g_opt.threads; t++) {
         ok += ws[t].connect_ok;

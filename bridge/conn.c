@@ -415,6 +415,11 @@ void conn_admit_pending(struct conn *c)
     conn_pump_snapshots(c);
 }
 
+bool conn_would_wait(const struct conn *c, const struct sub *s, size_t len)
+{
+    return (s && s->n_pending) || queue_full(c, len);
+}
+
 static bool snapshot_may_queue(const struct conn *c)
 {
     return c->q_len == 0 || (c->q_len < c->max_frames / 2 && c->q_bytes < c->max_bytes / 2);

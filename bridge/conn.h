@@ -164,6 +164,9 @@ void conn_admit_pending(struct conn *c);
 void conn_pump_snapshots(struct conn *c);
 /* Conflated messages waiting for queue space. */
 uint32_t conn_pending_count(const struct conn *c);
+/* Would a message of 'len' bytes for subscription s wait instead of entering the queue
+ * (queue full, or s has conflated messages waiting ahead of it)? */
+bool conn_would_wait(const struct conn *c, const struct sub *s, size_t len);
 /* Anything left to write (queued, waiting or snapshot)? */
 static inline bool conn_has_backlog(const struct conn *c)
 {

@@ -378,6 +378,13 @@ static void deliver_one(struct fanout *f, const char *room_name, const struct cf
             continue;   /* delivery: once; the frame it got names this room too */
         if (in_store && room_snapshot_active(s))
             continue;   /* its snapshot cursor sends it, in seq order */
+        if (in_store && conflate && !s->shape && conn_would_wait(s->conn, s, m->len) &&
+            room_snapshot_resume(s)) {
+            /* A member that is behind: the store already keeps every key's newest value,
+             * so it is sent from there as the client reads (not held per key for it). */
+            s->conn->n_snapping++;
+            continue;
+        }
         if (s->shape) {
             deliver_shaped(f, s, m, conflate, &sc, now);
         } else if (f->dedup && in_another_room(f, s->conn, room) &&

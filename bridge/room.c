@@ -505,6 +505,18 @@ bool room_snapshot_start(struct sub *s)
     return true;
 }
 
+bool room_snapshot_resume(struct sub *s)
+{
+    struct room_keyed *k = s->room->keyed;
+    if (s->snap_next)
+        return true;
+    if (!k || !k->order.tail)
+        return false;
+    s->snap_next = entry_of(k->order.tail);
+    lws_dll2_add_tail(&s->in_snaps, &k->snaps);
+    return true;
+}
+
 struct tb_msg *room_snapshot_take(struct sub *s)
 {
     struct room_entry *e = s->snap_next;

@@ -186,6 +186,11 @@ uint64_t room_registry_keyed_dropped(const struct room_registry *r);
  * entry dropped is skipped. So the member sees every key once and seqs only growing, and
  * when the cursor reaches the end it is live. Returns false when there is nothing to send. */
 bool room_snapshot_start(struct sub *s);
+/* Points a live member's cursor at the store's newest entry (it was just updated), so that
+ * entry and every one updated after it are sent from the store as the client reads: what a
+ * slow member would otherwise hold as one conflated message per key. True when the cursor
+ * is active (already was, or now); false when the store is empty or absent. */
+bool room_snapshot_resume(struct sub *s);
 /* The next message of the snapshot (borrowed), advancing the cursor; NULL when done. */
 struct tb_msg *room_snapshot_take(struct sub *s);
 static inline bool room_snapshot_active(const struct sub *s) { return s->snap_next != NULL; }

@@ -88,25 +88,21 @@ def test_joiner_sees_every_vehicle_at_once(bridge, clients, publisher):
 
 
 def test_newest_value_per_vehicle_and_no_gap_while_joining(bridge, clients, publisher):
-    # 400 vehicles: fewer than the topics a connection may have waiting (16 per frame of its
-    # 32-frame queue = 512), so the live burst after the snapshot cannot get this reading
-    # client closed 4008 however fast the bridge is against it (with 3,000 it could).
-    n = 400
-    report(publisher, n)
-    wait_for(lambda: bridge.counter("received") >= n, 20, what=f"{n} reports routed")
+    report(publisher, 3000)
+    wait_for(lambda: bridge.counter("received") >= 3000, 20, what="3000 reports routed")
     ws = clients(bridge.url("/ws/fleet"))
     # updates while the snapshot is on its way: each vehicle ends at its newest round
-    report(publisher, n, rnd=1)
+    report(publisher, 3000, rnd=1)
     newest = {}
     last = 0
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (len(newest) == n and all(r == 1 for r in newest.values())):
+    while time.monotonic() < deadline and not (len(newest) == 3000 and all(r == 1 for r in newest.values())):
         m = ws.recv(10)
         assert m["seq"] > last
         last = m["seq"]
         assert newest.get(m["data"]["v"], -1) <= m["data"]["round"]
         newest[m["data"]["v"]] = m["data"]["round"]
-    assert len(newest) == n and set(newest.values()) == {1}
+    assert len(newest) == 3000 and set(newest.values()) == {1}
 
 
 def test_small_queue_joiner_with_disconnect_policy_is_not_closed(bridge, clients, publisher):

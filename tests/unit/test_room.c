@@ -271,6 +271,32 @@ static void test_snapshot_entry_dropped_under_cursor(void **state)
     room_registry_free(r);
 }
 
+/* A live member that fell behind: its cursor resumes at the entry just updated and sends
+ * it and every entry updated after it, each once with its newest value. */
+static void test_snapshot_resume_at_newest(void **state)
+{
+    (void)state;
+    struct room_registry *r = room_registry_new();
+    struct room *room = room_get(r, "pool");
+    int c1;
+    struct sub *s = room_join(room, (struct conn *)&c1);
+    assert_false(room_snapshot_resume(s));               /* empty store: nothing to resume */
+    keyed(room, "a", 1, 1, 0, 0);
+    keyed(room, "b", 2, 2, 0, 0);
+    keyed(room, "c", 3, 3, 0, 0);                        /* the update that found it behind */
+    assert_true(room_snapshot_resume(s));
+    assert_true(room_snapshot_resume(s));                /* already active: unchanged */
+    keyed(room, "a", 4, 4, 0, 0);                        /* updated after: follows */
+    keyed(room, "c", 5, 5, 0, 0);                        /* its own entry again: once, newest */
+    unsigned long long want[] = {4, 5};
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(seq_of(room_snapshot_take(s)), want[i]);
+    assert_false(room_snapshot_active(s));
+    room_leave(s);
+    free(s);
+    room_registry_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_keyed_ttl),
         cmocka_unit_test(test_snapshot_cursor),
         cmocka_unit_test(test_snapshot_entry_dropped_under_cursor),
+        cmocka_unit_test(test_snapshot_resume_at_newest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
