@@ -209,16 +209,24 @@ static size_t endpoint_rooms(struct bridge *br, const struct conn *c, const stru
     return n;
 }
 
-/* The endpoint's envelope profile, copied into the connection (conn_enqueue applies it). */
+/* The endpoint's envelope profile, copied into the connection (conn_enqueue applies it);
+ * none (NULL) when the endpoint keeps the standard envelope, or out of memory. */
 static void set_envelope(struct conn *c, const struct cfg_endpoint *ep)
 {
     const struct cfg_envelope *v = &ep->envelope;
-    c->profiled = v->set && (strcmp(v->ts_field, "ts") != 0 || v->timestamp != CFG_TS_MS ||
-                             v->alert_time_field || v->status_ok);
-    snprintf(c->ts_field, sizeof c->ts_field, "%s", v->set ? v->ts_field : "ts");
-    c->ts_iso = v->timestamp == CFG_TS_ISO8601;
-    snprintf(c->alert_time_field, sizeof c->alert_time_field, "%s", v->alert_time_field ? v->alert_time_field : "");
-    snprintf(c->status_ok, sizeof c->status_ok, "%s", v->status_ok ? v->status_ok : "");
+    free(c->profile);
+    c->profile = NULL;
+    if (!v->set || (strcmp(v->ts_field, "ts") == 0 && v->timestamp == CFG_TS_MS && !v->alert_time_field &&
+                    !v->status_ok))
+        return;
+    struct conn_profile *p = calloc(1, sizeof *p);
+    if (!p)
+        return;
+    snprintf(p->ts_field, sizeof p->ts_field, "%s", v->ts_field);
+    p->ts_iso = v->timestamp == CFG_TS_ISO8601;
+    snprintf(p->alert_time_field, sizeof p->alert_time_field, "%s", v->alert_time_field ? v->alert_time_field : "");
+    snprintf(p->status_ok, sizeof p->status_ok, "%s", v->status_ok ? v->status_ok : "");
+    c->profile = p;
 }
 
 /* The endpoint rooms' catch-up after welcome: their state, or the resume the URL asks for. */

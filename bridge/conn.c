@@ -216,6 +216,7 @@ void conn_free(struct conn *c)
     free(c->waiting);
     free(c->close_reason);
     free(c->path);
+    free(c->profile);
     free(c);
 }
 
@@ -283,18 +284,19 @@ static bool frame_type_is(struct tb_msg *m, const char *type)
  * any payload value) renamed; in heartbeats the ok status and the timestamp. */
 static struct tb_msg *profiled(const struct conn *c, struct tb_msg *m)
 {
-    struct tb_msg *cur = msg_retime(m, c->ts_field, c->ts_iso);
+    const struct conn_profile *pr = c->profile;
+    struct tb_msg *cur = msg_retime(m, pr->ts_field, pr->ts_iso);
     bool alert = frame_type_is(m, "alert") || frame_type_is(m, "alert_cleared") ||
                  frame_type_is(m, "alert_acknowledged");
-    if (cur && alert && c->alert_time_field[0] &&
-        !step(&cur, msg_rewrite_time(cur, "raised_at", true, c->alert_time_field, c->ts_iso)))
+    if (cur && alert && pr->alert_time_field[0] &&
+        !step(&cur, msg_rewrite_time(cur, "raised_at", true, pr->alert_time_field, pr->ts_iso)))
         return NULL;
     if (cur && frame_type_is(m, "heartbeat")) {
         char ok[48];
-        snprintf(ok, sizeof ok, "\"server_status\":\"%s\"", c->status_ok);
-        if (c->ts_iso && !step(&cur, msg_rewrite_time(cur, "timestamp", true, "timestamp", 1)))
+        snprintf(ok, sizeof ok, "\"server_status\":\"%s\"", pr->status_ok);
+        if (pr->ts_iso && !step(&cur, msg_rewrite_time(cur, "timestamp", true, "timestamp", 1)))
             return NULL;
-        if (c->status_ok[0] && !step(&cur, msg_replace_first(cur, "\"server_status\":\"ok\"", ok)))
+        if (pr->status_ok[0] && !step(&cur, msg_replace_first(cur, "\"server_status\":\"ok\"", ok)))
             return NULL;
     }
     return cur;
@@ -302,7 +304,7 @@ static struct tb_msg *profiled(const struct conn *c, struct tb_msg *m)
 
 enum conn_enqueue_result conn_enqueue(struct conn *c, struct tb_msg *m, struct sub *s, bool conflate)
 {
-    if (!c->profiled)
+    if (!c->profile)
         return enqueue(c, m, s, conflate);
     struct tb_msg *own = profiled(c, m);
     if (!own)

@@ -75,7 +75,7 @@ struct conn {
     const struct conn_env *env;
     uint64_t id;
     char *path;                   /* request path */
-    char remote[64];              /* client address (behind trusted proxies: the forwarded one), "-" unknown */
+    char remote[48];              /* client address (INET6_ADDRSTRLEN fits) (behind trusted proxies: the forwarded one), "-" unknown */
     int endpoint;                 /* index in the current config's endpoints */
     struct sub *subs;             /* this connection's subscriptions */
     struct tb_msg **q;            /* ring of queued frames */
@@ -107,7 +107,13 @@ struct conn {
     uint64_t got_msg;                 /* fanout: the MQTT message last delivered (delivery: once) */
     uint64_t got_types[4];            /* fanout: hashes of its types delivered so far */
     uint32_t n_got_types;
-    bool profiled;                    /* the endpoint has an envelope profile (below) */
+    struct conn_profile *profile;     /* its endpoint's envelope profile; NULL = none (most) */
+};
+
+/* An endpoint's envelope profile, copied for each connection of that endpoint (a reload
+ * may free the endpoint); allocated only where there is one, so that an idle connection
+ * stays small. conn_free frees it. */
+struct conn_profile {
     char ts_field[24];                /* envelope: the time field's name ("ts") */
     bool ts_iso;                      /* ... times written as ISO 8601 */
     char alert_time_field[24];        /* alerts' raised_at renamed, "" = as built */

@@ -626,9 +626,10 @@ static void test_enqueue_with_profile(void **state)
 {
     struct fix *f = *state;
     struct conn *plain = conn_new(&f->env, NULL, 1, 8, 65536), *seed = conn_new(&f->env, NULL, 2, 8, 65536);
-    snprintf(seed->ts_field, sizeof seed->ts_field, "timestamp");
-    seed->ts_iso = true;
-    seed->profiled = true;
+    seed->profile = calloc(1, sizeof *seed->profile);
+    assert_non_null(seed->profile);
+    snprintf(seed->profile->ts_field, sizeof seed->profile->ts_field, "timestamp");
+    seed->profile->ts_iso = true;
     const char *text = "{\"type\":\"x\",\"ts\":1000}";
     struct tb_msg *m = msg_new(text, strlen(text));
     conn_enqueue(plain, m, NULL, false);
@@ -640,8 +641,8 @@ static void test_enqueue_with_profile(void **state)
     msg_unref(m);
     /* seed 002's alerts and heartbeats: raised_at -> timestamp (the alert's own, not the
      * payload value's), server_status ok -> healthy, heartbeat timestamp in ISO 8601 */
-    snprintf(seed->alert_time_field, sizeof seed->alert_time_field, "timestamp");
-    snprintf(seed->status_ok, sizeof seed->status_ok, "healthy");
+    snprintf(seed->profile->alert_time_field, sizeof seed->profile->alert_time_field, "timestamp");
+    snprintf(seed->profile->status_ok, sizeof seed->profile->status_ok, "healthy");
     const char *alert = "{\"type\":\"alert\",\"ts\":0,\"data\":{\"value\":{\"raised_at\":1},\"raised_at\":2000,\"state\":\"active\"}}";
     const char *beat = "{\"type\":\"heartbeat\",\"ts\":0,\"data\":{\"timestamp\":3000,\"server_status\":\"ok\"}}";
     const char *routed = "{\"type\":\"telemetry\",\"ts\":0,\"data\":{\"raised_at\":1,\"server_status\":\"ok\"}}";
