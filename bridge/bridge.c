@@ -352,7 +352,9 @@ static bool client_rate_ok(struct bridge *br, struct conn *c, uint64_t now)
         if (ep->client_burst >= 0)
             r.burst = ep->client_burst;
     }
-    enum throttle_verdict v = throttle_msg_check(&c->rx_limit, &r, now);
+    if (!c->rx_limit && !(c->rx_limit = calloc(1, sizeof *c->rx_limit)))
+        return false;   /* out of memory: not processed rather than unlimited */
+    enum throttle_verdict v = throttle_msg_check(c->rx_limit, &r, now);
     if (v == THROTTLE_PASS)
         return true;
     br->st.refused[TB_REFUSED_RATE]++;
@@ -365,7 +367,7 @@ static bool client_rate_ok(struct bridge *br, struct conn *c, uint64_t now)
         br->st.refused[TB_REFUSED_RATE_CLOSED]++;
         if (log_ratelimit_allow_capped("rate-close", "rate-close", 10000, 20))
             LOG_INFO("ws", "connection %llu on %s closed (1008): %llu messages over limits.client_rate",
-                     (unsigned long long)c->id, c->path, (unsigned long long)c->rx_limit.refused);
+                     (unsigned long long)c->id, c->path, (unsigned long long)c->rx_limit->refused);
         conn_close(c, TB_CLOSE_POLICY, "message rate limit exceeded");
     }
     return false;

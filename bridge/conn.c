@@ -217,6 +217,7 @@ void conn_free(struct conn *c)
     free(c->close_reason);
     free(c->path);
     free(c->profile);
+    free(c->rx_limit);
     free(c);
 }
 

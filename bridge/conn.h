@@ -77,6 +77,7 @@ struct conn {
     char *path;                   /* request path */
     char remote[48];              /* client address (INET6_ADDRSTRLEN fits) (behind trusted proxies: the forwarded one), "-" unknown */
     int endpoint;                 /* index in the current config's endpoints */
+    unsigned bad_frames;
     struct sub *subs;             /* this connection's subscriptions */
     struct tb_msg **q;            /* ring of queued frames */
     uint32_t q_cap, q_head, q_len;
@@ -87,26 +88,26 @@ struct conn {
     bool peer_closed;             /* the client sent a close frame: write nothing more */
     bool deflate;                 /* negotiated permessage-deflate: data frames go compressed (pmd.h) */
     bool flush_queued;            /* on the writer's end-of-batch list */
+    bool expiry_warned;           /* auth_expiring sent for the current token */
+    bool flush_before_close;      /* the queue (an auth refusal's error frame) is written
+                                     before the close frame (writer.c) */
     int close_code;
     char *close_reason;           /* allocated by conn_close */
     struct conn *flush_next;      /* the writer's end-of-batch list */
     struct lws_dll2 in_bridge;    /* the bridge's list of connections */
     uint64_t connected_ms, last_rx_ms;
     uint64_t sent, conflated, dropped;
-    unsigned bad_frames;
-    struct throttle_msg_guard rx_limit; /* limits.client_rate (bridge_on_client_frame) */
+    struct throttle_msg_guard *rx_limit; /* limits.client_rate; allocated on the first client frame */
     struct conn_patterns *patterns;   /* allocated on a first pattern subscription */
     struct conn_rate *rate;           /* allocated on a first rate-limited delivery */
     struct tb_identity *identity;     /* NULL = anonymous; gate.c owns and frees it */
     uint64_t auth_deadline_ms;        /* waiting for an 'auth' frame until then; 0 = not */
-    bool expiry_warned;               /* auth_expiring sent for the current token */
-    bool flush_before_close;          /* the queue (an auth refusal's error frame) is written
-                                         before the close frame (writer.c) */
     struct conn_uplink *uplink;       /* allocated on a first publish */
     uint32_t n_snapping;              /* subscriptions with a keyed snapshot under way (at most) */
+    uint32_t n_got_types;             /* entries of got_types in use */
     uint64_t got_msg;                 /* fanout: the MQTT message last delivered (delivery: once) */
-    uint64_t got_types[4];            /* fanout: hashes of its types delivered so far */
-    uint32_t n_got_types;
+    uint64_t got_types[2];            /* fanout: hashes of its types delivered so far (more
+                                         types of one message than this: not deduplicated) */
     struct conn_profile *profile;     /* its endpoint's envelope profile; NULL = none (most) */
 };
 

@@ -383,6 +383,21 @@ static bool keyed_grow(struct room_keyed *k)
     return true;
 }
 
+/* A subscription's snapshot cursor, allocated while a snapshot is under way (most
+ * subscriptions never have one: they stay small). It sits on room_keyed.snaps. */
+struct sub_snap {
+    struct sub *sub;
+    struct room_entry *next;             /* the next entry to send, never NULL */
+    struct lws_dll2 in_snaps;
+};
+
+static void snap_end(struct sub *s)
+{
+    lws_dll2_remove(&s->snap->in_snaps);
+    free(s->snap);
+    s->snap = NULL;
+}
+
 /* Cursors standing on e move past it (e is about to move or go). A cursor that falls off
  * the end is at 'then' (e itself when it moves to the end, NULL when it goes). */
 static void cursors_skip(struct room_keyed *k, struct room_entry *e, struct room_entry *then)
@@ -390,15 +405,28 @@ static void cursors_skip(struct room_keyed *k, struct room_entry *e, struct room
     struct lws_dll2 *d, *next;
     for (d = k->snaps.head; d; d = next) {
         next = d->next;
-        struct sub *s = lws_container_of(d, struct sub, in_snaps);
-        if (s->snap_next != e)
+        struct sub_snap *sn = lws_container_of(d, struct sub_snap, in_snaps);
+        if (sn->next != e)
             continue;
-        s->snap_next = entry_of(e->in_order.next);
-        if (!s->snap_next)
-            s->snap_next = then;
-        if (!s->snap_next)
-            lws_dll2_remove(&s->in_snaps);
+        sn->next = entry_of(e->in_order.next);
+        if (!sn->next)
+            sn->next = then;
+        if (!sn->next)
+            snap_end(sn->sub);
     }
+}
+
+/* Starts s's cursor at e (not NULL); false when out of memory. */
+static bool snap_begin(struct room_keyed *k, struct sub *s, struct room_entry *e)
+{
+    struct sub_snap *sn = calloc(1, sizeof *sn);
+    if (!sn)
+        return false;
+    sn->sub = s;
+    sn->next = e;
+    s->snap = sn;
+    lws_dll2_add_tail(&sn->in_snaps, &k->snaps);
+    return true;
 }
 
 static void entry_drop(struct room *room, struct room_entry *e)
@@ -500,40 +528,34 @@ bool room_snapshot_start(struct sub *s)
     room_snapshot_stop(s);
     if (!k || !k->order.head)
         return false;
-    s->snap_next = entry_of(k->order.head);
-    lws_dll2_add_tail(&s->in_snaps, &k->snaps);
-    return true;
+    return snap_begin(k, s, entry_of(k->order.head));
 }
 
 bool room_snapshot_resume(struct sub *s)
 {
     struct room_keyed *k = s->room->keyed;
-    if (s->snap_next)
+    if (s->snap)
         return true;
     if (!k || !k->order.tail)
         return false;
-    s->snap_next = entry_of(k->order.tail);
-    lws_dll2_add_tail(&s->in_snaps, &k->snaps);
-    return true;
+    return snap_begin(k, s, entry_of(k->order.tail));
 }
 
 struct tb_msg *room_snapshot_take(struct sub *s)
 {
-    struct room_entry *e = s->snap_next;
-    if (!e)
+    if (!s->snap)
         return NULL;
-    s->snap_next = entry_of(e->in_order.next);
-    if (!s->snap_next)
-        lws_dll2_remove(&s->in_snaps);
+    struct room_entry *e = s->snap->next;
+    s->snap->next = entry_of(e->in_order.next);
+    if (!s->snap->next)
+        snap_end(s);
     return e->msg;
 }
 
 void room_snapshot_stop(struct sub *s)
 {
-    if (!s->snap_next)
-        return;
-    s->snap_next = NULL;
-    lws_dll2_remove(&s->in_snaps);
+    if (s->snap)
+        snap_end(s);
 }
 
 static size_t ring_index(const struct room *room, size_t k)

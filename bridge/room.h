@@ -45,8 +45,7 @@ struct sub {
     bool auto_joined;                    /* joined because of the endpoint (recomputed on reload) */
     unsigned how;                        /* SUB_BY_* bits (subscribe.c) */
     struct sub_shape *shape;             /* per-client shaping (max_rate, fields), or NULL */
-    struct room_entry *snap_next;        /* keyed snapshot: next entry to send, NULL = live */
-    struct lws_dll2 in_snaps;            /* room_keyed.snaps while snap_next is set */
+    struct sub_snap *snap;               /* keyed snapshot under way, NULL = live (room.c) */
     struct tb_msg *held;                 /* max_rate: newest message waiting for its slot */
     uint64_t next_ms;                    /* max_rate: earliest time of the next send */
 };
@@ -76,7 +75,7 @@ struct room_keyed {
     struct room_entry **index;
     size_t buckets;
     struct lws_dll2_owner order;
-    struct lws_dll2_owner snaps; /* struct sub, linked by in_snaps */
+    struct lws_dll2_owner snaps; /* struct sub_snap (room.c), linked by in_snaps */
     size_t max;                  /* entries kept, oldest out beyond it */
     uint64_t ttl_ms;             /* entries not updated for this long go; 0 = no limit */
 };
@@ -193,7 +192,7 @@ bool room_snapshot_start(struct sub *s);
 bool room_snapshot_resume(struct sub *s);
 /* The next message of the snapshot (borrowed), advancing the cursor; NULL when done. */
 struct tb_msg *room_snapshot_take(struct sub *s);
-static inline bool room_snapshot_active(const struct sub *s) { return s->snap_next != NULL; }
+static inline bool room_snapshot_active(const struct sub *s) { return s->snap != NULL; }
 /* Abandons the cursor (the member leaves); harmless without one. */
 void room_snapshot_stop(struct sub *s);
 
