@@ -110,6 +110,7 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(a, "acknowledged", (double)as.acknowledged);
     cJSON_AddNumberToObject(a, "restored", (double)as.restored);
     cJSON_AddNumberToObject(a, "restore_refused", (double)as.restore_refused);
+    cJSON_AddBoolToObject(a, "ready", as.ready);
     cJSON *rf = cJSON_AddObjectToObject(h, "refused");   /* limits: refusals by reason */
     for (int r = 0; r < TB_REFUSED_COUNT; r++)
         cJSON_AddNumberToObject(rf, tb_refusal_name((enum tb_refusal)r), (double)br->st.refused[r]);
@@ -129,7 +130,6 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(ul, "timeouts", (double)us.timeouts);
     cJSON_AddNumberToObject(ul, "stray_replies", (double)us.stray_replies);
     cJSON_AddNumberToObject(ul, "pending", (double)us.pending);
-    cJSON_AddBoolToObject(a, "ready", as.ready);
     cluster_json(h, br, &as);
     cJSON *cfg = cJSON_AddObjectToObject(h, "config");
     cJSON_AddStringToObject(cfg, "path", br->cfg->path);

@@ -392,6 +392,17 @@ static void net_io(struct mqtt_client *m, short revents)
     }
 }
 
+/* A connection attempt that failed at once: counted (logged with the CONNACK) and logged,
+ * at most one line every 30 s. 'max_ms' is the backoff bound that applies. */
+static void connect_failed(struct mqtt_client *m, int rc, unsigned max_ms)
+{
+    m->failed_attempts++;
+    if (log_ratelimit_allow("mqtt-connect-failed", 30000))
+        LOG_WARN("mqtt", "connecting to %s:%d failed: %s (attempt %u; retrying with backoff up to %u ms)",
+                 m->host, m->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                 m->failed_attempts, max_ms);
+}
+
 /* The network thread. Writes go out as soon as they are queued: on a wake-up, once
  * connected, without waiting for poll() to report the socket writable (as libmosquitto's
  * loop did); before the CONNACK only on POLLOUT (the TCP connect may still be under way). */
@@ -418,13 +429,8 @@ static void *net_main(void *arg)
                 m->handshaking = true;
                 m->handshake_started_ms = now;
                 int rc = mosquitto_reconnect_async(m->mosq);  /* closes a broken socket first */
-                if (rc != MOSQ_ERR_SUCCESS) {
-                    m->failed_attempts++;
-                    if (log_ratelimit_allow("mqtt-connect-failed", 30000))
-                        LOG_WARN("mqtt", "connecting to %s:%d failed: %s (attempt %u; retrying with backoff up to %u ms)",
-                                 m->host, m->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
-                                 m->failed_attempts, m->reconnect_max_ms);
-                }
+                if (rc != MOSQ_ERR_SUCCESS)
+                    connect_failed(m, rc, m->reconnect_max_ms);
                 continue;
             }
             sock = -1;
@@ -492,11 +498,7 @@ void mqtt_client_tick(struct mqtt_client *m, uint64_t now_ms)
         return;
     int rc = mosquitto_connect_bind_async(m->mosq, m->host, m->port, m->keepalive, NULL);
     if (rc != MOSQ_ERR_SUCCESS) {
-        m->failed_attempts++;
-        if (log_ratelimit_allow("mqtt-connect-failed", 30000))
-            LOG_WARN("mqtt", "connecting to %s:%d failed: %s (attempt %u; retrying with backoff up to %u ms)",
-                     m->host, m->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
-                     m->failed_attempts, m->backoff_max_ms);
+        connect_failed(m, rc, m->backoff_max_ms);
         schedule_retry(m);
         return;
     }
