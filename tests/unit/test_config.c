@@ -45,6 +45,22 @@ static struct tb_config *load_str(const char *text, struct config_diag *d)
 
 /* Loads a fixture that must fail and compares every message, in order, without the
  * directory part of the file name. */
+/* text fails to load with an error containing needle (every message is printed). */
+static void expect_load_error(const char *text, const char *needle)
+{
+    struct config_diag d = { 0 };
+    struct tb_config *c = load_str(text, &d);
+    assert_null(c);
+    bool found = false;
+    for (size_t i = 0; i < d.n; i++) {
+        print_message("  %s\n", d.msgs[i]);
+        found = found || strstr(d.msgs[i], needle);
+    }
+    config_diag_free(&d);
+    if (!found)
+        fail_msg("no error containing '%s' for:\n%s", needle, text);
+}
+
 static void expect_errors(const char *fixture, const char *const *want, size_t nwant)
 {
     struct config_diag d = { 0 };
@@ -906,17 +922,8 @@ static void test_duration_minimums(void **state)
         { "alerts:\n  - {name: a, match: x, when: v, for: 1ms}\n", "for must be 0 (off) or between 10" },
         { "alerts:\n  - {name: a, match: x, inactive_for: 0.001s}\n", "inactive_for must be 0 (off) or between 100" },
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct config_diag d = { 0 };
-        assert_null(load_str(bad[i].yaml, &d));
-        bool ok = false;
-        for (size_t k = 0; k < d.n; k++)
-            ok |= strstr(d.msgs[k], bad[i].want) != NULL;
-        if (!ok)
-            print_error("case %zu: got '%s', want '%s'\n", i, d.n ? d.msgs[0] : "(none)", bad[i].want);
-        config_diag_free(&d);
-        assert_true(ok);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_load_error(bad[i].yaml, bad[i].want);
     struct config_diag d = { 0 };
     struct tb_config *c = load_str("heartbeat: {interval: 0, ws_ping: 0, idle_timeout: 0}\n"
                                    "mqtt: {reconnect_min: 10ms}\n", &d);
@@ -976,17 +983,8 @@ static void test_hardening_keys(void **state)
         { "endpoints: {/a: {rooms: [a], ack: all}}\n", "ack must be one of members, none" },
         { "alert_state: {hmac_key: short}\n", "hmac_key must be at least 16 bytes" },
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct config_diag d = { 0 };
-        assert_null(load_str(bad[i].yaml, &d));
-        bool ok = false;
-        for (size_t k = 0; k < d.n; k++)
-            ok |= strstr(d.msgs[k], bad[i].want) != NULL;
-        if (!ok)
-            print_error("case %zu: got '%s', want '%s'\n", i, d.n ? d.msgs[0] : "(none)", bad[i].want);
-        config_diag_free(&d);
-        assert_true(ok);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_load_error(bad[i].yaml, bad[i].want);
     struct config_diag d = { 0 };
     struct tb_config *c = load_str(
         "mqtt: {client_id: me}\n"
@@ -1046,21 +1044,6 @@ static const char *tls_text(const char *extra)
     }
     text[n] = '\0';
     return text;
-}
-
-static void expect_load_error(const char *text, const char *needle)
-{
-    struct config_diag d = { 0 };
-    struct tb_config *c = load_str(text, &d);
-    assert_null(c);
-    bool found = false;
-    for (size_t i = 0; i < d.n; i++) {
-        print_message("  %s\n", d.msgs[i]);
-        found = found || strstr(d.msgs[i], needle);
-    }
-    config_diag_free(&d);
-    if (!found)
-        fail_msg("no error containing '%s' for:\n%s", needle, text);
 }
 
 static void test_tls_pair_checked(void **state)
