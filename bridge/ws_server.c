@@ -1022,6 +1022,14 @@ struct ws_server *ws_server_start(struct bridge *br, struct reload *rl)
     if (s->reuse_port)
         info.port = CONTEXT_PORT_NO_LISTEN_SERVER;    /* start_shared_listener listens */
     info.timeout_secs = 10;
+    /* lws' own validity timer (by default a ping after 300 s of silence) is re-armed on
+     * every frame and pong a client sends, by insertion into one sorted list: a walk over
+     * every connection's timer each time. At ~16,000 connections per process that walk
+     * took the whole service thread. The bridge pings and closes quiet clients itself
+     * (heartbeat.ws_ping, idle_timeout: idle_sweep), so lws' timer is switched off. */
+    static const lws_retry_bo_t no_validity_timer = {.secs_since_valid_ping = 0,
+                                                     .secs_since_valid_hangup = 0};
+    info.retry_and_idle_policy = &no_validity_timer;
     transport_context_info(s, &info);
     set_conn_cap(ws, raise_fd_limit());
     ws->addrs = addr_table_new(br->cfg->limits.max_addresses);
