@@ -423,9 +423,16 @@ bool conn_would_wait(const struct conn *c, const struct sub *s, size_t len)
     return (s && s->n_pending) || queue_full(c, len);
 }
 
+/* How far a snapshot runs ahead of the socket: two of the writer's coalesced writes. The
+ * rest follows as the client reads (conn_admit_pending after each write), so a join costs
+ * the service thread a slice of ~300 frames at a time, never the whole queue's worth in
+ * one go (a burst of joins would hold live frames back that long). */
+#define SNAPSHOT_AHEAD_BYTES (128u * 1024)
+
 static bool snapshot_may_queue(const struct conn *c)
 {
-    return c->q_len == 0 || (c->q_len < c->max_frames / 2 && c->q_bytes < c->max_bytes / 2);
+    return c->q_len == 0 || (c->q_len < c->max_frames / 2 && c->q_bytes < c->max_bytes / 2 &&
+                             c->q_bytes < SNAPSHOT_AHEAD_BYTES);
 }
 
 void conn_pump_snapshots(struct conn *c)
