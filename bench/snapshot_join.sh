@@ -15,7 +15,9 @@
 # gets for HOLD s and closes; with --stalled they never read after the handshake, 4 KiB
 # SO_RCVBUF: the bridge-side cost of a join without the readers' CPU; --joiner-nice N runs
 # the joiners at nice +N relative to the rest, to see how much is CPU taken by the load
-# client on a small machine), base again (how much the two bases differ = the noise).
+# client on a small machine; --joiner-idle runs them under SCHED_IDLE instead: they get only
+# CPU time nobody else wants, as if they were on another host, so what remains is the
+# bridge's own cost of the joins), base again (how much the two bases differ = the noise).
 # Printed per phase (one JSON line, and a table at the end): observers' latency p50/p99/
 # p999/max, frames, lost; the bridge's CPU over the live load; for joins, joins/s achieved,
 # snapshot frames per joiner (median; published before the joiner's READY, so about: a
@@ -23,7 +25,8 @@
 #
 # Every process is started here and ended by its PID. Loopback only.
 #   bench/snapshot_join.sh [--seed N] [--live N] [--rate HZ] [--fleet-obs N] [--joins N]
-#                          [--hold S] [--stalled] [--joiner-nice N] [--duration S]
+#                          [--hold S] [--stalled] [--joiner-nice N] [--joiner-idle]
+#                          [--duration S]
 #                          [--build DIR] [--out FILE]
 set -euo pipefail
 
@@ -38,6 +41,7 @@ HOLD=1
 DURATION=20
 JOIN_FLAGS=""
 JOIN_NICE=0
+JOIN_SCHED=()
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -49,10 +53,11 @@ while [ $# -gt 0 ]; do
     --hold) HOLD=$2; shift 2 ;;
     --stalled) JOIN_FLAGS="--slow-fraction 1"; shift ;;
     --joiner-nice) JOIN_NICE=$2; shift 2 ;;
+    --joiner-idle) JOIN_SCHED=(chrt --idle 0); shift ;;
     --duration) DURATION=$2; shift 2 ;;
     --build) BUILD=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -125,7 +130,7 @@ join_loop() {   # batches of 10 joiners on /ws/fleet until killed; outputs in $1
   gap=$("$PY" -c "print(10 / $JOINS)")
   trap 'for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait; exit 0' TERM
   while :; do
-    nice -n "$JOIN_NICE" "$WSLOAD" --port "$WEB" --paths /ws/fleet --clients-per-path 10 --duration "$HOLD" \
+    nice -n "$JOIN_NICE" ${JOIN_SCHED[@]+"${JOIN_SCHED[@]}"} "$WSLOAD" --port "$WEB" --paths /ws/fleet --clients-per-path 10 --duration "$HOLD" \
         --latency-after-ready $JOIN_FLAGS --label "join-$i" > "$dir/join-$i.json" 2> "$dir/join-$i.err" &
     pids+=($!)
     i=$((i + 1))
