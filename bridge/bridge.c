@@ -598,6 +598,8 @@ void bridge_tick(struct bridge *br, uint64_t now_ms)
     sweep_history(br, now_ms);
     check_auth(br, now_ms);
     membership_tick(br->members, now_ms);
+    if (br->cfg->sessions.enabled)
+        session_tick(br->sessions, &br->cfg->sessions, br->mqtt, tb_wall_ms());
     alert_runtime_tick(br->alerts, now_ms);
     uplink_runtime_tick(br->uplink, now_ms);
     uint64_t every = br->cfg->heartbeat.interval_ms;

@@ -1095,6 +1095,7 @@ static const struct cfg_field sessions_fields[] = {
     { .name = "room_prefix", .type = CT_STR, .off = SS(room_prefix), .def = "session:" },
     { .name = "max_sessions", .type = CT_COUNT, .off = SS(max_sessions), .min = 1, .max = 10000000, .def = "10000" },
     { .name = "validate", .type = CT_BOOL, .off = SS(validate), .def = "false" },
+    { .name = "ttl", .type = CT_DUR, .off = SS(ttl_ms), .min_on = 1000, .max = 365 * DAY_MS, .def = "24h" },
 };
 #undef SS
 static const struct cfg_schema sessions_schema = { "sessions", sessions_fields, COUNT(sessions_fields) };

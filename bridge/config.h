@@ -245,6 +245,9 @@ struct cfg_sessions {
     char *room_prefix;               /* room of session <sid> is <room_prefix><sid>, default "session:" */
     size_t max_sessions;             /* ids remembered, oldest forgotten first, default 10000 */
     bool validate;                   /* route session traffic only for issued ids, default false */
+    uint64_t ttl_ms;                 /* an issued id is forgotten this long after issue
+                                        (and its retained registry entry cleared); default
+                                        24 h, 0 = kept until max_sessions pushes it out */
 };
 
 /* Retained alert states (alert_runtime.c): what the bridge stamps on the states it

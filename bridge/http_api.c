@@ -17,6 +17,7 @@
 #include "pmd.h"
 #include "reload.h"
 #include "room.h"
+#include "session.h"
 #include "throttle.h"
 #include "uplink_runtime.h"
 #include "writer.h"
@@ -87,6 +88,7 @@ static cJSON *health_json(const struct http_api_src *src)
     cJSON_AddNumberToObject(m, "sessions_unknown", (double)br->st.sessions_unknown);
     double up = (double)(tb_now_ms() - br->started_ms) / 1000.0;
     cJSON_AddNumberToObject(m, "received_per_s_avg", up > 0 ? (double)br->st.received / up : 0);
+    cJSON_AddNumberToObject(h, "sessions", (double)session_count(br->sessions));
     cJSON_AddNumberToObject(h, "rooms", (double)room_registry_count(br->rooms));
     cJSON_AddNumberToObject(h, "rooms_refused", (double)br->st.rooms_refused);
     cJSON_AddNumberToObject(h, "client_rooms", (double)room_registry_client_count(br->rooms));

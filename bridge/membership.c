@@ -151,5 +151,5 @@ bool membership_on_event(struct membership *m, const struct tb_config *cfg, cons
         alert_runtime_on_forwarded_ack(m->alerts, ev->payload, ev->payload_len);
         return true;
     }
-    return cfg->sessions.enabled && session_on_issued(m->sessions, &cfg->sessions, ev->topic, ev->payload_len);
+    return cfg->sessions.enabled && session_on_issued(m->sessions, &cfg->sessions, m->mqtt, ev->topic, ev->payload, ev->payload_len);
 }

@@ -3,9 +3,13 @@
  * is thread-safe.
  *
  * The registry is a FIFO ring of ids plus a linear lookup: sessions are few (races,
- * not vehicles) and lookups happen on join_session only, so simplicity wins. */
+ * not vehicles) and lookups happen on join_session only, so simplicity wins. Each id
+ * carries its issue time (wall clock, so that members and a restarted bridge agree);
+ * an id forgotten before it reaches the head of the ring (sessions.ttl, or cleared by
+ * the cluster) leaves an empty slot behind. */
 #include "session.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +29,14 @@
 #define CORRELATION_MAX 256
 
 struct session_registry {
-    char (*ids)[SESSION_ID_MAX + 1];
+    char (*ids)[SESSION_ID_MAX + 1];     /* "" = a forgotten slot */
+    uint64_t *issued_ms;                 /* wall clock, per slot */
     size_t cap, head, len;
+    uint64_t next_sweep_ms;
     const struct cluster *cl;    /* borrowed; NULL = we answer every request */
 };
+
+#define SWEEP_EVERY_MS 1000
 
 void session_registry_set_cluster(struct session_registry *r, const struct cluster *cl)
 {
@@ -46,25 +54,116 @@ void session_registry_free(struct session_registry *r)
     if (!r)
         return;
     free(r->ids);
+    free(r->issued_ms);
     free(r);
 }
 
-static void remember(struct session_registry *r, const struct cfg_sessions *cs, const char *sid)
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A cluster's retained entry telebridge/sessions/<id> is cleared (an empty retained
+ * publish) by one member: the owner of the id among the live members. */
+static void retire(const struct session_registry *r, struct mqtt_client *mqtt, const char *sid)
+{
+    if (!r->cl || !mqtt || !cluster_owns(r->cl, sid))
+        return;
+    char topic[SESSION_ID_MAX + 32];
+    snprintf(topic, sizeof topic, "telebridge/sessions/%s", sid);
+    if (mqtt_client_publish(mqtt, topic, NULL, 0, 1, true) < 0)
+        LOG_WARN("session", "could not clear the cluster's entry of session %s", sid);
+    else
+        LOG_INFO("session", "session %s retired from the cluster's registry", sid);
+}
+
+/* Closes the gaps forgotten ids left, keeping the order (so a full ring with gaps takes
+ * a new id without pushing out a live one). */
+static void compact(struct session_registry *r)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        size_t from = (r->head + i) % r->cap, to = (r->head + live) % r->cap;
+        if (!r->ids[from][0])
+            continue;
+        if (from != to) {
+            memcpy(r->ids[to], r->ids[from], sizeof r->ids[to]);
+            r->issued_ms[to] = r->issued_ms[from];
+            r->ids[from][0] = '\0';
+        }
+        live++;
+    }
+    r->len = live;
+}
+
+static void remember(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
+                     const char *sid, uint64_t issued_ms)
 {
     if (!r->ids) {
         size_t cap = cs->max_sessions ? cs->max_sessions : 10000;
-        if (!(r->ids = calloc(cap, sizeof *r->ids)))
+        r->ids = calloc(cap, sizeof *r->ids);
+        r->issued_ms = calloc(cap, sizeof *r->issued_ms);
+        if (!r->ids || !r->issued_ms) {
+            free(r->ids), free(r->issued_ms);
+            r->ids = NULL, r->issued_ms = NULL;
             return;
+        }
         r->cap = cap;
     }
+    if (r->len == r->cap)
+        compact(r);
     size_t k;
     if (r->len == r->cap) {
         k = r->head; /* forget the oldest */
         r->head = (r->head + 1) % r->cap;
+        if (r->ids[k][0])
+            retire(r, mqtt, r->ids[k]);
     } else {
         k = (r->head + r->len++) % r->cap;
     }
     snprintf(r->ids[k], sizeof r->ids[k], "%s", sid);
+    r->issued_ms[k] = issued_ms;
+}
+
+/* Empty slots at the head of the ring are dropped (the ring stays short when ids expire). */
+static void trim_head(struct session_registry *r)
+{
+    while (r->len && !r->ids[r->head][0]) {
+        r->head = (r->head + 1) % r->cap;
+        r->len--;
+    }
+}
+
+static bool forget(struct session_registry *r, const char *sid)
+{
+    for (size_t i = 0; r && i < r->len; i++) {
+        char *id = r->ids[(r->head + i) % r->cap];
+        if (id[0] && strcmp(id, sid) == 0) {
+            id[0] = '\0';
+            trim_head(r);
+            return true;
+        }
+    }
+    return false;
+}
+
+void session_tick(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
+                  uint64_t now_wall_ms)
+{
+    if (!r || !r->len || !cs->ttl_ms || now_wall_ms < r->next_sweep_ms)
+        return;
+    r->next_sweep_ms = now_wall_ms + SWEEP_EVERY_MS;
+    for (size_t i = 0; i < r->len; i++) {
+        size_t k = (r->head + i) % r->cap;
+        if (!r->ids[k][0] || now_wall_ms < r->issued_ms[k] || now_wall_ms - r->issued_ms[k] < cs->ttl_ms)
+            continue;
+        LOG_INFO("session", "session %s expired (sessions.ttl)", r->ids[k]);
+        retire(r, mqtt, r->ids[k]);
+        r->ids[k][0] = '\0';
+    }
+    trim_head(r);
 }
 
 bool session_id_valid(const char *sid)
@@ -90,10 +189,20 @@ const char *session_of_room(const struct cfg_sessions *cs, const char *room)
 
 bool session_issued(const struct session_registry *r, const char *sid)
 {
+    if (!sid[0])
+        return false;
     for (size_t i = 0; r && i < r->len; i++)
         if (strcmp(r->ids[(r->head + i) % r->cap], sid) == 0)
             return true;
     return false;
+}
+
+size_t session_count(const struct session_registry *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; r && i < r->len; i++)
+        n += r->ids[(r->head + i) % r->cap][0] != '\0';
+    return n;
 }
 
 bool session_known(const struct session_registry *r, const struct cfg_sessions *cs,
@@ -152,28 +261,51 @@ static bool owns_request(const struct session_registry *r, const char *reply_to,
 }
 
 /* Tells the other members of a cluster about an issued id (retained, so a member that
- * starts later knows it too): telebridge/sessions/<id> = {"session_id","instance"}. */
-static void announce(const struct session_registry *r, struct mqtt_client *mqtt, const char *sid)
+ * starts later knows it too): telebridge/sessions/<id> =
+ * {"session_id","instance","issued_at" (ms since the epoch)}. */
+static void announce(const struct session_registry *r, struct mqtt_client *mqtt, const char *sid,
+                     uint64_t issued_ms)
 {
     if (!r->cl || !mqtt)
         return;
-    char topic[SESSION_ID_MAX + 32], payload[SESSION_ID_MAX + CLUSTER_ID_MAX + 48];
+    char topic[SESSION_ID_MAX + 32], payload[SESSION_ID_MAX + CLUSTER_ID_MAX + 80];
     snprintf(topic, sizeof topic, "telebridge/sessions/%s", sid);
-    int n = snprintf(payload, sizeof payload, "{\"session_id\":\"%s\",\"instance\":\"%s\"}", sid,
-                     cluster_self(r->cl));
+    int n = snprintf(payload, sizeof payload,
+                     "{\"session_id\":\"%s\",\"instance\":\"%s\",\"issued_at\":%llu}", sid,
+                     cluster_self(r->cl), (unsigned long long)issued_ms);
     if (n < 0 || (size_t)n >= sizeof payload || mqtt_client_publish(mqtt, topic, payload, (size_t)n, 1, true) < 0)
         LOG_WARN("session", "could not announce session %s to the cluster", sid);
 }
 
-bool session_on_issued(struct session_registry *r, const struct cfg_sessions *cs, const char *topic,
-                       size_t payload_len)
+bool session_on_issued(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
+                       const char *topic, const char *payload, size_t payload_len)
 {
     static const char prefix[] = "telebridge/sessions/";
     if (strncmp(topic, prefix, sizeof prefix - 1) != 0)
         return false;
     const char *sid = topic + sizeof prefix - 1;
-    if (r && payload_len && session_id_valid(sid) && !session_known(r, cs, NULL, sid))
-        remember(r, cs, sid);
+    if (!r || !session_id_valid(sid))
+        return true;
+    if (!payload_len) { /* retired by its owner */
+        forget(r, sid);
+        return true;
+    }
+    if (session_known(r, cs, NULL, sid))
+        return true;
+    /* The issue time, so that sessions.ttl counts from the issue and not from when this
+     * member heard of it (a restarted member reads every retained entry at once). An
+     * entry without one (from an older bridge) counts from now. */
+    uint64_t now = wall_ms(), at = now;
+    cJSON *j = payload ? cJSON_ParseWithLength(payload, payload_len) : NULL;
+    const cJSON *ia = cJSON_GetObjectItemCaseSensitive(j, "issued_at");
+    if (cJSON_IsNumber(ia) && ia->valuedouble > 0 && ia->valuedouble <= (double)now)
+        at = (uint64_t)ia->valuedouble;
+    cJSON_Delete(j);
+    if (cs->ttl_ms && now - at >= cs->ttl_ms) {
+        retire(r, mqtt, sid); /* expired while no member ran to clear it */
+        return true;
+    }
+    remember(r, cs, mqtt, sid, at);
     return true;
 }
 
@@ -213,8 +345,9 @@ static void answer(struct session_registry *r, const struct cfg_sessions *cs, st
 {
     char sid[37], room[SESSION_ID_MAX + 128];
     session_uuid4(sid);
-    remember(r, cs, sid);
-    announce(r, mqtt, sid);
+    uint64_t now = wall_ms();
+    remember(r, cs, mqtt, sid, now);
+    announce(r, mqtt, sid, now);
     session_room(cs, sid, room, sizeof room);
     struct sbuf b;
     sbuf_init(&b);

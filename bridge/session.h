@@ -9,7 +9,7 @@
  * property on MQTT 5). Requests without a usable reply topic are logged and dropped.
  *
  * The bridge remembers the ids it issued (up to sessions.max_sessions, oldest
- * forgotten first). A session id is also known when its room holds data (a setup or
+ * forgotten first, and each for sessions.ttl after its issue). A session id is also known when its room holds data (a setup or
  * telemetry seen on the broker, e.g. retained after a bridge restart, or from a
  * monitor that made up its own id), so a restart does not orphan running sessions.
  * Service thread only; the registry of issued ids is this module's own struct. */
@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct cfg_sessions;
 struct mqtt_client;
@@ -41,9 +42,18 @@ bool session_on_mqtt(struct session_registry *r, const struct cfg_sessions *cs, 
 struct cluster;
 void session_registry_set_cluster(struct session_registry *r, const struct cluster *cl);
 /* A message on telebridge/sessions/<id> (another member issued <id>): remembered, so
- * join_session works here too. Returns false when the topic is not one of those. */
-bool session_on_issued(struct session_registry *r, const struct cfg_sessions *cs, const char *topic,
-                       size_t payload_len);
+ * join_session works here too; an empty one (the entry was cleared) forgets the id; one
+ * already past sessions.ttl is cleared (by its owner). Returns false when the topic is
+ * not one of those. */
+bool session_on_issued(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
+                       const char *topic, const char *payload, size_t payload_len);
+/* Forgets the ids older than sessions.ttl (checked once a second); in a cluster the
+ * owner of each also clears its retained entry, so the broker does not keep every id
+ * ever issued. An id pushed out by max_sessions is cleared the same way. */
+void session_tick(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
+                  uint64_t now_wall_ms);
+/* Ids currently remembered. */
+size_t session_count(const struct session_registry *r);
 
 /* Is 'sid' usable as a session id (1..64 of [A-Za-z0-9_.-])? */
 bool session_id_valid(const char *sid);

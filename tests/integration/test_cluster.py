@@ -308,6 +308,68 @@ def test_one_session_answer_and_the_id_is_joinable_on_every_bridge(broker, bridg
         mon.close()
 
 
+class RegistryWatcher(Watcher):
+    """Every message on telebridge/sessions/# (the cluster's retained registry of ids)."""
+
+    def __init__(self, port):
+        self.msgs = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.c = mqtt.Client(client_id=f"reg-{time.monotonic_ns()}", protocol=mqtt.MQTTv311)
+        self.c.on_message = self._on_message
+        self.c.on_subscribe = lambda *a: self.ready.set()
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        self.c.subscribe("telebridge/sessions/#", 1)
+        assert self.ready.wait(5)
+
+    def entries(self, sid):
+        with self.lock:
+            return [p for t, _, p in self.msgs if t == f"telebridge/sessions/{sid}"]
+
+
+def test_session_ids_expire_from_every_member_and_the_retained_registry(broker, bridges, clients):
+    """sessions.ttl: an id is forgotten on every member after its TTL, and exactly one
+    member (its owner) clears the retained entry, so the broker does not keep every id ever
+    issued; a bridge started later neither learns an expired id nor re-announces it."""
+    from test_session import Monitor
+    ttl_cfg = lambda n: config_for(n).replace("sessions: {request_topic: session/request}",
+                                              "sessions: {request_topic: session/request, validate: true, ttl: 2s}")
+    brs = [bridges(broker.port, config=ttl_cfg(n)) for n in ("ta", "tb", "tc")]
+    for br in brs:
+        live_members(br, 3)
+    reg = RegistryWatcher(broker.port)
+    mon = Monitor(broker.port, True)
+    try:
+        sid = json.loads(mon.request("mon/ttl/1", "corr-ttl").payload)["session_id"]
+        wait_for(lambda: reg.entries(sid), 5, what="the retained registry entry")
+        entry = reg.entries(sid)[0]
+        assert entry["session_id"] == sid and entry["issued_at"] > 0
+        for br in brs:
+            wait_for(lambda: br.health()["sessions"] == 1, 5, what="the id known on every member")
+        # every member forgets it after the TTL; one empty retained publish clears the entry
+        for br in brs:
+            wait_for(lambda: br.health()["sessions"] == 0, 10, what="the id forgotten after 2 s")
+        wait_for(lambda: None in reg.entries(sid), 5, what="the retained entry cleared")
+        time.sleep(1.5)
+        assert reg.entries(sid).count(None) == 1, reg.entries(sid)
+        w = clients(brs[1].url("/ws/connect"))
+        w.send_json({"type": "join_session", "session_id": sid})
+        assert w.recv_type("error")["code"] == "unknown_session"
+        # nothing retained is left for a bridge that starts now
+        late = RegistryWatcher(broker.port)
+        time.sleep(1.0)
+        assert late.entries(sid) == []
+        late.close()
+        # a fresh id is still issued, announced and joinable
+        sid2 = json.loads(mon.request("mon/ttl/2", "corr-ttl-2").payload)["session_id"]
+        w.send_json({"type": "join_session", "session_id": sid2})
+        assert w.recv_type("session_joined")["session_id"] == sid2
+    finally:
+        mon.close()
+        reg.close()
+
+
 def test_duplicate_instance_id_is_refused_at_start(broker, bridges):
     a = bridges(broker.port, config=config_for("dup"))
     with pytest.raises(RuntimeError) as e:
