@@ -58,13 +58,6 @@ void session_registry_free(struct session_registry *r)
     free(r);
 }
 
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* A cluster's retained entry telebridge/sessions/<id> is cleared (an empty retained
  * publish) by one member: the owner of the id among the live members. */
 static void retire(const struct session_registry *r, struct mqtt_client *mqtt, const char *sid)
@@ -136,17 +129,24 @@ static void trim_head(struct session_registry *r)
     }
 }
 
-static bool forget(struct session_registry *r, const char *sid)
+/* The slot holding 'sid' (non-empty), or NULL. */
+static char *find(const struct session_registry *r, const char *sid)
 {
-    for (size_t i = 0; r && i < r->len; i++) {
+    for (size_t i = 0; r && sid[0] && i < r->len; i++) {
         char *id = r->ids[(r->head + i) % r->cap];
-        if (id[0] && strcmp(id, sid) == 0) {
-            id[0] = '\0';
-            trim_head(r);
-            return true;
-        }
+        if (strcmp(id, sid) == 0)
+            return id;
     }
-    return false;
+    return NULL;
+}
+
+static void forget(struct session_registry *r, const char *sid)
+{
+    char *id = find(r, sid);
+    if (id) {
+        id[0] = '\0';
+        trim_head(r);
+    }
 }
 
 void session_tick(struct session_registry *r, const struct cfg_sessions *cs, struct mqtt_client *mqtt,
@@ -189,12 +189,7 @@ const char *session_of_room(const struct cfg_sessions *cs, const char *room)
 
 bool session_issued(const struct session_registry *r, const char *sid)
 {
-    if (!sid[0])
-        return false;
-    for (size_t i = 0; r && i < r->len; i++)
-        if (strcmp(r->ids[(r->head + i) % r->cap], sid) == 0)
-            return true;
-    return false;
+    return find(r, sid) != NULL;
 }
 
 size_t session_count(const struct session_registry *r)
@@ -295,7 +290,7 @@ bool session_on_issued(struct session_registry *r, const struct cfg_sessions *cs
     /* The issue time, so that sessions.ttl counts from the issue and not from when this
      * member heard of it (a restarted member reads every retained entry at once). An
      * entry without one (from an older bridge) counts from now. */
-    uint64_t now = wall_ms(), at = now;
+    uint64_t now = tb_wall_ms(), at = now;
     cJSON *j = payload ? cJSON_ParseWithLength(payload, payload_len) : NULL;
     const cJSON *ia = cJSON_GetObjectItemCaseSensitive(j, "issued_at");
     if (cJSON_IsNumber(ia) && ia->valuedouble > 0 && ia->valuedouble <= (double)now)
@@ -345,7 +340,7 @@ static void answer(struct session_registry *r, const struct cfg_sessions *cs, st
 {
     char sid[37], room[SESSION_ID_MAX + 128];
     session_uuid4(sid);
-    uint64_t now = wall_ms();
+    uint64_t now = tb_wall_ms();
     remember(r, cs, mqtt, sid, now);
     announce(r, mqtt, sid, now);
     session_room(cs, sid, room, sizeof room);

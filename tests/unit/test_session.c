@@ -10,19 +10,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <cmocka.h>
 
 #include "config.h"
+#include "log.h"
 #include "session.h"
-
-static uint64_t now_wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static struct cfg_sessions sessions_cfg(size_t max, uint64_t ttl_ms)
 {
@@ -48,7 +41,7 @@ static void test_learns_and_forgets_cleared(void **state)
     (void)state;
     struct cfg_sessions cs = sessions_cfg(100, 0);
     struct session_registry *r = session_registry_new();
-    uint64_t now = now_wall();
+    uint64_t now = tb_wall_ms();
     assert_true(learn(r, &cs, "s-1", now));
     assert_true(learn(r, &cs, "s-2", now));
     assert_true(learn(r, &cs, "s-2", now));   /* twice: remembered once */
@@ -74,7 +67,7 @@ static void test_ttl_counts_from_issue(void **state)
     (void)state;
     struct cfg_sessions cs = sessions_cfg(100, 60000);
     struct session_registry *r = session_registry_new();
-    uint64_t now = now_wall();
+    uint64_t now = tb_wall_ms();
     /* already past the TTL when heard of (a member that restarts late): not remembered */
     assert_true(learn(r, &cs, "old", now - 61000));
     assert_false(session_issued(r, "old"));
@@ -92,7 +85,7 @@ static void test_ttl_counts_from_issue(void **state)
     assert_false(session_issued(r, "new"));
     assert_int_equal(session_count(r), 0);
     /* the ring is reusable after everything expired */
-    assert_true(learn(r, &cs, "again", now_wall()));
+    assert_true(learn(r, &cs, "again", tb_wall_ms()));
     assert_true(session_issued(r, "again"));
     session_registry_free(r);
 }
@@ -102,7 +95,7 @@ static void test_ttl_zero_keeps(void **state)
     (void)state;
     struct cfg_sessions cs = sessions_cfg(100, 0);
     struct session_registry *r = session_registry_new();
-    uint64_t now = now_wall();
+    uint64_t now = tb_wall_ms();
     assert_true(learn(r, &cs, "year-old", now - 365ull * 86400000ull));
     session_tick(r, &cs, NULL, now + 86400000ull);
     assert_true(session_issued(r, "year-old"));
@@ -114,7 +107,7 @@ static void test_max_sessions_pushes_oldest_out(void **state)
     (void)state;
     struct cfg_sessions cs = sessions_cfg(3, 0);
     struct session_registry *r = session_registry_new();
-    uint64_t now = now_wall();
+    uint64_t now = tb_wall_ms();
     assert_true(learn(r, &cs, "a", now));
     assert_true(learn(r, &cs, "b", now));
     assert_true(learn(r, &cs, "c", now));
@@ -139,7 +132,7 @@ static void test_hostile_entries(void **state)
     (void)state;
     struct cfg_sessions cs = sessions_cfg(100, 60000);
     struct session_registry *r = session_registry_new();
-    uint64_t now = now_wall();
+    uint64_t now = tb_wall_ms();
     /* ids that are not session ids */
     assert_true(learn(r, &cs, "a b", now));
     assert_true(learn(r, &cs, "x/y", now));
