@@ -62,9 +62,10 @@ def start_cluster(broker, bridges, names=("a", "b", "c")):
 
 
 class Watcher:
-    """Every message on alerts/# (retained or live), as (retain, payload dict or None)."""
+    """Every message on alerts/# (or 'topic'; retained or live), as (topic, retain,
+    payload dict or None)."""
 
-    def __init__(self, port):
+    def __init__(self, port, topic="alerts/#"):
         self.msgs = []
         self.lock = threading.Lock()
         self.ready = threading.Event()
@@ -73,7 +74,7 @@ class Watcher:
         self.c.on_subscribe = lambda *a: self.ready.set()
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
-        self.c.subscribe("alerts/#", 1)
+        self.c.subscribe(topic, 1)
         assert self.ready.wait(5)
 
     def _on_message(self, c, u, m):
@@ -312,16 +313,7 @@ class RegistryWatcher(Watcher):
     """Every message on telebridge/sessions/# (the cluster's retained registry of ids)."""
 
     def __init__(self, port):
-        self.msgs = []
-        self.lock = threading.Lock()
-        self.ready = threading.Event()
-        self.c = mqtt.Client(client_id=f"reg-{time.monotonic_ns()}", protocol=mqtt.MQTTv311)
-        self.c.on_message = self._on_message
-        self.c.on_subscribe = lambda *a: self.ready.set()
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        self.c.subscribe("telebridge/sessions/#", 1)
-        assert self.ready.wait(5)
+        super().__init__(port, "telebridge/sessions/#")
 
     def entries(self, sid):
         with self.lock:
