@@ -424,9 +424,10 @@ bool conn_would_wait(const struct conn *c, const struct sub *s, size_t len)
 }
 
 /* How far a snapshot runs ahead of the socket: two of the writer's coalesced writes. The
- * rest follows as the client reads (conn_admit_pending after each write), so a join costs
- * the service thread a slice of ~300 frames at a time, never the whole queue's worth in
- * one go (a burst of joins would hold live frames back that long). */
+ * rest follows as the client reads (conn_admit_pending after each write): a joiner holds
+ * at most this much of its snapshot queued (not half its queue), and a join is ~300
+ * frames of work at a time for the service thread. (Observers' latency under 100 joins/s
+ * did not measurably change with it: docs/benchmarks.md, "Joins again".) */
 #define SNAPSHOT_AHEAD_BYTES (128u * 1024)
 
 static bool snapshot_may_queue(const struct conn *c)
