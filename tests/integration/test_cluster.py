@@ -326,7 +326,7 @@ def test_session_ids_expire_from_every_member_and_the_retained_registry(broker, 
     issued; a bridge started later neither learns an expired id nor re-announces it."""
     from test_session import Monitor
     ttl_cfg = lambda n: config_for(n).replace("sessions: {request_topic: session/request}",
-                                              "sessions: {request_topic: session/request, validate: true, ttl: 2s}")
+                                              "sessions: {request_topic: session/request, validate: true, ttl: 3s}")
     brs = [bridges(broker.port, config=ttl_cfg(n)) for n in ("ta", "tb", "tc")]
     for br in brs:
         live_members(br, 3)
@@ -341,7 +341,7 @@ def test_session_ids_expire_from_every_member_and_the_retained_registry(broker, 
             wait_for(lambda: br.health()["sessions"] == 1, 5, what="the id known on every member")
         # every member forgets it after the TTL; one empty retained publish clears the entry
         for br in brs:
-            wait_for(lambda: br.health()["sessions"] == 0, 10, what="the id forgotten after 2 s")
+            wait_for(lambda: br.health()["sessions"] == 0, 10, what="the id forgotten after 3 s")
         wait_for(lambda: None in reg.entries(sid), 5, what="the retained entry cleared")
         time.sleep(1.5)
         assert reg.entries(sid).count(None) == 1, reg.entries(sid)
